@@ -1,0 +1,138 @@
+"""Open-set splits: which samples train the head, which select it, which test it.
+
+The rules a split must obey, enforced by `OpenSetSplit.check()` and so by every pipeline that uses
+one (the reference code's faults are exactly these):
+- train and validation hold known classes only; unknown classes appear in test only;
+- no image (by content hash) is in more than one of train, validation and test;
+- validation is never the test set.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .samples import Sample
+
+
+class SplitLeakError(Exception):
+    """A split that would let unknown or test samples into training or selection."""
+
+
+@dataclass
+class OpenSetSplit:
+    known_classes: list[str]
+    unknown_classes: list[str]
+    train: list[Sample]
+    val: list[Sample]
+    test: list[Sample]
+
+    def check(self) -> "OpenSetSplit":
+        known = set(self.known_classes)
+        if not known:
+            raise SplitLeakError("no known classes")
+        overlap = known & set(self.unknown_classes)
+        if overlap:
+            raise SplitLeakError(f"classes both known and unknown: {sorted(overlap)}")
+        for role, samples in (("train", self.train), ("validation", self.val)):
+            bad = sorted({s.label for s in samples} - known)
+            if bad:
+                raise SplitLeakError(f"{role} set contains non-known classes {bad}")
+        hashes = {}
+        for role, samples in (("train", self.train), ("validation", self.val), ("test", self.test)):
+            for s in samples:
+                if s.sha256 is None:
+                    raise SplitLeakError(f"{s.path}: sample has no content hash")
+                prev = hashes.setdefault(s.sha256, role)
+                if prev != role:
+                    raise SplitLeakError(f"{s.path}: the same image is in both {prev} and {role}")
+        missing = sorted(known - {s.label for s in self.train})
+        if missing:
+            raise SplitLeakError(f"known classes without training samples: {missing}")
+        return self
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for role, samples in (("train", self.train), ("val", self.val), ("test", self.test)):
+            c: dict[str, int] = defaultdict(int)
+            for s in samples:
+                c[s.label] += 1
+            out[role] = dict(sorted(c.items()))
+        return out
+
+
+def dedupe(samples: Sequence[Sample]) -> tuple[list[Sample], int]:
+    """Keep the first sample of each content hash, so one image never sits in two splits."""
+    seen, out = set(), []
+    for s in samples:
+        if s.sha256 in seen:
+            continue
+        seen.add(s.sha256)
+        out.append(s)
+    return out, len(samples) - len(out)
+
+
+def stratified_split(
+    samples: Sequence[Sample], fractions: Sequence[float], seed: int
+) -> list[list[Sample]]:
+    """Split each class by the given fractions (seeded); every part gets ≥1 sample of a class when
+    the class is large enough."""
+    rng = np.random.default_rng(seed)
+    by_label: dict[str, list[Sample]] = defaultdict(list)
+    for s in sorted(samples, key=lambda s: (s.label, s.sha256 or "", str(s.path))):
+        by_label[s.label].append(s)
+    parts: list[list[Sample]] = [[] for _ in fractions]
+    fr = np.asarray(fractions, dtype=float) / float(sum(fractions))
+    for label in sorted(by_label):
+        items = by_label[label]
+        order = rng.permutation(len(items))
+        n = len(items)
+        sizes = np.floor(fr * n).astype(int)
+        if n >= len(fr):
+            sizes = np.maximum(sizes, 1)
+        # give the rounding remainder to the first part (training)
+        sizes[0] = n - sizes[1:].sum()
+        start = 0
+        for i, size in enumerate(sizes):
+            parts[i].extend(items[j] for j in order[start:start + size])
+            start += size
+    return parts
+
+
+def make_split(
+    samples: Sequence[Sample], known: Sequence[str], unknown: Sequence[str] | None = None,
+    test_samples: Sequence[Sample] | None = None, seed: int = 0,
+    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
+) -> OpenSetSplit:
+    """Build a checked open-set split.
+
+    Without `test_samples`: known-class samples are split train/val/test by `fractions`
+    (stratified, seeded) and unknown-class samples all go to test.
+    With `test_samples`: train/val come from the known-class part of `samples`, test is
+    `test_samples` (minus any image also used for training or validation).
+    `unknown` defaults to every label of the test data that is not known; labels that are neither
+    known nor unknown are left out.
+    """
+    known = list(dict.fromkeys(known))
+    samples, _ = dedupe(samples)
+    if test_samples is None:
+        if unknown is None:
+            unknown = sorted({s.label for s in samples} - set(known))
+        known_part = [s for s in samples if s.label in set(known)]
+        train, val, test = stratified_split(known_part, fractions, seed)
+        test = test + [s for s in samples if s.label in set(unknown)]
+    else:
+        test_samples, _ = dedupe(test_samples)
+        if unknown is None:
+            unknown = sorted({s.label for s in test_samples} - set(known))
+        known_part = [s for s in samples if s.label in set(known)]
+        train, val = stratified_split(known_part, fractions[:2], seed)
+        used = {s.sha256 for s in train} | {s.sha256 for s in val}
+        test = [s for s in test_samples
+                if s.label in set(known) | set(unknown) and s.sha256 not in used]
+    absent = sorted(set(known) - {s.label for s in samples})
+    if absent:
+        raise SplitLeakError(f"known classes not present in the training data: {absent}")
+    return OpenSetSplit(list(known), list(unknown), train, val, test).check()
