@@ -1,0 +1,29 @@
+"""Reject threshold: calibrated on known-class validation scores only, for a target TPR.
+
+A sample is accepted as known when its score is >= the threshold. With target TPR t, the
+threshold keeps (at least) a fraction t of the known validation samples. Unknown samples never
+reach this module.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+UNKNOWN = "unknown"
+
+
+def calibrate_threshold(known_val_scores: np.ndarray, target_tpr: float = 0.95) -> float:
+    s = np.sort(np.asarray(known_val_scores, dtype=np.float64))
+    if s.size == 0:
+        raise ValueError("cannot calibrate a threshold without validation scores")
+    if not 0.0 < target_tpr <= 1.0:
+        raise ValueError(f"target TPR must be in (0, 1], got {target_tpr}")
+    # largest threshold that keeps ceil(t·n) samples
+    keep = int(np.ceil(target_tpr * s.size))
+    return float(s[s.size - keep])
+
+
+def apply_threshold(labels: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Closed-set predictions with the rejected ones replaced by `unknown`."""
+    out = np.asarray(labels, dtype=object).copy()
+    out[np.asarray(scores) < threshold] = UNKNOWN
+    return out
