@@ -33,6 +33,19 @@ def make_head(name: str, **params) -> Head:
     return HEADS[name](**params)
 
 
+def head_factory(name: str, seed: int = 0):
+    """`make(**params)` building unfitted `name` heads, seeded when the head takes a seed."""
+    import inspect
+    if name not in HEADS:
+        raise ValueError(f"unknown head {name!r}; heads: {', '.join(sorted(HEADS))}")
+    cls = HEADS[name]
+    seeded = {"seed": seed} if "seed" in inspect.signature(cls.__init__).parameters else {}
+
+    def make(**params) -> Head:
+        return cls(**(seeded | params))
+    return make
+
+
 _register_optional()
 
-__all__ = ["HEADS", "Head", "LinearHead", "NotFittedError", "make_head", "register_head", "softmax"]
+__all__ = ["HEADS", "Head", "LinearHead", "NotFittedError", "head_factory", "make_head", "register_head", "softmax"]

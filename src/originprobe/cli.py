@@ -1,0 +1,252 @@
+"""The `originprobe` command line. Each command is a thin layer over `originprobe.pipeline`.
+
+Exit status: 0 on success (skipped files are listed in errors.csv and summarised), 1 when
+`--strict` is given and some files were skipped, 2 on a usage or input error, with a message that
+names the file and the reason.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_SKIPPED, EXIT_ERROR = 1, 2
+
+
+def _csv(s: str | None) -> list[str] | None:
+    return None if s is None else [x.strip() for x in s.split(",") if x.strip()]
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .backbones import UnknownBackboneError, WeightsNotFoundError
+    from .data import DatasetError, ImageDecodeError, SplitLeakError
+    from .features import StoreError
+    from .heads.selection import SelectionLeakError
+    from .openset import UnsupportedScoreError
+    from .pipeline import BundleError
+    return (DatasetError, SplitLeakError, WeightsNotFoundError, UnknownBackboneError, BundleError,
+            UnsupportedScoreError, StoreError, SelectionLeakError, ImageDecodeError,
+            FileNotFoundError, NotADirectoryError, PermissionError, ValueError)
+
+
+def _add_data_args(p: argparse.ArgumentParser, known_required: bool = True) -> None:
+    p.add_argument("--data", required=True,
+                   help="folder tree <root>/<label>/..., manifest CSV (path,label) or annotation file")
+    p.add_argument("--class-names", help="class names, one per line (for annotation files)")
+    p.add_argument("--root", help="root that annotation-file paths are relative to")
+    p.add_argument("--known", required=known_required, help="comma-separated known classes")
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    from .backbones import DEFAULT_BACKBONE
+    from .pipeline.prepare import DEFAULT_CACHE
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE, help="see `originprobe backbones`")
+    p.add_argument("--weights", help="weights file or directory for the backbone")
+    p.add_argument("--layers", default="all", help='"all", or layers "a,b"; "a+b" concatenates')
+    p.add_argument("--head", default="linear", help="linear, knn, gaussian, ncm, reference")
+    p.add_argument("--score", help="open-set score (default: the head's own)")
+    p.add_argument("--target-tpr", type=float, default=0.95,
+                   help="fraction of known validation samples the reject threshold keeps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache", default=DEFAULT_CACHE, help="feature cache directory")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--workers", type=int, help="image decoding worker processes")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--strict", action="store_true", help="exit 1 if any file was skipped")
+
+
+def _config(a: argparse.Namespace):
+    from .pipeline import RunConfig
+    return RunConfig(
+        data=a.data, known=_csv(a.known) or [], unknown=_csv(getattr(a, "unknown", None)),
+        test_data=getattr(a, "test_data", None), class_names=a.class_names, root=a.root,
+        backbone=a.backbone, weights=a.weights, layers=a.layers, head=a.head, score=a.score,
+        target_tpr=a.target_tpr, seed=a.seed, cache=a.cache, batch_size=a.batch_size,
+        workers=a.workers, device=a.device, progress=not a.no_progress, strict=a.strict)
+
+
+def _skipped_summary(n: int, where: str | None) -> None:
+    if n:
+        print(f"skipped {n} file(s)" + (f"; see {where}" if where else ""), file=sys.stderr)
+
+
+def cmd_evaluate(a) -> int:
+    from .pipeline import evaluate
+    from .report.results import results_markdown
+    res = evaluate(_config(a), a.out)
+    print(results_markdown(res))
+    print(f"wrote {a.out}/results.json, results.md, config.json, predictions.csv, errors.csv")
+    _skipped_summary(res["errors"], f"{a.out}/errors.csv")
+    return EXIT_SKIPPED if a.strict and res["errors"] else 0
+
+
+def cmd_fit(a) -> int:
+    from .pipeline import fit
+    b = fit(_config(a), a.out)
+    sel = b.extra["selection"]
+    print(f"saved {a.out}: {b.head.name} head on {b.backbone['name']}/{b.layer} "
+          f"params {json.dumps(sel['params'])}, val balanced accuracy "
+          f"{sel['val_balanced_accuracy']:.3f}; score {b.score}, reject below {b.threshold:.4g} "
+          f"(keeps {b.target_tpr:.0%} of known validation images)")
+    n = b.extra.get("skipped_files", 0)
+    _skipped_summary(n, None)
+    return EXIT_SKIPPED if a.strict and n else 0
+
+
+def cmd_predict(a) -> int:
+    from .pipeline import load_model, predict_paths
+    bundle, backbone = load_model(a.model, weights=a.weights)
+    preds, problems = predict_paths(bundle, backbone, a.paths, cache=a.cache,
+                                    batch_size=a.batch_size, progress=not a.no_progress and
+                                    not a.json, workers=a.workers)
+    if a.json:
+        print(json.dumps({"model": str(a.model), "score": bundle.score,
+                          "threshold": bundle.threshold,
+                          "predictions": [p.to_dict() for p in preds],
+                          "skipped": [{"path": str(p.path), "reason": p.reason}
+                                      for p in problems]}, indent=2))
+    else:
+        for p in preds:
+            top = ", ".join(f"{l} {pr:.2f}" for l, pr in p.top)
+            verdict = p.label if p.label != "unknown" else f"unknown (closest: {p.closest})"
+            print(f"{p.path}\t{verdict}\t{bundle.score}={p.score:.4g} "
+                  f"(threshold {p.threshold:.4g})\ttop-3: {top}")
+        for pr in problems:
+            print(f"{pr.path}\tskipped: {pr.reason}", file=sys.stderr)
+    if not preds and problems:
+        return EXIT_ERROR
+    return EXIT_SKIPPED if a.strict and problems else 0
+
+
+def cmd_extract(a) -> int:
+    from .backbones import load_backbone
+    from .data import hash_samples, load_dataset
+    from .features import extract_features, open_store
+    from .pipeline.prepare import base_layers, parse_layers
+    from .report import write_errors_csv
+    ds = load_dataset(a.data, class_names=a.class_names, root=a.root)
+    backbone = load_backbone(a.backbone, weights=a.weights)
+    layers = base_layers(parse_layers(a.layers, backbone))
+    store = open_store(a.cache, backbone)
+    rep = extract_features(ds.samples, backbone, store, layers, batch_size=a.batch_size,
+                           num_workers=a.workers, device=a.device, progress=not a.no_progress)
+    problems = list(ds.problems) + rep.errors
+    print(f"{backbone.name} [{', '.join(layers)}] → {store.dir}")
+    print(rep.summary())
+    if a.errors:
+        write_errors_csv(a.errors, problems)
+    for pr in problems[:20]:
+        print(f"  skipped {pr.path}: {pr.reason}", file=sys.stderr)
+    _skipped_summary(len(problems), a.errors)
+    return EXIT_SKIPPED if a.strict and problems else 0
+
+
+def cmd_backbones(a) -> int:
+    try:
+        from .backbones.catalog import format_backbones_table, list_backbones
+    except ImportError:  # catalog module not available: list the registry plainly
+        from .backbones import BACKBONES
+        for name, spec in sorted(BACKBONES.items()):
+            print(f"{name}\t{spec.source}\t{spec.layers_hint}\t{spec.dim_hint}\t"
+                  f"weights: {'yes' if spec.weights_available() else 'no'}")
+        return 0
+    rows = list_backbones()
+    print(json.dumps(rows, indent=2) if a.json else format_backbones_table(rows))
+    return 0
+
+
+def cmd_cache_verify(a) -> int:
+    from .features.store import open_namespaces
+    stores = open_namespaces(a.dir)
+    if not stores:
+        print(f"{a.dir}: no feature namespaces found")
+        return EXIT_ERROR
+    bad = 0
+    for st in stores:
+        rep = st.verify()
+        status = "ok" if rep.ok else f"DAMAGED ({len(rep.damaged)} shard(s))"
+        print(f"{st.dir.name}: {rep.shards} shards, {rep.rows} rows: {status}")
+        for path, reason in rep.damaged:
+            print(f"  {path}: {reason}")
+        bad += len(rep.damaged)
+    return 1 if bad else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="originprobe",
+                                 description="Open-set synthetic image origin attribution.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("evaluate", help="train, select on validation, test open-set; write a run")
+    _add_data_args(p)
+    p.add_argument("--test-data", help="separate test set (default: split --data)")
+    p.add_argument("--unknown", help="unknown classes (default: every non-known test label)")
+    _add_model_args(p)
+    p.add_argument("--out", required=True, help="run directory")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("fit", help="train on known classes and save a model bundle")
+    _add_data_args(p)
+    _add_model_args(p)
+    p.add_argument("--out", required=True, help="model directory")
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("predict", help="attribute images with a saved model")
+    p.add_argument("model", help="model directory written by `fit`")
+    p.add_argument("paths", nargs="+", help="image files or folders (recursive)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--weights", help="backbone weights, if not found automatically")
+    p.add_argument("--cache", help="feature cache to reuse (default: none)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--strict", action="store_true")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("extract", help="extract and cache features of a dataset")
+    p.add_argument("data")
+    p.add_argument("--class-names")
+    p.add_argument("--root")
+    from .backbones import DEFAULT_BACKBONE
+    from .pipeline.prepare import DEFAULT_CACHE
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE)
+    p.add_argument("--weights")
+    p.add_argument("--layers", default="all")
+    p.add_argument("--cache", default=DEFAULT_CACHE)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--workers", type=int)
+    p.add_argument("--device")
+    p.add_argument("--errors", help="write skipped files to this CSV")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--strict", action="store_true")
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("backbones", help="list backbones, their layers and weights availability")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_backbones)
+
+    p = sub.add_parser("cache", help="feature cache maintenance")
+    csub = p.add_subparsers(dest="cache_command", required=True)
+    v = csub.add_parser("verify", help="check every shard against its recorded checksum")
+    v.add_argument("dir")
+    v.set_defaults(func=cmd_cache_verify)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
+    a = ap.parse_args(argv)
+    try:
+        return a.func(a)
+    except _user_errors() as exc:
+        print(f"originprobe {a.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("interrupted; completed shards are kept in the cache", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

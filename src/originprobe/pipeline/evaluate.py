@@ -1,0 +1,117 @@
+"""`originprobe evaluate`: select a head on known-class validation data, test it open-set.
+
+Order of use of the data, which the code enforces:
+train (known) → fit; validation (known) → choose layer and hyper-parameters, calibrate the reject
+threshold; test (known + unknown) → metrics only, touched once after every choice is fixed.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..heads import HEADS, head_factory
+from ..heads.selection import Selection, select_head
+from ..metrics import auroc, evaluate_open_set, oscr
+from ..openset import calibrate_threshold, check_supported, known_score, scores_from_decision
+from ..report import write_run
+from ..features.store import atomic_write_text
+from .prepare import Prepared, RunConfig, prepare
+
+
+def resolve_score(head_name: str, score: str | None) -> str:
+    if head_name not in HEADS:
+        raise ValueError(f"unknown head {head_name!r}; heads: {', '.join(sorted(HEADS))}")
+    cls = HEADS[head_name]
+    score = score or cls.default_score
+    check_supported(cls, score)
+    return score
+
+
+def run_selection(p: Prepared, head_name: str) -> Selection:
+    return select_head(head_factory(head_name, p.config.seed), p.features, p.layers, p.features.labels("train"), p.features.labels("val"),
+                       p.split.known_classes)
+
+
+def test_head(p: Prepared, sel: Selection, score: str, target_tpr: float) -> dict:
+    head = sel.head
+    threshold = calibrate_threshold(known_score(head, p.features("val", sel.layer), score),
+                                    target_tpr)
+    decision = head.decision_function(p.features("test", sel.layer))
+    pred = head.classes_[np.argmax(decision, axis=1)]
+    scores = scores_from_decision(score, decision)
+    metrics = evaluate_open_set(p.features.labels("test"), pred, scores, p.split.known_classes,
+                                threshold)
+    return {"metrics": metrics, "pred": pred, "scores": scores, "threshold": threshold,
+            "decision": decision}
+
+
+def layer_sweep(p: Prepared, sel: Selection, head_name: str, score: str) -> list[dict]:
+    """Best validation params of every layer, and what that layer would have given on test.
+
+    Reported for reading only: the selected layer was fixed by validation before this runs."""
+    rows = []
+    y_test = p.features.labels("test")
+    is_known = np.isin(y_test, p.split.known_classes)
+    for layer, row in sel.best_per_layer().items():
+        if layer == sel.layer and row.params == sel.params:
+            head = sel.head
+        else:
+            head = head_factory(head_name, p.config.seed)(**row.params).fit(p.features("train", layer),
+                                                        p.features.labels("train"))
+        d = head.decision_function(p.features("test", layer))
+        pred = head.classes_[np.argmax(d, axis=1)]
+        s = scores_from_decision(score, d)
+        rows.append({"layer": layer, "params": row.params,
+                     "val_balanced_accuracy": row.val_balanced_accuracy,
+                     "test_accuracy": float(np.mean(pred[is_known] == y_test[is_known]))
+                     if is_known.any() else None,
+                     "test_auroc": auroc(s, is_known) if (~is_known).any() else None,
+                     "test_oscr": oscr(s, is_known, pred == y_test) if (~is_known).any() else None})
+    return rows
+
+
+def write_predictions(path: Path, p: Prepared, tested: dict) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["path", "sha256", "label", "predicted", "score", "decision"])
+    for s, pr, sc in zip(p.split.test, tested["pred"], tested["scores"]):
+        decided = pr if sc >= tested["threshold"] else "unknown"
+        w.writerow([str(s.path).encode("utf-8", "backslashreplace").decode(), s.sha256, s.label,
+                    pr, f"{sc:.6g}", decided])
+    atomic_write_text(path, buf.getvalue())
+
+
+def evaluate(cfg: RunConfig, out_dir: str | Path, title: str = "") -> dict:
+    score = resolve_score(cfg.head, cfg.score)  # fail before any extraction
+    t0 = time.perf_counter()
+    p = prepare(cfg)
+    t_extract = time.perf_counter() - t0
+    sel = run_selection(p, cfg.head)
+    tested = test_head(p, sel, score, cfg.target_tpr)
+    sweep = layer_sweep(p, sel, cfg.head, score)
+    res = tested["metrics"]
+    results = {
+        "title": title or f"{Path(cfg.data).name}",
+        **res,
+        "selected": {"head": cfg.head, "score": score, "layer": sel.layer, "params": sel.params,
+                     "C": sel.params.get("C"), "criterion": "validation balanced accuracy",
+                     "threshold": tested["threshold"], "target_tpr": cfg.target_tpr},
+        "known_classes": list(p.split.known_classes),
+        "unknown_classes": list(p.split.unknown_classes),
+        "counts": p.split.counts(),
+        "backbone": {k: v for k, v in p.backbone.describe().items() if k != "feature_dims"},
+        "layer_sweep": sweep,
+        "timing": {"extract_s": round(t_extract, 2), "selection_s": round(sel.seconds, 2),
+                   "images_per_s": round(p.extraction.images_per_second, 1),
+                   "extracted": p.extraction.computed, "cached": p.extraction.cached},
+        "errors": len(p.problems),
+    }
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_predictions(out / "predictions.csv", p, tested)
+    write_run(out, results, cfg.to_dict(), p.problems)
+    return results

@@ -1,0 +1,154 @@
+"""The shared first half of every command: data → split → backbone → cached features.
+
+`prepare()` loads and hashes the samples, builds a checked open-set split, extracts (or reuses)
+the features of every sample once, and drops the files that could not be read, recording why.
+`FeatureTable` then serves features per split role and layer; a layer spec "a+b" concatenates
+layers. Nothing here trains a head or looks at unknown classes beyond placing them in test.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..backbones import DEFAULT_BACKBONE, Backbone, load_backbone
+from ..data import Dataset, OpenSetSplit, Problem, Sample, hash_samples, load_dataset, make_split
+from ..features import ExtractionReport, FeatureStore, extract_features, open_store
+
+DEFAULT_CACHE = ".cache/features"
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines a run; saved verbatim as RUN_DIR/config.json."""
+
+    data: str
+    known: list[str]
+    unknown: list[str] | None = None
+    test_data: str | None = None
+    class_names: str | None = None
+    root: str | None = None
+    backbone: str = DEFAULT_BACKBONE
+    weights: str | None = None
+    layers: str = "all"
+    head: str = "linear"
+    score: str | None = None
+    target_tpr: float = 0.95
+    seed: int = 0
+    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    cache: str = DEFAULT_CACHE
+    batch_size: int | None = None
+    workers: int | None = None
+    device: str | None = None
+    progress: bool = True
+    strict: bool = False
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["fractions"] = list(self.fractions)
+        return d
+
+
+def parse_layers(spec: str | Sequence[str] | None, backbone: Backbone) -> list[str]:
+    """"all" → every layer; "a,b" → those layers; "a+b" entries are concatenations."""
+    if spec is None or spec == "all" or spec == ["all"]:
+        return list(backbone.layer_names)
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    items = [s.strip() for s in items if s.strip()]
+    for item in items:
+        bad = [p for p in item.split("+") if p not in backbone.layer_names]
+        if bad:
+            raise ValueError(f"backbone {backbone.name} has no layer(s) {bad}; "
+                             f"it has {', '.join(backbone.layer_names)}")
+    return items
+
+
+def base_layers(layer_specs: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(p for spec in layer_specs for p in spec.split("+")))
+
+
+class FeatureTable:
+    """Features of the samples of each split role, loaded lazily from the store, kept in RAM."""
+
+    def __init__(self, store: FeatureStore, roles: dict[str, Sequence[Sample]]):
+        self.store = store
+        self.roles = {r: list(s) for r, s in roles.items()}
+        self._cache: dict[tuple[str, str], np.ndarray] = {}
+
+    def labels(self, role: str) -> np.ndarray:
+        return np.array([s.label for s in self.roles[role]], dtype=object)
+
+    def __call__(self, role: str, layer: str) -> np.ndarray:
+        parts = layer.split("+")
+        mats = []
+        for p in parts:
+            key = (role, p)
+            if key not in self._cache:
+                self._cache[key] = self.store.load([s.sha256 for s in self.roles[role]], p)
+            mats.append(self._cache[key])
+        return mats[0] if len(mats) == 1 else np.hstack(mats)
+
+
+@dataclass
+class Prepared:
+    config: RunConfig
+    dataset: Dataset
+    split: OpenSetSplit
+    backbone: Backbone
+    store: FeatureStore
+    layers: list[str]
+    features: FeatureTable
+    extraction: ExtractionReport
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _load(spec: str, cfg: RunConfig) -> tuple[Dataset, list[Sample], list[Problem]]:
+    ds = load_dataset(spec, class_names=cfg.class_names, root=cfg.root)
+    samples, problems = hash_samples(ds.samples)
+    return ds, samples, list(ds.problems) + problems
+
+
+def prepare(cfg: RunConfig, with_test: bool = True) -> Prepared:
+    ds, samples, problems = _load(cfg.data, cfg)
+    test_samples = None
+    if cfg.test_data:
+        _, test_samples, test_problems = _load(cfg.test_data, cfg)
+        problems += test_problems
+    if with_test:
+        split = make_split(samples, cfg.known, cfg.unknown, test_samples, seed=cfg.seed,
+                           fractions=cfg.fractions)
+    else:  # fitting a model to ship: known classes only, train + validation
+        fr = cfg.fractions
+        split = make_split(samples, cfg.known, [], [], seed=cfg.seed, fractions=(fr[0], fr[1], 0.0))
+    backbone = load_backbone(cfg.backbone, weights=cfg.weights)
+    layers = parse_layers(cfg.layers, backbone)
+    store = open_store(cfg.cache, backbone)
+    everything = split.train + split.val + split.test
+    report = extract_features(everything, backbone, store, base_layers(layers),
+                              batch_size=cfg.batch_size, num_workers=cfg.workers,
+                              device=cfg.device, progress=cfg.progress)
+    problems += report.errors
+    failed = {str(p.path) for p in report.errors}
+    if failed:  # unreadable files leave every role; the run goes on without them
+        split = OpenSetSplit(split.known_classes, split.unknown_classes,
+                             [s for s in split.train if str(s.path) not in failed],
+                             [s for s in split.val if str(s.path) not in failed],
+                             [s for s in split.test if str(s.path) not in failed]).check()
+    table = FeatureTable(store, {"train": split.train, "val": split.val, "test": split.test})
+    return Prepared(cfg, ds, split, backbone, store, layers, table, report, problems)
+
+
+def collect_images(paths: Sequence[str | Path]) -> tuple[list[Sample], list[Problem]]:
+    """Files named on a command line; folders are walked recursively (images only)."""
+    from ..data.samples import _walk_images
+    samples, problems = [], []
+    for p in map(Path, paths):
+        if p.is_dir():
+            samples += [Sample(path=f, label="") for f in _walk_images(p)]
+        elif p.exists() or p.is_symlink():
+            samples.append(Sample(path=p, label=""))
+        else:
+            problems.append(Problem(str(p), "no such file or directory"))
+    return samples, problems

@@ -1,0 +1,146 @@
+"""Run directory output: results.json, results.md, config.json, errors.csv, layer_sweep.csv.
+
+Every file is written atomically (temporary file + rename): an interrupted run never leaves a
+half-written results file over a previous one. This module formats; it never computes metrics.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from ..features.store import atomic_write_text
+
+REQUIRED_KEYS = (
+    "closed_set.accuracy", "closed_set.macro_f1", "open_set.auroc", "open_set.oscr",
+    "open_set.ccr_at_fpr05", "open_set.tnr_at_tpr95", "open_set.per_unknown_auroc",
+    "selected.layer", "selected.C", "known_classes", "unknown_classes", "counts",
+)
+
+
+def get_key(d: dict, dotted: str):
+    cur = d
+    for part in dotted.split("."):
+        cur = cur[part]
+    return cur
+
+
+def write_json(path: str | Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(o):
+    import numpy as np
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def write_errors_csv(path: str | Path, problems: Iterable) -> int:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["path", "reason"])
+    n = 0
+    for p in problems:
+        w.writerow([_printable(p.path), p.reason])
+        n += 1
+    atomic_write_text(path, buf.getvalue())
+    return n
+
+
+def _printable(path) -> str:
+    # non-UTF-8 file names must not break the CSV writer
+    return str(path).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def write_table_csv(path: str | Path, rows: Sequence[dict]) -> None:
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+
+
+def fmt(x, digits: int = 3) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(fmt(v) for v in r) + " |")
+    return "\n".join(lines)
+
+
+def results_markdown(res: dict) -> str:
+    cs, os_ = res["closed_set"], res["open_set"]
+    sel = res["selected"]
+    out = [f"# originprobe results: {res.get('title', 'evaluation')}", ""]
+    out.append(f"Backbone `{res['backbone']['name']}`, head `{sel['head']}`, score `{sel['score']}`, "
+               f"layer `{sel['layer']}`, params `{json.dumps(sel['params'])}`"
+               f" (chosen on known-class validation data).")
+    out.append("")
+    out.append(f"Known: {', '.join(res['known_classes'])}  ")
+    out.append(f"Unknown: {', '.join(res['unknown_classes']) or '(none)'}")
+    out.append("")
+    rows = [("closed-set accuracy", cs["accuracy"]), ("closed-set macro-F1", cs["macro_f1"]),
+            ("AUROC (known vs unknown)", os_["auroc"]), ("OSCR", os_["oscr"]),
+            ("CCR @ FPR 5%", os_["ccr_at_fpr05"]), ("TNR @ TPR 95%", os_["tnr_at_tpr95"])]
+    th = res.get("thresholded")
+    if th:
+        rows += [("open-set accuracy @ threshold", th["open_set_accuracy"]),
+                 ("known accepted @ threshold", th["known_accepted"]),
+                 ("unknown rejected @ threshold", th["unknown_rejected"])]
+    out.append(markdown_table(["metric", "value"], rows))
+    if os_["per_unknown_auroc"]:
+        out += ["", "## AUROC per unknown class", ""]
+        out.append(markdown_table(["unknown class", "AUROC"],
+                                  sorted(os_["per_unknown_auroc"].items())))
+    if th:
+        conf = th["confusion"]
+        out += ["", f"## Confusion matrix (threshold {th['threshold']:.4g}; rows = true)", ""]
+        out.append(markdown_table(["true \\ predicted"] + conf["cols"],
+                                  [[r] + row for r, row in zip(conf["rows"], conf["matrix"])]))
+    sweep = res.get("layer_sweep")
+    if sweep:
+        out += ["", "## Layer sweep (best params per layer on validation)", ""]
+        out.append(markdown_table(
+            ["layer", "params", "val bal. acc", "test acc", "test AUROC", "test OSCR", ""],
+            [[r["layer"], json.dumps(r["params"]), r["val_balanced_accuracy"],
+              r.get("test_accuracy"), r.get("test_auroc"), r.get("test_oscr"),
+              "selected" if r["layer"] == sel["layer"] else ""] for r in sweep]))
+    out += ["", "## Samples", ""]
+    counts = res["counts"]
+    labels = sorted({l for role in counts.values() for l in role})
+    out.append(markdown_table(["class"] + list(counts),
+                              [[l] + [counts[r].get(l, 0) for r in counts] for l in labels]))
+    if res.get("errors"):
+        out += ["", f"{res['errors']} file(s) skipped: see errors.csv"]
+    return "\n".join(out) + "\n"
+
+
+def write_run(out_dir: str | Path, results: dict, config: dict, problems: Sequence = ()) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", config)
+    write_errors_csv(out / "errors.csv", problems)
+    if results.get("layer_sweep"):
+        write_table_csv(out / "layer_sweep.csv",
+                        [{k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in r.items()}
+                         for r in results["layer_sweep"]])
+    atomic_write_text(out / "results.md", results_markdown(results))
+    write_json(out / "results.json", results)  # last: its presence marks a complete run
+    return out
