@@ -243,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     except _user_errors() as exc:
         print(f"originprobe {a.command}: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:  # output piped into `head` etc.
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("interrupted; completed shards are kept in the cache", file=sys.stderr)
         return 130

@@ -44,7 +44,8 @@ def load_model(model_dir: str | Path, weights: str | None = None):
             f"{model_dir}: fitted with {bundle.backbone['name']} weights "
             f"{bundle.backbone['weights_id'][:16]}, but the weights found here are "
             f"{backbone.weights_id[:16]}; pass the original weights with --weights")
-    if backbone.preprocessing.to_dict() != bundle.backbone["preprocessing"]:
+    from ..backbones import Preprocessing
+    if backbone.preprocessing != Preprocessing.from_dict(bundle.backbone["preprocessing"]):
         raise BundleError(f"{model_dir}: the backbone's preprocessing differs from the one the "
                           "model was fitted with")
     return bundle, backbone
