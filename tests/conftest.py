@@ -32,16 +32,19 @@ def read_manifest(root: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def write_subset(root: Path, out: Path, per_class: dict[str, int]) -> Path:
-    """A manifest in `out` naming the first n images of each class of realgen (absolute paths)."""
+def write_subset(root: Path, out: Path, per_class: dict[str, int], skip: int = 0) -> Path:
+    """A manifest in `out` naming n images of each class of realgen (absolute paths), after the
+    first `skip` of each class in path order."""
     rows = read_manifest(root)
     taken: dict[str, int] = {}
     keep = []
     for r in sorted(rows, key=lambda r: r["path"]):
-        n = per_class.get(r["label"], 0)
-        if taken.get(r["label"], 0) < n:
+        n = per_class.get(r["label"], 0) + skip
+        if skip <= taken.get(r["label"], 0) < n:
             taken[r["label"]] = taken.get(r["label"], 0) + 1
             keep.append({"path": str(root / r["path"]), "label": r["label"]})
+        elif taken.get(r["label"], 0) < skip:
+            taken[r["label"]] = taken.get(r["label"], 0) + 1
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "manifest.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=["path", "label"])
