@@ -85,33 +85,57 @@ def write_predictions(path: Path, p: Prepared, tested: dict) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def evaluate(cfg: RunConfig, out_dir: str | Path, title: str = "") -> dict:
-    score = resolve_score(cfg.head, cfg.score)  # fail before any extraction
-    t0 = time.perf_counter()
-    p = prepare(cfg)
-    t_extract = time.perf_counter() - t0
+def _evaluate_prepared(p: Prepared, cfg: RunConfig, score: str) -> tuple[dict, Selection, dict]:
     sel = run_selection(p, cfg.head)
     tested = test_head(p, sel, score, cfg.target_tpr)
-    sweep = layer_sweep(p, sel, cfg.head, score)
-    res = tested["metrics"]
     results = {
-        "title": title or f"{Path(cfg.data).name}",
-        **res,
+        **tested["metrics"],
         "selected": {"head": cfg.head, "score": score, "layer": sel.layer, "params": sel.params,
                      "C": sel.params.get("C"), "criterion": "validation balanced accuracy",
                      "threshold": tested["threshold"], "target_tpr": cfg.target_tpr},
         "known_classes": list(p.split.known_classes),
         "unknown_classes": list(p.split.unknown_classes),
         "counts": p.split.counts(),
+        "layer_sweep": layer_sweep(p, sel, cfg.head, score),
+    }
+    return results, sel, tested
+
+
+def evaluate(cfg: RunConfig, out_dir: str | Path, title: str = "") -> dict:
+    from ..data.perturb import jpeg_align, parse_levels
+    from .studies import low_data, robustness, write_embedding
+    score = resolve_score(cfg.head, cfg.score)  # fail before any extraction
+    if cfg.robustness:
+        parse_levels(cfg.robustness)
+    sizes = [int(x) for x in cfg.low_data.split(",")] if cfg.low_data else []
+    aligned = jpeg_align(cfg.jpeg_align) if cfg.jpeg_align else None
+    t0 = time.perf_counter()
+    p = prepare(cfg)
+    t_extract = time.perf_counter() - t0
+    core, sel, tested = _evaluate_prepared(p, cfg, score)
+    results = {
+        "title": title or f"{Path(cfg.data).name}",
+        **core,
         "backbone": {k: v for k, v in p.backbone.describe().items() if k != "feature_dims"},
-        "layer_sweep": sweep,
         "timing": {"extract_s": round(t_extract, 2), "selection_s": round(sel.seconds, 2),
                    "images_per_s": round(p.extraction.images_per_second, 1),
                    "extracted": p.extraction.computed, "cached": p.extraction.cached},
-        "errors": len(p.problems),
     }
+    problems = list(p.problems)
+    if aligned is not None:
+        pa = prepare(cfg, perturbation=aligned, backbone=p.backbone)
+        aligned_core, _, _ = _evaluate_prepared(pa, cfg, score)
+        results["jpeg_aligned"] = {"quality": cfg.jpeg_align, **aligned_core}
+        seen = {(str(x.path), x.reason) for x in problems}
+        problems += [x for x in pa.problems if (str(x.path), x.reason) not in seen]
+    if cfg.robustness:
+        results["robustness"] = robustness(p, sel, score, cfg.robustness)
+    if sizes:
+        results["low_data"] = low_data(p, cfg.head, score, sizes, cfg.low_data_seeds)
+    results["errors"] = len(problems)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_predictions(out / "predictions.csv", p, tested)
-    write_run(out, results, cfg.to_dict(), p.problems)
+    write_embedding(out / "embedding.csv", p, sel.layer, cfg.seed)
+    write_run(out, results, cfg.to_dict(), problems)
     return results

@@ -44,6 +44,10 @@ class RunConfig:
     device: str | None = None
     progress: bool = True
     strict: bool = False
+    jpeg_align: int | None = None      # also evaluate with every image JPEG-recompressed at Q
+    robustness: str | None = None      # "default" or "jpeg=90,70;blur=1" (test-time perturbations)
+    low_data: str | None = None        # "5,10,20": training samples per class
+    low_data_seeds: int = 3
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -110,7 +114,20 @@ def _load(spec: str, cfg: RunConfig) -> tuple[Dataset, list[Sample], list[Proble
     return ds, samples, list(ds.problems) + problems
 
 
-def prepare(cfg: RunConfig, with_test: bool = True) -> Prepared:
+def extract_for(samples: Sequence[Sample], backbone: Backbone, cfg: RunConfig, layers: Sequence[str],
+                perturbation=None) -> tuple[FeatureStore, ExtractionReport]:
+    """Features of `samples` (optionally perturbed images) in the matching cache namespace."""
+    store = open_store(cfg.cache, backbone, variant=perturbation.key if perturbation else "")
+    report = extract_features(samples, backbone, store, base_layers(layers),
+                              batch_size=cfg.batch_size, num_workers=cfg.workers,
+                              device=cfg.device, progress=cfg.progress,
+                              image_transform=perturbation)
+    return store, report
+
+
+def prepare(cfg: RunConfig, with_test: bool = True, perturbation=None,
+            backbone: Backbone | None = None) -> Prepared:
+    """`perturbation` (e.g. JPEG alignment) is applied to every image of every role."""
     ds, samples, problems = _load(cfg.data, cfg)
     test_samples = None
     if cfg.test_data:
@@ -122,13 +139,10 @@ def prepare(cfg: RunConfig, with_test: bool = True) -> Prepared:
     else:  # fitting a model to ship: known classes only, train + validation
         fr = cfg.fractions
         split = make_split(samples, cfg.known, [], [], seed=cfg.seed, fractions=(fr[0], fr[1], 0.0))
-    backbone = load_backbone(cfg.backbone, weights=cfg.weights)
+    backbone = backbone or load_backbone(cfg.backbone, weights=cfg.weights)
     layers = parse_layers(cfg.layers, backbone)
-    store = open_store(cfg.cache, backbone)
-    everything = split.train + split.val + split.test
-    report = extract_features(everything, backbone, store, base_layers(layers),
-                              batch_size=cfg.batch_size, num_workers=cfg.workers,
-                              device=cfg.device, progress=cfg.progress)
+    store, report = extract_for(split.train + split.val + split.test, backbone, cfg, layers,
+                                perturbation)
     problems += report.errors
     failed = {str(p.path) for p in report.errors}
     if failed:  # unreadable files leave every role; the run goes on without them

@@ -1,0 +1,107 @@
+"""Studies run on top of an evaluation: robustness to test-time perturbations, the low-data
+regime, and a 2-D map of the test features.
+
+Each reuses the selection made on clean known-class validation data; none of them chooses
+anything on test data. Robustness perturbs test images only (training is clean); low-data
+subsamples the training set per class with several seeds and reports mean ± std.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..data.perturb import Perturbation, parse_levels
+from ..features.store import atomic_write_text
+from ..heads import head_factory
+from ..heads.selection import Selection, select_head
+from ..metrics import auroc, oscr
+from ..openset import scores_from_decision
+from .prepare import Prepared, extract_for
+
+
+def _figures(head, X: np.ndarray, y: np.ndarray, known: Sequence[str], score: str) -> dict:
+    d = head.decision_function(X)
+    pred = head.classes_[np.argmax(d, axis=1)]
+    s = scores_from_decision(score, d)
+    k = np.isin(y, list(known))
+    has_unknown = bool((~k).any())
+    return {"accuracy": float(np.mean(pred[k] == y[k])) if k.any() else None,
+            "auroc": auroc(s, k) if has_unknown else None,
+            "oscr": oscr(s, k, pred == y) if has_unknown else None}
+
+
+def robustness(p: Prepared, sel: Selection, score: str, spec: str | None) -> dict[str, list[dict]]:
+    """Accuracy / AUROC / OSCR of the fitted head on perturbed test images, per intensity."""
+    y = p.features.labels("test")
+    known = p.split.known_classes
+    clean = {"level": "none", **_figures(sel.head, p.features("test", sel.layer), y, known, score)}
+    out: dict[str, list[dict]] = {}
+    parts = sel.layer.split("+")
+    for kind, levels in parse_levels(spec).items():
+        rows = [dict(clean)]
+        for level in levels:
+            pert = Perturbation(kind, level)
+            store, report = extract_for(p.split.test, p.backbone, p.config, parts, pert)
+            failed = {str(e.path) for e in report.errors}
+            keep = [i for i, s in enumerate(p.split.test) if str(s.path) not in failed]
+            hashes = [p.split.test[i].sha256 for i in keep]
+            X = np.hstack([store.load(hashes, l) for l in parts])
+            rows.append({"level": level, **_figures(sel.head, X, y[keep], known, score)})
+        out[kind] = rows
+    return out
+
+
+def low_data(p: Prepared, head_name: str, score: str, sizes: Sequence[int], seeds: int) -> list[dict]:
+    """Figures vs training samples per class: seeded subsets, selection on the same validation."""
+    y_train = p.features.labels("train")
+    y_val = p.features.labels("val")
+    y_test = p.features.labels("test")
+    known = p.split.known_classes
+    rows = []
+    for n in sizes:
+        runs = []
+        for seed in range(seeds):
+            rng = np.random.default_rng(seed)
+            idx = np.sort(np.concatenate([
+                rng.permutation(np.flatnonzero(y_train == c))[:n] for c in known]))
+
+            def features(role: str, layer: str, idx=idx):
+                X = p.features(role, layer)
+                return X[idx] if role == "train" else X
+            sel = select_head(head_factory(head_name, seed), features, p.layers, y_train[idx],
+                              y_val, known)
+            runs.append(_figures(sel.head, p.features("test", sel.layer), y_test, known, score))
+        row = {"per_class": int(n), "seeds": seeds}
+        for m in ("accuracy", "auroc", "oscr"):
+            vals = [r[m] for r in runs if r[m] is not None]
+            row[f"{m}_mean"] = float(np.mean(vals)) if vals else None
+            row[f"{m}_std"] = float(np.std(vals)) if vals else None
+        rows.append(row)
+    return rows
+
+
+def write_embedding(path: Path, p: Prepared, layer: str, seed: int = 0, max_points: int = 2000) -> None:
+    """t-SNE map of the test features of `layer` (standardised; at most `max_points`, seeded)."""
+    from sklearn.manifold import TSNE
+    X = p.features("test", layer).astype(np.float64)
+    samples = p.split.test
+    if len(samples) < 5:
+        return
+    idx = np.arange(len(samples))
+    if len(idx) > max_points:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, max_points, replace=False))
+    Z = X[idx]
+    Z = (Z - Z.mean(0)) / (Z.std(0) + 1e-8)
+    xy = TSNE(n_components=2, perplexity=float(min(30, max(2, (len(idx) - 1) // 3))),
+              init="pca", random_state=seed).fit_transform(Z)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["path", "label", "x", "y"])
+    for i, (x, yv) in zip(idx, xy):
+        w.writerow([str(samples[i].path).encode("utf-8", "backslashreplace").decode(),
+                    samples[i].label, f"{x:.4f}", f"{yv:.4f}"])
+    atomic_write_text(path, buf.getvalue())
