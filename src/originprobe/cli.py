@@ -64,7 +64,9 @@ def _config(a: argparse.Namespace):
         test_data=getattr(a, "test_data", None), class_names=a.class_names, root=a.root,
         backbone=a.backbone, weights=a.weights, layers=a.layers, head=a.head, score=a.score,
         target_tpr=a.target_tpr, seed=a.seed, cache=a.cache, batch_size=a.batch_size,
-        workers=a.workers, device=a.device, progress=not a.no_progress, strict=a.strict)
+        workers=a.workers, device=a.device, progress=not a.no_progress, strict=a.strict,
+        jpeg_align=getattr(a, "jpeg_align", None), robustness=getattr(a, "robustness", None),
+        low_data=getattr(a, "low_data", None), low_data_seeds=getattr(a, "low_data_seeds", 3))
 
 
 def _skipped_summary(n: int, where: str | None) -> None:
@@ -77,9 +79,29 @@ def cmd_evaluate(a) -> int:
     from .report.results import results_markdown
     res = evaluate(_config(a), a.out)
     print(results_markdown(res))
-    print(f"wrote {a.out}/results.json, results.md, config.json, predictions.csv, errors.csv")
+    written = "results.json, results.md, config.json, predictions.csv, errors.csv"
+    if not a.no_report and _build_report(a.out):
+        written += ", report.html"
+    print(f"wrote {a.out}/: {written}")
     _skipped_summary(res["errors"], f"{a.out}/errors.csv")
     return EXIT_SKIPPED if a.strict and res["errors"] else 0
+
+
+def _build_report(run_dir) -> bool:
+    try:
+        from .report.html import build_report
+    except ImportError:
+        return False
+    build_report(run_dir)
+    return True
+
+
+def cmd_report(a) -> int:
+    from .report.html import build_report
+    if not (Path(a.run_dir) / "results.json").is_file():
+        raise FileNotFoundError(f"{a.run_dir}/results.json: not found; is this a run directory?")
+    print(f"wrote {build_report(a.run_dir)}")
+    return 0
 
 
 def cmd_fit(a) -> int:
@@ -184,6 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-data", help="separate test set (default: split --data)")
     p.add_argument("--unknown", help="unknown classes (default: every non-known test label)")
     _add_model_args(p)
+    p.add_argument("--jpeg-align", type=int, metavar="QUALITY",
+                   help="also evaluate with every image JPEG-recompressed at QUALITY")
+    p.add_argument("--robustness", nargs="?", const="default", metavar="SPEC",
+                   help='test-time perturbation curves; SPEC like "jpeg=90,70;blur=1,2" '
+                        "(default: jpeg, blur, downscale, crop at graded levels)")
+    p.add_argument("--low-data", metavar="N,N,...", help="training images per class, e.g. 5,10,20")
+    p.add_argument("--low-data-seeds", type=int, default=3)
+    p.add_argument("--no-report", action="store_true", help="skip report.html")
     p.add_argument("--out", required=True, help="run directory")
     p.set_defaults(func=cmd_evaluate)
 
@@ -222,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--strict", action="store_true")
     p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("report", help="(re)build RUN_DIR/report.html from a run directory")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("backbones", help="list backbones, their layers and weights availability")
     p.add_argument("--json", action="store_true")

@@ -85,8 +85,29 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
     return "\n".join(lines)
 
 
+def _pm(mean, std) -> str:
+    return "–" if mean is None else f"{mean:.3f} ± {std:.3f}"
+
+
+def _th(key):
+    return lambda r: (r.get("thresholded") or {}).get(key)
+
+
+METRIC_ROWS = [
+    ("closed-set accuracy", lambda r: r["closed_set"]["accuracy"]),
+    ("closed-set macro-F1", lambda r: r["closed_set"]["macro_f1"]),
+    ("AUROC (known vs unknown)", lambda r: r["open_set"]["auroc"]),
+    ("OSCR", lambda r: r["open_set"]["oscr"]),
+    ("CCR @ FPR 5%", lambda r: r["open_set"]["ccr_at_fpr05"]),
+    ("TNR @ TPR 95%", lambda r: r["open_set"]["tnr_at_tpr95"]),
+    ("open-set accuracy @ threshold", _th("open_set_accuracy")),
+    ("known accepted @ threshold", _th("known_accepted")),
+    ("unknown rejected @ threshold", _th("unknown_rejected")),
+]
+
+
 def results_markdown(res: dict) -> str:
-    cs, os_ = res["closed_set"], res["open_set"]
+    os_ = res["open_set"]
     sel = res["selected"]
     out = [f"# originprobe results: {res.get('title', 'evaluation')}", ""]
     out.append(f"Backbone `{res['backbone']['name']}`, head `{sel['head']}`, score `{sel['score']}`, "
@@ -96,15 +117,21 @@ def results_markdown(res: dict) -> str:
     out.append(f"Known: {', '.join(res['known_classes'])}  ")
     out.append(f"Unknown: {', '.join(res['unknown_classes']) or '(none)'}")
     out.append("")
-    rows = [("closed-set accuracy", cs["accuracy"]), ("closed-set macro-F1", cs["macro_f1"]),
-            ("AUROC (known vs unknown)", os_["auroc"]), ("OSCR", os_["oscr"]),
-            ("CCR @ FPR 5%", os_["ccr_at_fpr05"]), ("TNR @ TPR 95%", os_["tnr_at_tpr95"])]
+    variants = [("raw", res)]
+    if res.get("jpeg_aligned"):
+        variants.append((f"JPEG-aligned (q={res['jpeg_aligned']['quality']})", res["jpeg_aligned"]))
+    names = [name for name, _ in variants]
+    rows = []
+    for label, get in METRIC_ROWS:
+        rows.append([label] + [get(v) for _, v in variants])
+    out.append(markdown_table(["metric"] + (names if len(variants) > 1 else ["value"]), rows))
+    if len(variants) > 1:
+        a = res["jpeg_aligned"]["selected"]
+        out.append("")
+        out.append(f"JPEG-aligned: every image of every class and role recompressed at quality "
+                   f"{res['jpeg_aligned']['quality']} before extraction; its own selection chose "
+                   f"layer `{a['layer']}`, params `{json.dumps(a['params'])}`.")
     th = res.get("thresholded")
-    if th:
-        rows += [("open-set accuracy @ threshold", th["open_set_accuracy"]),
-                 ("known accepted @ threshold", th["known_accepted"]),
-                 ("unknown rejected @ threshold", th["unknown_rejected"])]
-    out.append(markdown_table(["metric", "value"], rows))
     if os_["per_unknown_auroc"]:
         out += ["", "## AUROC per unknown class", ""]
         out.append(markdown_table(["unknown class", "AUROC"],
@@ -122,6 +149,21 @@ def results_markdown(res: dict) -> str:
             [[r["layer"], json.dumps(r["params"]), r["val_balanced_accuracy"],
               r.get("test_accuracy"), r.get("test_auroc"), r.get("test_oscr"),
               "selected" if r["layer"] == sel["layer"] else ""] for r in sweep]))
+    if res.get("robustness"):
+        out += ["", "## Robustness (test images perturbed; head, layer and threshold unchanged)", ""]
+        rob_rows = []
+        for kind, rows_k in res["robustness"].items():
+            for r in rows_k:
+                level = r["level"] if isinstance(r["level"], str) else f"{r['level']:g}"
+                rob_rows.append([kind, level, r["accuracy"], r["auroc"], r["oscr"]])
+        out.append(markdown_table(["perturbation", "level", "accuracy", "AUROC", "OSCR"], rob_rows))
+    if res.get("low_data"):
+        out += ["", "## Low-data regime (training images per class; mean ± std over seeds)", ""]
+        out.append(markdown_table(
+            ["per class", "seeds", "accuracy", "AUROC", "OSCR"],
+            [[r["per_class"], r["seeds"]] + [_pm(r[f"{m}_mean"], r[f"{m}_std"])
+                                             for m in ("accuracy", "auroc", "oscr")]
+             for r in res["low_data"]]))
     out += ["", "## Samples", ""]
     counts = res["counts"]
     labels = sorted({l for role in counts.values() for l in role})
