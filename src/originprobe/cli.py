@@ -104,6 +104,27 @@ def cmd_report(a) -> int:
     return 0
 
 
+def cmd_compare(a) -> int:
+    from .heads import HEADS
+    from .pipeline.compare import compare, compare_markdown
+    heads = _csv(a.heads) if a.heads != "all" else sorted(HEADS)
+    res = compare(_config(a), heads, a.out)
+    print(compare_markdown(res))
+    print(f"wrote {a.out}/: results.json, results.md, config.json, errors.csv")
+    _skipped_summary(res["errors"], f"{a.out}/errors.csv")
+    return EXIT_SKIPPED if a.strict and res["errors"] else 0
+
+
+def cmd_enroll(a) -> int:
+    from .pipeline.enroll import enroll
+    n, problems = enroll(a.model, a.label, a.paths, weights=a.weights,
+                         progress=not a.no_progress)
+    print(f"enrolled {a.label!r} from {n} image(s) into {a.model}")
+    for pr in problems:
+        print(f"  skipped {pr.path}: {pr.reason}", file=sys.stderr)
+    return EXIT_SKIPPED if a.strict and problems else 0
+
+
 def cmd_fit(a) -> int:
     from .pipeline import fit
     b = fit(_config(a), a.out)
@@ -222,6 +243,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
     p.add_argument("--out", required=True, help="model directory")
     p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("compare", help="every head × supported score on the same splits")
+    _add_data_args(p)
+    p.add_argument("--test-data", help="separate test set (default: split --data)")
+    p.add_argument("--unknown", help="unknown classes (default: every non-known test label)")
+    _add_model_args(p)
+    p.add_argument("--heads", default="all", help='comma-separated heads, or "all"')
+    p.add_argument("--out", required=True, help="run directory")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("enroll", help="add a new generator to a saved model from a few images")
+    p.add_argument("model")
+    p.add_argument("--label", required=True, help="name of the new class")
+    p.add_argument("paths", nargs="+", help="image files or folders of the new generator")
+    p.add_argument("--weights")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--strict", action="store_true")
+    p.set_defaults(func=cmd_enroll)
 
     p = sub.add_parser("predict", help="attribute images with a saved model")
     p.add_argument("model", help="model directory written by `fit`")
