@@ -71,7 +71,13 @@ class LinearHead(Head):
             X_train, y_train = self._store_train
         Xn = np.vstack([np.asarray(X_train, np.float64), np.asarray(X, np.float64)])
         yn = np.concatenate([np.asarray(y_train, dtype=object), np.array([label] * len(X), object)])
-        return self.fit(Xn, yn)
+        # a class enrolled from a handful of images is not up-weighted to the size of the others:
+        # balanced weights would multiply its few samples and push its boundary into theirs
+        weight, self.class_weight = self.class_weight, None
+        try:
+            return self.fit(Xn, yn)
+        finally:
+            self.class_weight = weight
 
     def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         self._check_fitted()
