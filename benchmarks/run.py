@@ -89,7 +89,9 @@ with tempfile.TemporaryDirectory() as cache:
     rep = extract_features(samples, bb, open_store(cache, bb), batch_size=32, num_workers=2,
                            shard_size=64, progress=False)
 print(json.dumps({"images": rep.computed,
-                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                  "peak_rss_decode_worker_mb":
+                      round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}))
 """
 
 
