@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..backbones.base import file_digest
 from ..heads import HEADS, Head
 
 FORMAT = "originprobe-model"
@@ -52,14 +53,6 @@ def _canonical(meta: dict) -> bytes:
                       separators=(",", ":")).encode()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def save_bundle(bundle: Bundle, out_dir: str | Path) -> Path:
     from safetensors.numpy import save_file
     out = Path(out_dir)
@@ -79,7 +72,7 @@ def save_bundle(bundle: Bundle, out_dir: str | Path) -> Path:
             "head": {"name": bundle.head.name, **head_params},
             "score": bundle.score, "threshold": float(bundle.threshold),
             "target_tpr": float(bundle.target_tpr), "known_classes": list(bundle.known_classes),
-            "extra": bundle.extra, "tensors_sha256": _sha256(tmp / TENSORS),
+            "extra": bundle.extra, "tensors_sha256": file_digest(tmp / TENSORS),
         }
         meta["checksum"] = hashlib.sha256(_canonical(meta)).hexdigest()
         with open(tmp / MODEL_JSON, "w", encoding="utf-8") as f:
@@ -129,7 +122,7 @@ def load_bundle(model_dir: str | Path) -> Bundle:
     tf = d / TENSORS
     if not tf.is_file():
         raise BundleError(f"{tf}: missing")
-    if _sha256(tf) != meta["tensors_sha256"]:
+    if file_digest(tf) != meta["tensors_sha256"]:
         raise BundleError(f"{tf}: checksum mismatch — the head weights were modified or damaged; "
                           "refusing to load them")
     try:
