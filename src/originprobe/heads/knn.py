@@ -1,0 +1,103 @@
+"""`knn`: cosine k-nearest-neighbour head (Sun et al., 2022 style open-set score).
+
+Features are centred on the training mean and L2-normalised. decision_function[:, c] is the cosine
+similarity to the k-th nearest training sample of class c, so the `knn` score (row max) is minus
+the k-th-neighbour distance to the nearest known class. Search is exact with torch in chunks
+(bounded memory); `backend="faiss"` uses faiss when installed, for millions of vectors.
+Enrolling a class appends its vectors.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ._features import centred_unit
+from .base import Head
+
+
+class KNNHead(Head):
+    name: ClassVar[str] = "knn"
+    supported_scores: ClassVar[tuple[str, ...]] = ("knn", "msp", "maxlogit")
+    default_score: ClassVar[str] = "knn"
+    param_grid: ClassVar[dict[str, list]] = {"k": [1, 3, 5, 10, 20]}
+
+    def __init__(self, k: int = 5, temperature: float = 0.05, backend: str = "auto",
+                 chunk: int = 4096):
+        self.k = k
+        self.temperature = temperature
+        self.backend = backend
+        self.chunk = chunk
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "KNNHead":
+        X = self._as_2d(X)
+        y = np.asarray(y, dtype=object)
+        self.classes_ = np.array(sorted(set(y.tolist())), dtype=object)
+        self.mean_ = X.mean(axis=0)
+        self.bank_ = centred_unit(X, self.mean_)
+        self.bank_labels_ = np.searchsorted(self.classes_, y).astype(np.int64)
+        return self
+
+    def _kth_similarity(self, Q: np.ndarray) -> np.ndarray:
+        import torch
+        out = np.empty((len(Q), len(self.classes_)), dtype=np.float32)
+        bank = torch.from_numpy(self.bank_)
+        for ci in range(len(self.classes_)):
+            members = bank[torch.from_numpy(self.bank_labels_ == ci)]
+            k = min(self.k, len(members))
+            if self.backend == "faiss" or (self.backend == "auto" and len(members) > 200_000):
+                out[:, ci] = self._faiss_kth(members.numpy(), Q, k)
+                continue
+            for s in range(0, len(Q), self.chunk):
+                sims = torch.from_numpy(Q[s:s + self.chunk]) @ members.T
+                out[s:s + self.chunk, ci] = sims.topk(k, dim=1).values[:, -1].numpy()
+        return out
+
+    @staticmethod
+    def _faiss_kth(members: np.ndarray, Q: np.ndarray, k: int) -> np.ndarray:
+        try:
+            import faiss
+        except ImportError:
+            raise RuntimeError("knn backend 'faiss' needs `pip install faiss-cpu`") from None
+        index = faiss.IndexFlatIP(members.shape[1])
+        index.add(np.ascontiguousarray(members, dtype=np.float32))
+        sims, _ = index.search(np.ascontiguousarray(Q, dtype=np.float32), k)
+        return sims[:, -1]
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        X = self._as_2d(X)
+        if X.shape[1] != self.bank_.shape[1]:
+            raise ValueError(f"knn head expects {self.bank_.shape[1]}-d features, got {X.shape[1]}")
+        return self._kth_similarity(centred_unit(X, self.mean_))
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        from .base import softmax
+        return softmax(self.decision_function(X) / self.temperature)
+
+    def add_class(self, X: np.ndarray, label: str) -> "KNNHead":
+        self._check_fitted()
+        if label in set(self.classes_.tolist()):
+            raise ValueError(f"class {label!r} is already known")
+        classes = np.array(sorted(set(self.classes_.tolist()) | {label}), dtype=object)
+        old = self.classes_[self.bank_labels_]
+        new = centred_unit(self._as_2d(X), self.mean_)
+        self.bank_ = np.vstack([self.bank_, new])
+        self.classes_ = classes
+        self.bank_labels_ = np.searchsorted(classes, np.r_[old, [label] * len(new)].astype(object)
+                                            ).astype(np.int64)
+        return self
+
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        self._check_fitted()
+        return ({"bank": self.bank_, "bank_labels": self.bank_labels_, "mean": self.mean_},
+                {"params": self.get_params(), "classes": [str(c) for c in self.classes_]})
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, np.ndarray], params: dict[str, Any]) -> "KNNHead":
+        h = cls(**params["params"])
+        h.classes_ = np.array(params["classes"], dtype=object)
+        h.bank_ = np.asarray(tensors["bank"], np.float32)
+        h.bank_labels_ = np.asarray(tensors["bank_labels"], np.int64)
+        h.mean_ = np.asarray(tensors["mean"], np.float32)
+        return h

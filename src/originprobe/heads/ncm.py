@@ -1,0 +1,68 @@
+"""`ncm`: nearest class mean on the unit sphere — one reference point per class, not learned.
+
+Features are centred on the training mean and L2-normalised; each class is represented by the
+normalised mean of its samples. decision_function[:, c] is the cosine similarity to class c's mean,
+so the `reference` score (row max) is the similarity to the nearest class mean, and `msp` is the
+softmax of similarities / temperature. Enrolling a class adds its mean.
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ._features import centred_unit, l2_normalize
+from .base import Head, softmax
+
+
+class NCMHead(Head):
+    name: ClassVar[str] = "ncm"
+    supported_scores: ClassVar[tuple[str, ...]] = ("reference", "msp", "maxlogit")
+    default_score: ClassVar[str] = "reference"
+    param_grid: ClassVar[dict[str, list]] = {"centre": [True, False]}
+
+    def __init__(self, centre: bool = True, temperature: float = 0.05):
+        self.centre = centre
+        self.temperature = temperature
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> "NCMHead":
+        X = self._as_2d(X)
+        y = np.asarray(y, dtype=object)
+        self.classes_ = np.array(sorted(set(y.tolist())), dtype=object)
+        self.mean_ = X.mean(axis=0) if self.centre else np.zeros(X.shape[1], np.float32)
+        Z = centred_unit(X, self.mean_)
+        self.centroids_ = l2_normalize(np.stack([Z[y == c].mean(axis=0) for c in self.classes_]))
+        return self
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        self._check_fitted()
+        X = self._as_2d(X)
+        if X.shape[1] != self.mean_.shape[0]:
+            raise ValueError(f"ncm head expects {self.mean_.shape[0]}-d features, got {X.shape[1]}")
+        return centred_unit(X, self.mean_) @ self.centroids_.T
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return softmax(self.decision_function(X) / self.temperature)
+
+    def add_class(self, X: np.ndarray, label: str) -> "NCMHead":
+        self._check_fitted()
+        if label in set(self.classes_.tolist()):
+            raise ValueError(f"class {label!r} is already known")
+        c = l2_normalize(centred_unit(self._as_2d(X), self.mean_).mean(axis=0, keepdims=True))[0]
+        cents = {k: v for k, v in zip(self.classes_, self.centroids_)} | {label: c}
+        self.classes_ = np.array(sorted(cents), dtype=object)
+        self.centroids_ = np.stack([cents[k] for k in self.classes_])
+        return self
+
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        self._check_fitted()
+        return ({"mean": np.asarray(self.mean_, np.float32), "centroids": self.centroids_},
+                {"params": self.get_params(), "classes": [str(c) for c in self.classes_]})
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, np.ndarray], params: dict[str, Any]) -> "NCMHead":
+        h = cls(**params["params"])
+        h.classes_ = np.array(params["classes"], dtype=object)
+        h.mean_ = np.asarray(tensors["mean"], np.float32)
+        h.centroids_ = np.asarray(tensors["centroids"], np.float32)
+        return h
