@@ -63,6 +63,9 @@ class LinearHead(Head):
 
     def add_class(self, X: np.ndarray, label: str, X_train=None, y_train=None) -> "LinearHead":
         """Refit with the new class; needs the cached training features of the others."""
+        self._check_fitted()
+        if label in set(self.classes_.tolist()):
+            raise ValueError(f"class {label!r} is already known")
         if X_train is None:
             if not hasattr(self, "_store_train"):
                 raise NotImplementedError(
