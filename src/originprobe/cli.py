@@ -208,8 +208,10 @@ def cmd_cache_verify(a) -> int:
         return EXIT_ERROR
     bad = 0
     for st in stores:
-        rep = st.verify()
-        status = "ok" if rep.ok else f"DAMAGED ({len(rep.damaged)} shard(s))"
+        rep = st.verify(repair=a.repair)
+        status = "ok" if rep.ok else f"DAMAGED ({len(rep.damaged)} shard(s))" + (
+            ", moved aside to damaged-*; the next extraction recomputes them" if a.repair else
+            "; run with --repair to move them aside")
         print(f"{st.dir.name}: {rep.shards} shards, {rep.rows} rows: {status}")
         for path, reason in rep.damaged:
             print(f"  {path}: {reason}")
@@ -304,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     csub = p.add_subparsers(dest="cache_command", required=True)
     v = csub.add_parser("verify", help="check every shard against its recorded checksum")
     v.add_argument("dir")
+    v.add_argument("--repair", action="store_true",
+                   help="move damaged shards aside so that they are recomputed")
     v.set_defaults(func=cmd_cache_verify)
     return ap
 

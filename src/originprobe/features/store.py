@@ -247,7 +247,11 @@ class FeatureStore:
         return removed
 
     # ---------------------------------------------------------------- checking
-    def verify(self) -> VerifyReport:
+    def verify(self, repair: bool = False) -> VerifyReport:
+        """Check every shard against its recorded checksums and shapes.
+
+        With `repair`, damaged shards are moved aside to `damaged-<shard>/` (kept for inspection,
+        never read), so the next extraction recomputes exactly their rows."""
         damaged: list[tuple[str, str]] = []
         rows = 0
         dirs = sorted(self.dir.glob("shard-*"))
@@ -279,6 +283,14 @@ class FeatureStore:
                 damaged.append((str(d), bad))
             else:
                 rows += len(hashes)
+        if repair and damaged:
+            with self._lock:
+                for path, _ in damaged:
+                    d = Path(path)
+                    if d.is_dir():
+                        os.rename(d, d.with_name(f"damaged-{d.name}"))
+                _fsync_dir(self.dir)
+            self._shards = None
         return VerifyReport(shards=len(dirs), rows=rows, damaged=damaged)
 
 
