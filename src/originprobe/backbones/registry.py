@@ -54,7 +54,7 @@ def load_backbone(name: str = DEFAULT_BACKBONE, weights: str | Path | None = Non
 def _register_families() -> None:
     # transformer families are optional imports: their libraries may be absent
     import importlib
-    for mod in ("vit",):
+    for mod in ("vit", "openclip", "hf"):
         try:
             importlib.import_module(f"{__package__}.{mod}")
         except ImportError as exc:  # pragma: no cover - only without timm/open_clip/transformers

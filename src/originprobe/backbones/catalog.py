@@ -1,0 +1,41 @@
+"""What `originprobe backbones` prints: every registered backbone, its layers, dimension and
+whether its weights are on this machine (checked offline, without loading any model)."""
+from __future__ import annotations
+
+from .registry import BACKBONES, PREFIXES
+
+_PREFIX_HELP = {
+    "open_clip": ("open_clip:ARCH/PRETRAINED", "any open_clip vision transformer",
+                  "block0..blockN-1", "width"),
+    "hf": ("hf:ORG/NAME", "any Hugging Face vision or CLIP model (hidden states)",
+           "block0..blockN-1", "hidden size"),
+}
+
+
+def list_backbones() -> list[dict]:
+    rows = []
+    for name, spec in sorted(BACKBONES.items()):
+        try:
+            available = bool(spec.weights_available())
+        except Exception:  # noqa: BLE001 - a broken cache reads as "not available"
+            available = False
+        rows.append({"name": name, "source": spec.source, "description": spec.description,
+                     "layers": spec.layers_hint, "dim": spec.dim_hint,
+                     "weights_available": available, "weights": spec.weights_hint})
+    for prefix in sorted(PREFIXES):
+        pattern, desc, layers, dim = _PREFIX_HELP.get(prefix, (f"{prefix}:...", "", "", ""))
+        rows.append({"name": pattern, "source": prefix, "description": desc, "layers": layers,
+                     "dim": dim, "weights_available": None,
+                     "weights": "local hub cache or --weights"})
+    return rows
+
+
+def format_backbones_table(rows: list[dict]) -> str:
+    head = ["name", "source", "layers", "dim", "weights here", "description"]
+    body = [[r["name"], r["source"], r["layers"], r["dim"],
+             {True: "yes", False: "no", None: "-"}[r["weights_available"]], r["description"]]
+            for r in rows]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
+    lines = ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip()
+             for row in [head, ["-" * w for w in widths], *body]]
+    return "\n".join(lines)
