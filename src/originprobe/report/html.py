@@ -1,0 +1,294 @@
+"""RUN_DIR/report.html: one self-contained page (plots inlined as PNG) for a run directory.
+
+Reads what `evaluate`/`compare` wrote (results.json, predictions.csv, embedding.csv) and draws the
+ROC and OSCR curves, the confusion matrix, per-unknown AUROC, the layer sweep, robustness and
+low-data curves and a 2-D map of the test features. Curves are computed with
+`originprobe.metrics` (never a second implementation). The page references nothing outside
+itself: no external CSS, scripts, fonts or images.
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..features.store import atomic_write_text
+from ..metrics import oscr_curve, roc_curve
+from .results import METRIC_ROWS, fmt
+
+CSS = """
+body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;
+color:#222;line-height:1.45;padding:0 1em}
+h1{font-size:1.7em;margin-bottom:.2em}h2{font-size:1.3em;margin-top:1.8em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.6em 0;font-size:.95em}
+td,th{border:1px solid #ccc;padding:.3em .7em;text-align:right}th{background:#f3f3f3}
+td:first-child,th:first-child{text-align:left}.meta{color:#555}.sel{background:#fff4c2}
+.grid{display:flex;flex-wrap:wrap;gap:1em}.grid figure{margin:0}
+figcaption{color:#555;font-size:.9em;max-width:560px}img{max-width:100%}
+"""
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    plt.rcParams.update({"font.size": 12, "axes.titlesize": 13, "axes.labelsize": 12,
+                         "legend.fontsize": 10, "figure.dpi": 100})
+    return plt
+
+
+def _png(fig) -> str:
+    plt = _plt()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight", dpi=110)
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _figure(fig, caption: str) -> str:
+    return (f'<figure><img alt="{html.escape(caption)}" src="{_png(fig)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _table(header, rows, selected_col=None, selected_value=None) -> str:
+    out = ["<table><tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>"]
+    for r in rows:
+        cls = ' class="sel"' if selected_col is not None and r[selected_col] == selected_value else ""
+        out.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(fmt(v))}</td>" for v in r) + "</tr>")
+    return "".join(out) + "</table>"
+
+
+def _colors(labels):
+    plt = _plt()
+    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+    return {l: cmap(i % cmap.N) for i, l in enumerate(labels)}
+
+
+def _read_csv(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def _curves(res: dict, preds: list[dict]) -> str:
+    known = set(res["known_classes"])
+    if not preds:
+        return ""
+    y = np.array([p["label"] for p in preds], dtype=object)
+    is_known = np.isin(y, list(known))
+    if is_known.all() or not is_known.any():
+        return "<p>No unknown classes in the test set: no ROC or OSCR curve.</p>"
+    s = np.array([float(p["score"]) for p in preds])
+    correct = np.array([p["predicted"] == p["label"] for p in preds])
+    plt = _plt()
+    fpr, tpr = roc_curve(s, is_known)
+    f1, ax = plt.subplots(figsize=(5.2, 4.6))
+    ax.plot(fpr, tpr, lw=2, label=f"AUROC {res['open_set']['auroc']:.3f}")
+    ax.plot([0, 1], [0, 1], ls=":", c="grey")
+    ax.set(xlabel="false-positive rate (unknown accepted)", ylabel="true-positive rate (known accepted)",
+           title="ROC: known vs unknown", xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right")
+    ofpr, occr = oscr_curve(s, is_known, correct)
+    f2, ax = plt.subplots(figsize=(5.2, 4.6))
+    ax.plot(ofpr, occr, lw=2, c="C2", label=f"OSCR {res['open_set']['oscr']:.3f}")
+    th = res.get("selected", {}).get("threshold")
+    if th is not None:
+        acc = s >= th
+        px = float(np.mean(acc[~is_known]))
+        py = float(np.sum(acc & is_known & correct) / is_known.sum())
+        ax.scatter([px], [py], s=80, c="C3", zorder=3, label=f"threshold {th:.3g}")
+    ax.set(xlabel="false-positive rate (unknown accepted)",
+           ylabel="correct classification rate (known)", title="OSCR curve", xlim=(0, 1),
+           ylim=(0, 1.01))
+    ax.legend(loc="lower right")
+    return ('<div class="grid">' + _figure(f1, "ROC curve, known = positive.")
+            + _figure(f2, "Correct-classification rate vs false-positive rate; the dot is the "
+                          "reject threshold calibrated on known validation data.") + "</div>")
+
+
+def _confusion(res: dict) -> str:
+    conf = (res.get("thresholded") or {}).get("confusion") or res["closed_set"]["confusion"]
+    m = np.array(conf["matrix"], dtype=float)
+    if m.size == 0:
+        return ""
+    plt = _plt()
+    norm = m / np.maximum(m.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.8 * len(conf["cols"]), 0.9 + 0.6 * len(conf["rows"])))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            ax.text(j, i, int(m[i, j]), ha="center", va="center",
+                    color="white" if norm[i, j] > 0.55 else "black", fontsize=11)
+    ax.set_xticks(range(len(conf["cols"])), conf["cols"], rotation=35, ha="right")
+    ax.set_yticks(range(len(conf["rows"])), conf["rows"])
+    ax.set(xlabel="predicted", ylabel="true")
+    return _figure(fig, "Confusion matrix of the thresholded decision (colour: share of the row).")
+
+
+def _bars(res: dict) -> str:
+    per = res["open_set"].get("per_unknown_auroc") or {}
+    if not per:
+        return ""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 0.6 + 0.5 * len(per)))
+    names = sorted(per)
+    ax.barh(names, [per[n] or 0 for n in names], color="C1")
+    for i, n in enumerate(names):
+        ax.text((per[n] or 0) + 0.01, i, f"{per[n]:.3f}", va="center")
+    ax.set(xlim=(0, 1.1), xlabel="AUROC (all known vs this unknown class)")
+    return _figure(fig, "AUROC per unknown class.")
+
+
+def _sweep(res: dict) -> str:
+    rows = res.get("layer_sweep") or []
+    if not rows:
+        return ""
+    plt = _plt()
+    layers = [r["layer"] for r in rows]
+    fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(layers)), 4.2))
+    for key, label in (("val_balanced_accuracy", "validation balanced accuracy"),
+                       ("test_accuracy", "test accuracy"), ("test_auroc", "test AUROC"),
+                       ("test_oscr", "test OSCR")):
+        vals = [np.nan if r.get(key) is None else r[key] for r in rows]
+        ax.plot(layers, vals, marker="o", label=label)
+    sel = res["selected"]["layer"]
+    if sel in layers:
+        ax.axvline(layers.index(sel), color="grey", ls="--", lw=1)
+        ax.text(layers.index(sel), 0.02, " selected", color="grey")
+    ax.set(ylim=(0, 1), ylabel="score", title="Layer sweep")
+    ax.tick_params(axis="x", rotation=45)
+    ax.legend(loc="lower right")
+    table = _table(["layer", "params", "val bal. acc", "test acc", "test AUROC", "test OSCR"],
+                   [[r["layer"], json.dumps(r["params"]), r["val_balanced_accuracy"],
+                     r.get("test_accuracy"), r.get("test_auroc"), r.get("test_oscr")]
+                    for r in rows], 0, sel)
+    return _figure(fig, "Each layer with its best validation parameters; the selected layer "
+                        "(dashed) was chosen on validation only.") + table
+
+
+def _robustness(res: dict) -> str:
+    rob = res.get("robustness") or {}
+    if not rob:
+        return ""
+    plt = _plt()
+    figs = []
+    for kind, rows in rob.items():
+        pts = [r for r in rows if r["level"] != "none"]
+        clean = next((r for r in rows if r["level"] == "none"), None)
+        fig, ax = plt.subplots(figsize=(4.6, 3.8))
+        lv = [float(r["level"]) for r in pts]
+        for i, m in enumerate(("accuracy", "auroc", "oscr")):
+            ax.plot(lv, [np.nan if r[m] is None else r[m] for r in pts], marker="o",
+                    c=f"C{i}", label=m)
+            if clean and clean[m] is not None:
+                ax.axhline(clean[m], c=f"C{i}", ls=":", lw=1)
+        if kind in ("jpeg", "downscale", "crop"):
+            ax.invert_xaxis()  # stronger perturbation to the right
+        ax.set(title=f"{kind}", xlabel={"jpeg": "JPEG quality", "blur": "Gaussian sigma (px)",
+                                        "downscale": "scale factor",
+                                        "crop": "kept fraction"}.get(kind, "level"),
+               ylim=(0, 1))
+        ax.legend(loc="lower left", fontsize=9)
+        figs.append(_figure(fig, f"{kind}: dotted lines are the clean figures."))
+    return '<div class="grid">' + "".join(figs) + "</div>"
+
+
+def _low_data(res: dict) -> str:
+    rows = res.get("low_data") or []
+    if not rows:
+        return ""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    n = [r["per_class"] for r in rows]
+    for i, m in enumerate(("accuracy", "auroc", "oscr")):
+        mean = np.array([np.nan if r[f"{m}_mean"] is None else r[f"{m}_mean"] for r in rows])
+        std = np.array([0 if r[f"{m}_std"] is None else r[f"{m}_std"] for r in rows])
+        ax.plot(n, mean, marker="o", c=f"C{i}", label=m)
+        ax.fill_between(n, mean - std, mean + std, color=f"C{i}", alpha=0.2)
+    ax.set(xscale="log", xlabel="training images per class", ylim=(0, 1),
+           title=f"Low-data regime ({rows[0]['seeds']} seeds, mean ± std)")
+    ax.legend(loc="lower right")
+    return _figure(fig, "Figures vs training images per class.")
+
+
+def _embedding(run: Path, res: dict) -> str:
+    rows = _read_csv(run / "embedding.csv")
+    if not rows:
+        return ""
+    plt = _plt()
+    known = res.get("known_classes", [])
+    labels = known + sorted({r["label"] for r in rows} - set(known))
+    colors = _colors(labels)
+    fig, ax = plt.subplots(figsize=(7.5, 6.2))
+    for l in labels:
+        pts = np.array([[float(r["x"]), float(r["y"])] for r in rows if r["label"] == l])
+        if len(pts):
+            ax.scatter(pts[:, 0], pts[:, 1], s=14, color=colors[l],
+                       marker="o" if l in known else "x",
+                       label=f"{l}{'' if l in known else ' (unknown)'}")
+    ax.set(xticks=[], yticks=[], title="t-SNE of test features (selected layer)")
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=1.5)
+    return _figure(fig, "Known classes as dots, unknown classes as crosses.")
+
+
+def _metrics(res: dict) -> str:
+    variants = [("raw", res)]
+    if res.get("jpeg_aligned"):
+        variants.append((f"JPEG-aligned (q={res['jpeg_aligned']['quality']})", res["jpeg_aligned"]))
+    return _table(["metric"] + [n for n, _ in variants],
+                  [[label] + [get(v) for _, v in variants] for label, get in METRIC_ROWS])
+
+
+def _counts(res: dict) -> str:
+    counts = res.get("counts") or {}
+    labels = sorted({l for role in counts.values() for l in role})
+    return _table(["class"] + list(counts), [[l] + [counts[r].get(l, 0) for r in counts]
+                                             for l in labels])
+
+
+def build_report(run_dir: str | Path) -> Path:
+    run = Path(run_dir)
+    res = json.loads((run / "results.json").read_text(encoding="utf-8"))
+    esc = html.escape
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>originprobe: "
+             f"{esc(res.get('title', 'report'))}</title><style>{CSS}</style></head><body>",
+             f"<h1>originprobe: {esc(res.get('title', ''))}</h1>"]
+    bb = res.get("backbone", {}).get("name", "?")
+    known = ", ".join(res.get("known_classes", []))
+    unknown = ", ".join(res.get("unknown_classes", [])) or "(none)"
+    if "compare" in res:
+        parts.append(f"<p class='meta'>Backbone <b>{esc(bb)}</b>. Known: {esc(known)}. "
+                     f"Unknown: {esc(unknown)}.</p><h2>Heads × scores (best OSCR first)</h2>")
+        parts.append(_table(["head", "score", "layer", "params", "accuracy", "macro-F1", "AUROC",
+                             "OSCR", "CCR@FPR5%", "TNR@TPR95%"],
+                            [[r["head"], r["score"], r["layer"], json.dumps(r["params"]),
+                              r["accuracy"], r["macro_f1"], r["auroc"], r["oscr"],
+                              r["ccr_at_fpr05"], r["tnr_at_tpr95"]] for r in res["compare"]]))
+    else:
+        sel = res["selected"]
+        parts.append(
+            f"<p class='meta'>Backbone <b>{esc(bb)}</b>, head <b>{esc(sel['head'])}</b>, score "
+            f"<b>{esc(sel['score'])}</b>, layer <b>{esc(sel['layer'])}</b>, parameters "
+            f"<code>{esc(json.dumps(sel['params']))}</code>, chosen on known-class validation "
+            f"data.<br>Known: {esc(known)}<br>Unknown: {esc(unknown)}</p>")
+        preds = _read_csv(run / "predictions.csv")
+        parts += ["<h2>Metrics</h2>", _metrics(res), "<h2>Known vs unknown</h2>",
+                  _curves(res, preds), _bars(res), "<h2>Confusion matrix</h2>", _confusion(res)]
+        for title, body in (("Layer sweep", _sweep(res)), ("Robustness", _robustness(res)),
+                            ("Low-data regime", _low_data(res)),
+                            ("Embedding map", _embedding(run, res))):
+            if body:
+                parts += [f"<h2>{title}</h2>", body]
+    parts += ["<h2>Samples</h2>", _counts(res)]
+    if res.get("errors"):
+        parts.append(f"<p>{int(res['errors'])} file(s) skipped: see errors.csv.</p>")
+    parts.append("</body></html>")
+    out = run / "report.html"
+    atomic_write_text(out, "\n".join(parts))
+    return out
