@@ -80,20 +80,13 @@ def cmd_evaluate(a) -> int:
     res = evaluate(_config(a), a.out)
     print(results_markdown(res))
     written = "results.json, results.md, config.json, predictions.csv, errors.csv"
-    if not a.no_report and _build_report(a.out):
+    if not a.no_report:
+        from .report.html import build_report
+        build_report(a.out)
         written += ", report.html"
     print(f"wrote {a.out}/: {written}")
     _skipped_summary(res["errors"], f"{a.out}/errors.csv")
     return EXIT_SKIPPED if a.strict and res["errors"] else 0
-
-
-def _build_report(run_dir) -> bool:
-    try:
-        from .report.html import build_report
-    except ImportError:
-        return False
-    build_report(run_dir)
-    return True
 
 
 def cmd_report(a) -> int:
@@ -110,7 +103,9 @@ def cmd_compare(a) -> int:
     heads = _csv(a.heads) if a.heads != "all" else sorted(HEADS)
     res = compare(_config(a), heads, a.out)
     print(compare_markdown(res))
-    print(f"wrote {a.out}/: results.json, results.md, config.json, errors.csv")
+    from .report.html import build_report
+    build_report(a.out)
+    print(f"wrote {a.out}/: results.json, results.md, config.json, errors.csv, report.html")
     _skipped_summary(res["errors"], f"{a.out}/errors.csv")
     return EXIT_SKIPPED if a.strict and res["errors"] else 0
 

@@ -179,24 +179,35 @@ def _robustness(res: dict) -> str:
     plt = _plt()
     figs = []
     for kind, rows in rob.items():
-        pts = [r for r in rows if r["level"] != "none"]
-        clean = next((r for r in rows if r["level"] == "none"), None)
+        # clean first, then increasing strength, evenly spaced so that every level is readable
+        rows = sorted(rows, key=lambda r: (r["level"] != "none", _strength(kind, r["level"])))
         fig, ax = plt.subplots(figsize=(4.6, 3.8))
-        lv = [float(r["level"]) for r in pts]
+        x = np.arange(len(rows))
         for i, m in enumerate(("accuracy", "auroc", "oscr")):
-            ax.plot(lv, [np.nan if r[m] is None else r[m] for r in pts], marker="o",
+            ax.plot(x, [np.nan if r[m] is None else r[m] for r in rows], marker="o",
                     c=f"C{i}", label=m)
-            if clean and clean[m] is not None:
-                ax.axhline(clean[m], c=f"C{i}", ls=":", lw=1)
-        if kind in ("jpeg", "downscale", "crop"):
-            ax.invert_xaxis()  # stronger perturbation to the right
+        ax.set_xticks(x, ["clean" if r["level"] == "none" else fmt_level(r["level"])
+                          for r in rows])
         ax.set(title=f"{kind}", xlabel={"jpeg": "JPEG quality", "blur": "Gaussian sigma (px)",
                                         "downscale": "scale factor",
                                         "crop": "kept fraction"}.get(kind, "level"),
-               ylim=(0, 1))
+               ylim=(0, 1), ylabel="score")
         ax.legend(loc="lower left", fontsize=9)
-        figs.append(_figure(fig, f"{kind}: dotted lines are the clean figures."))
+        figs.append(_figure(fig, f"{kind}: test figures, strength increasing to the right."))
     return '<div class="grid">' + "".join(figs) + "</div>"
+
+
+def _strength(kind: str, level) -> float:
+    """Larger = stronger perturbation (JPEG quality, scale and kept fraction decrease)."""
+    if level == "none":
+        return 0.0
+    v = float(level)
+    return -v if kind in ("jpeg", "downscale", "crop") else v
+
+
+def fmt_level(level) -> str:
+    v = float(level)
+    return str(int(v)) if v.is_integer() else f"{v:g}"
 
 
 def _low_data(res: dict) -> str:
@@ -211,8 +222,10 @@ def _low_data(res: dict) -> str:
         std = np.array([0 if r[f"{m}_std"] is None else r[f"{m}_std"] for r in rows])
         ax.plot(n, mean, marker="o", c=f"C{i}", label=m)
         ax.fill_between(n, mean - std, mean + std, color=f"C{i}", alpha=0.2)
-    ax.set(xscale="log", xlabel="training images per class", ylim=(0, 1),
+    ax.set(xscale="log", xlabel="training images per class", ylim=(0, 1), ylabel="score",
            title=f"Low-data regime ({rows[0]['seeds']} seeds, mean ± std)")
+    ax.set_xticks(n, [str(v) for v in n])
+    ax.minorticks_off()
     ax.legend(loc="lower right")
     return _figure(fig, "Figures vs training images per class.")
 
