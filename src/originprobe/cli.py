@@ -30,12 +30,25 @@ def _user_errors() -> tuple[type[BaseException], ...]:
             FileNotFoundError, NotADirectoryError, PermissionError, ValueError)
 
 
-def _add_data_args(p: argparse.ArgumentParser, known_required: bool = True) -> None:
-    p.add_argument("--data", required=True,
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data",
                    help="folder tree <root>/<label>/..., manifest CSV (path,label) or annotation file")
     p.add_argument("--class-names", help="class names, one per line (for annotation files)")
     p.add_argument("--root", help="root that annotation-file paths are relative to")
-    p.add_argument("--known", required=known_required, help="comma-separated known classes")
+    p.add_argument("--known", help="comma-separated known classes (required with --data)")
+    g = p.add_argument_group("benchmark protocols (instead of --data/--known)")
+    g.add_argument("--protocol", help="e.g. genimage:split1, osma:split3, diffusionforensics; "
+                                      "see `originprobe protocols`")
+    g.add_argument("--group", default="all", help="unknown group of the protocol (osma: seed, "
+                                                  "arch, dataset, all)")
+    g.add_argument("--annotations", help="folder holding the protocol's annotation files "
+                                         "(default: --root)")
+    g.add_argument("--train-per-class", type=int,
+                   help="cap per class when annotations are made from the raw GenImage tree")
+    g.add_argument("--test-per-class", type=int, help="same, for the test files")
+    p.add_argument("--dry-run", action="store_true",
+                   help="resolve the data or protocol, print samples per class and role and any "
+                        "missing files; extract nothing")
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -59,6 +72,15 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 def _config(a: argparse.Namespace):
     from .pipeline import RunConfig
+    if a.protocol:
+        for flag in ("data", "known", "unknown", "test_data"):
+            if getattr(a, flag, None):
+                raise ValueError(f"--{flag.replace('_', '-')} cannot be combined with --protocol: "
+                                 "the protocol fixes data and classes")
+    elif not a.data or not a.known:
+        raise ValueError("give --data and --known, or --protocol NAME --root DIR")
+    if hasattr(a, "out") and not a.out and not a.dry_run:
+        raise ValueError("--out is required")
     return RunConfig(
         data=a.data, known=_csv(a.known) or [], unknown=_csv(getattr(a, "unknown", None)),
         test_data=getattr(a, "test_data", None), class_names=a.class_names, root=a.root,
@@ -66,7 +88,76 @@ def _config(a: argparse.Namespace):
         target_tpr=a.target_tpr, seed=a.seed, cache=a.cache, batch_size=a.batch_size,
         workers=a.workers, device=a.device, progress=not a.no_progress, strict=a.strict,
         jpeg_align=getattr(a, "jpeg_align", None), robustness=getattr(a, "robustness", None),
-        low_data=getattr(a, "low_data", None), low_data_seeds=getattr(a, "low_data_seeds", 3))
+        low_data=getattr(a, "low_data", None), low_data_seeds=getattr(a, "low_data_seeds", 3),
+        protocol=a.protocol, group=a.group, annotations=a.annotations,
+        train_per_class=a.train_per_class, test_per_class=a.test_per_class)
+
+
+def _dry_run(cfg) -> int:
+    """Resolve data or protocol; print samples per class and role and what is missing."""
+    from .report.results import markdown_table
+    if cfg.protocol:
+        from .pipeline.prepare import resolve_for
+        rp = resolve_for(cfg)
+        counts = rp.counts()
+        missing = rp.missing_images()
+        problems = rp.problems()
+        print(f"# {cfg.protocol}: {rp.protocol.title}\n\n{rp.protocol.source}\n")
+        print(f"known ({len(rp.known)}): {', '.join(rp.known)}")
+        print(f"unknown, group {rp.group} ({len(rp.unknown)}): {', '.join(rp.unknown)}")
+        if rp.generated:
+            print(f"annotation files generated from the raw tree into {rp.generated}")
+        for role, f in rp.files.items():
+            print(f"{role}: {f if f else '(carved from train)'}")
+        for note in rp.notes:
+            print(f"note: {note}")
+    else:
+        from .data import load_dataset
+        counts, missing, problems = {}, {}, []
+        for role, spec in (("data", cfg.data), ("test_data", cfg.test_data)):
+            if spec:
+                ds = load_dataset(spec, class_names=cfg.class_names, root=cfg.root)
+                counts[role] = ds.counts()
+                missing[role] = [str(s.path) for s in ds.samples if not s.path.exists()]
+                problems += ds.problems
+        known = set(cfg.known)
+        print(f"known: {', '.join(cfg.known)}")
+        absent = sorted(known - {l for c in counts.values() for l in c})
+        if absent:
+            print(f"known classes with no samples: {', '.join(absent)}")
+    roles = list(counts)
+    labels = sorted({l for c in counts.values() for l in c})
+    rows = [[l] + [counts[r].get(l, 0) for r in roles] for l in labels]
+    rows.append(["**total**"] + [sum(counts[r].values()) for r in roles])
+    rows.append(["missing files"] + [len(missing.get(r, [])) for r in roles])
+    print()
+    print(markdown_table(["class"] + roles, rows))
+    for role, paths in missing.items():
+        for path in paths[:5]:
+            print(f"missing ({role}): {path}")
+        if len(paths) > 5:
+            print(f"missing ({role}): ... and {len(paths) - 5} more")
+    for pr in problems[:10]:
+        print(f"unusable line {pr.path}: {pr.reason}")
+    n_bad = sum(len(v) for v in missing.values()) + len(problems)
+    if n_bad:
+        print(f"{n_bad} file(s) or line(s) would be skipped", file=sys.stderr)
+    return EXIT_SKIPPED if cfg.strict and n_bad else 0
+
+
+def cmd_protocols(a) -> int:
+    from .protocols import list_protocols
+    protocols = list_protocols()
+    if a.json:
+        print(json.dumps([p.describe() for p in protocols], indent=2))
+        return 0
+    from .report.results import markdown_table
+    rows = [[p.name, len(p.known), ", ".join(f"{g} ({len(c)})" for g, c in p.unknown.items()),
+             ", ".join(p.known)] for p in protocols]
+    print(markdown_table(["protocol", "known", "unknown groups", "known classes"], rows))
+    print("\nRun one: originprobe evaluate --protocol NAME --root DIR --out RUN "
+          "[--group G] [--dry-run]; details: originprobe protocols --json")
+    return 0
 
 
 def _skipped_summary(n: int, where: str | None) -> None:
@@ -77,6 +168,8 @@ def _skipped_summary(n: int, where: str | None) -> None:
 def cmd_evaluate(a) -> int:
     from .pipeline import evaluate
     from .report.results import results_markdown
+    if a.dry_run:
+        return _dry_run(_config(a))
     res = evaluate(_config(a), a.out)
     print(results_markdown(res))
     written = "results.json, results.md, config.json, predictions.csv, errors.csv"
@@ -100,6 +193,8 @@ def cmd_report(a) -> int:
 def cmd_compare(a) -> int:
     from .heads import HEADS
     from .pipeline.compare import compare, compare_markdown
+    if a.dry_run:
+        return _dry_run(_config(a))
     heads = _csv(a.heads) if a.heads != "all" else sorted(HEADS)
     res = compare(_config(a), heads, a.out)
     print(compare_markdown(res))
@@ -122,6 +217,8 @@ def cmd_enroll(a) -> int:
 
 def cmd_fit(a) -> int:
     from .pipeline import fit
+    if a.dry_run:
+        return _dry_run(_config(a))
     b = fit(_config(a), a.out)
     sel = b.extra["selection"]
     print(f"saved {a.out}: {b.head.name} head on {b.backbone['name']}/{b.layer} "
@@ -182,14 +279,7 @@ def cmd_extract(a) -> int:
 
 
 def cmd_backbones(a) -> int:
-    try:
-        from .backbones.catalog import format_backbones_table, list_backbones
-    except ImportError:  # catalog module not available: list the registry plainly
-        from .backbones import BACKBONES
-        for name, spec in sorted(BACKBONES.items()):
-            print(f"{name}\t{spec.source}\t{spec.layers_hint}\t{spec.dim_hint}\t"
-                  f"weights: {'yes' if spec.weights_available() else 'no'}")
-        return 0
+    from .backbones.catalog import format_backbones_table, list_backbones
     rows = list_backbones()
     print(json.dumps(rows, indent=2) if a.json else format_backbones_table(rows))
     return 0
@@ -232,13 +322,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--low-data", metavar="N,N,...", help="training images per class, e.g. 5,10,20")
     p.add_argument("--low-data-seeds", type=int, default=3)
     p.add_argument("--no-report", action="store_true", help="skip report.html")
-    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--out", help="run directory (required unless --dry-run)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("fit", help="train on known classes and save a model bundle")
     _add_data_args(p)
     _add_model_args(p)
-    p.add_argument("--out", required=True, help="model directory")
+    p.add_argument("--out", help="model directory (required unless --dry-run)")
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("compare", help="every head × supported score on the same splits")
@@ -247,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unknown", help="unknown classes (default: every non-known test label)")
     _add_model_args(p)
     p.add_argument("--heads", default="all", help='comma-separated heads, or "all"')
-    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--out", help="run directory (required unless --dry-run)")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("enroll", help="add a new generator to a saved model from a few images")
@@ -292,6 +382,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="(re)build RUN_DIR/report.html from a run directory")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("protocols", help="list the benchmark protocols shipped with originprobe")
+    p.add_argument("--json", action="store_true", help="full specs: classes and annotation files")
+    p.set_defaults(func=cmd_protocols)
 
     p = sub.add_parser("backbones", help="list backbones, their layers and weights availability")
     p.add_argument("--json", action="store_true")

@@ -21,11 +21,12 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from .images import ImageDecodeError, is_image_path
 
 MANIFEST_NAMES = ("manifest.csv",)
+LabelResolver = Callable[[str, int], "str | None"]
 
 
 class DatasetError(Exception):
@@ -106,7 +107,7 @@ def hash_samples(samples: Sequence[Sample], workers: int = 8) -> tuple[list[Samp
     return [s for s in samples if str(s.path) not in bad], problems
 
 
-def _walk_images(root: Path) -> Iterable[Path]:
+def walk_images(root: Path) -> Iterable[Path]:
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
         for name in sorted(filenames):
@@ -121,7 +122,7 @@ def load_folder(root: str | Path) -> Dataset:
         raise DatasetError(f"{root}: not a directory")
     samples = []
     for label_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        for img in _walk_images(label_dir):
+        for img in walk_images(label_dir):
             samples.append(Sample(path=img, label=label_dir.name))
     if not samples:
         raise DatasetError(f"{root}: no images found under <root>/<label>/")
@@ -165,16 +166,28 @@ def read_class_names(path: str | Path) -> list[str]:
 
 
 def load_annotations(
-    annotation_file: str | Path, class_names: Sequence[str], root: str | Path | None = None
+    annotation_file: str | Path, class_names: Sequence[str] | LabelResolver,
+    root: str | Path | None = None,
 ) -> Dataset:
-    """Read `path<TAB>integer_label` lines; paths resolve against `root` (default: the file's folder)."""
+    """Read `path<TAB>integer_label` lines; paths resolve against `root` (default: the file's folder).
+
+    `class_names` maps the integer label to a name: a list indexed by it, or a function
+    `(relative_path, index) -> name or None` (None: the line is reported as a problem).
+    """
     annotation_file = Path(annotation_file)
     base = Path(root) if root is not None else annotation_file.parent
+    if callable(class_names):
+        resolve, n_names = class_names, None
+    else:
+        names = list(class_names)
+        resolve, n_names = (lambda rel, i: names[i] if 0 <= i < len(names) else None), len(names)
     samples, problems = [], []
     try:
         text = annotation_file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DatasetError(f"{annotation_file}: annotation file not found") from None
+    except UnicodeDecodeError:
+        raise DatasetError(f"{annotation_file}: not a UTF-8 text file") from None
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -186,12 +199,13 @@ def load_annotations(
             continue
         rel, idx = parts[0].strip(), parts[-1].strip()
         try:
-            label = class_names[int(idx)]
-        except (ValueError, IndexError):
-            problems.append(
-                Problem(f"{annotation_file}:{lineno}", f"label {idx!r} is not an index into the "
-                        f"{len(class_names)} class names")
-            )
+            label = resolve(rel, int(idx))
+        except ValueError:
+            label = None
+        if label is None:
+            what = (f"an index into the {n_names} class names" if n_names is not None
+                    else "a class of this protocol")
+            problems.append(Problem(f"{annotation_file}:{lineno}", f"label {idx!r} is not {what}"))
             continue
         p = Path(rel)
         samples.append(Sample(path=p if p.is_absolute() else base / p, label=label,
@@ -222,6 +236,6 @@ def load_dataset(spec: str | Path, class_names: str | Path | None = None,
 
 __all__ = [
     "Dataset", "DatasetError", "ImageDecodeError", "Problem", "Sample", "file_sha256",
-    "hash_samples", "load_annotations", "load_dataset", "load_folder", "load_manifest",
+    "hash_samples", "is_image_path", "load_annotations", "load_dataset", "load_folder", "load_manifest",
     "read_class_names",
 ]

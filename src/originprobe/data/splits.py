@@ -136,3 +136,28 @@ def make_split(
     if absent:
         raise SplitLeakError(f"known classes not present in the training data: {absent}")
     return OpenSetSplit(list(known), list(unknown), train, val, test).check()
+
+
+def split_from_roles(
+    train: Sequence[Sample], val: Sequence[Sample] | None, test: Sequence[Sample],
+    known: Sequence[str], unknown: Sequence[str], seed: int = 0,
+    fractions: tuple[float, float] = (0.6, 0.2),
+) -> OpenSetSplit:
+    """A checked split from files that already say which samples train, validate and test
+    (a published protocol). Without `val`, validation is carved from `train` (stratified, seeded)
+    so that the test set never selects anything. Test samples that are also used for training or
+    validation, or whose label is neither known nor unknown, are left out of test."""
+    known = list(dict.fromkeys(known))
+    train = [s for s in dedupe(train)[0] if s.label in set(known)]
+    if val is None:
+        train, val = stratified_split(train, fractions, seed)
+    else:
+        used = {s.sha256 for s in train}
+        val = [s for s in dedupe(val)[0] if s.label in set(known) and s.sha256 not in used]
+    used = {s.sha256 for s in train} | {s.sha256 for s in val}
+    test = [s for s in dedupe(test)[0]
+            if s.label in set(known) | set(unknown) and s.sha256 not in used]
+    absent = sorted(set(known) - {s.label for s in train})
+    if absent:
+        raise SplitLeakError(f"known classes without training samples: {absent}")
+    return OpenSetSplit(list(known), list(unknown), train, val, test).check()

@@ -33,6 +33,8 @@ from typing import Iterable, Sequence
 import numpy as np
 from filelock import FileLock
 
+from ..atomic import atomic_write_text, fsync_dir
+
 META = "meta.json"
 FORMAT_VERSION = 1
 
@@ -47,32 +49,6 @@ def _sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a text file so that readers see the old content or the new, never a half file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -221,11 +197,11 @@ class FeatureStore:
                 json.dump(meta, fh)
                 fh.flush()
                 os.fsync(fh.fileno())
-            _fsync_dir(tmp)
+            fsync_dir(tmp)
             final = self.dir / f"shard-{sid}"
             with self._lock:
                 os.rename(tmp, final)
-                _fsync_dir(self.dir)
+                fsync_dir(self.dir)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -289,7 +265,7 @@ class FeatureStore:
                     d = Path(path)
                     if d.is_dir():
                         os.rename(d, d.with_name(f"damaged-{d.name}"))
-                _fsync_dir(self.dir)
+                fsync_dir(self.dir)
             self._shards = None
         return VerifyReport(shards=len(dirs), rows=rows, damaged=damaged)
 

@@ -11,7 +11,7 @@ from typing import Sequence
 
 from ..heads import HEADS
 from ..report.results import fmt, markdown_table, write_json
-from ..features.store import atomic_write_text
+from ..atomic import atomic_write_text
 from .evaluate import run_selection, test_head
 from .prepare import RunConfig, prepare
 
@@ -38,7 +38,7 @@ def compare(cfg: RunConfig, heads: Sequence[str], out_dir: str | Path) -> dict:
                 "open_set_accuracy": m["thresholded"]["open_set_accuracy"],
                 "selection_s": round(fit_s, 2)})
     rows.sort(key=lambda r: -(r["oscr"] if r["oscr"] is not None else -1))
-    results = {"title": f"compare on {Path(cfg.data).name}", "compare": rows,
+    results = {"title": f"compare on {cfg.title}", "compare": rows,
                "known_classes": list(p.split.known_classes),
                "unknown_classes": list(p.split.unknown_classes), "counts": p.split.counts(),
                "backbone": {k: v for k, v in p.backbone.describe().items() if k != "feature_dims"},

@@ -18,7 +18,7 @@ from ..heads.selection import Selection, select_head
 from ..metrics import auroc, evaluate_open_set, oscr
 from ..openset import calibrate_threshold, check_supported, known_score, scores_from_decision
 from ..report import write_run
-from ..features.store import atomic_write_text
+from ..atomic import atomic_write_text
 from .prepare import Prepared, RunConfig, prepare
 
 
@@ -114,7 +114,7 @@ def evaluate(cfg: RunConfig, out_dir: str | Path, title: str = "") -> dict:
     t_extract = time.perf_counter() - t0
     core, sel, tested = _evaluate_prepared(p, cfg, score)
     results = {
-        "title": title or f"{Path(cfg.data).name}",
+        "title": title or cfg.title,
         **core,
         "backbone": {k: v for k, v in p.backbone.describe().items() if k != "feature_dims"},
         "timing": {"extract_s": round(t_extract, 2), "selection_s": round(sel.seconds, 2),

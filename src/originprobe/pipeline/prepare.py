@@ -15,6 +15,7 @@ import numpy as np
 
 from ..backbones import DEFAULT_BACKBONE, Backbone, load_backbone
 from ..data import Dataset, OpenSetSplit, Problem, Sample, hash_samples, load_dataset, make_split
+from ..data.splits import split_from_roles
 from ..features import ExtractionReport, FeatureStore, extract_features, open_store
 
 DEFAULT_CACHE = ".cache/features"
@@ -24,7 +25,7 @@ DEFAULT_CACHE = ".cache/features"
 class RunConfig:
     """Everything that determines a run; saved verbatim as RUN_DIR/config.json."""
 
-    data: str
+    data: str | None
     known: list[str]
     unknown: list[str] | None = None
     test_data: str | None = None
@@ -48,6 +49,18 @@ class RunConfig:
     robustness: str | None = None      # "default" or "jpeg=90,70;blur=1" (test-time perturbations)
     low_data: str | None = None        # "5,10,20": training samples per class
     low_data_seeds: int = 3
+    protocol: str | None = None        # "genimage:split1": known/unknown and files from the protocol
+    group: str = "all"                 # unknown group of the protocol
+    annotations: str | None = None     # where the protocol's annotation files are (default: root)
+    train_per_class: int | None = None # caps when annotation files are made from a raw tree
+    test_per_class: int | None = None
+
+    @property
+    def title(self) -> str:
+        if self.protocol:
+            return self.protocol + (f" (unknown: {self.group})" if self.group != "all" else "")
+        p = Path(self.data or "")
+        return p.parent.name if p.name.lower() == "manifest.csv" else p.name
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -125,9 +138,9 @@ def extract_for(samples: Sequence[Sample], backbone: Backbone, cfg: RunConfig, l
     return store, report
 
 
-def prepare(cfg: RunConfig, with_test: bool = True, perturbation=None,
-            backbone: Backbone | None = None) -> Prepared:
-    """`perturbation` (e.g. JPEG alignment) is applied to every image of every role."""
+def _data_split(cfg: RunConfig, with_test: bool) -> tuple[Dataset, OpenSetSplit, list[Problem]]:
+    if not cfg.data:
+        raise ValueError("no data: give --data (or --protocol with --root)")
     ds, samples, problems = _load(cfg.data, cfg)
     test_samples = None
     if cfg.test_data:
@@ -139,6 +152,47 @@ def prepare(cfg: RunConfig, with_test: bool = True, perturbation=None,
     else:  # fitting a model to ship: known classes only, train + validation
         fr = cfg.fractions
         split = make_split(samples, cfg.known, [], [], seed=cfg.seed, fractions=(fr[0], fr[1], 0.0))
+    return ds, split, problems
+
+
+def resolve_for(cfg: RunConfig):
+    """The protocol of a run, bound to files under cfg.root (see originprobe.protocols)."""
+    from ..protocols import ProtocolError, resolve_protocol
+    if not cfg.root:
+        raise ProtocolError(f"{cfg.protocol}: --root DIR is required (the folder that the "
+                            "annotation files' image paths are relative to)")
+    return resolve_protocol(cfg.protocol, cfg.root, group=cfg.group,
+                            annotations=cfg.annotations, seed=cfg.seed,
+                            train_per_class=cfg.train_per_class,
+                            test_per_class=cfg.test_per_class)
+
+
+def _protocol_split(cfg: RunConfig, with_test: bool) -> tuple[Dataset, OpenSetSplit, list[Problem]]:
+    rp = resolve_for(cfg)
+    problems = rp.problems()
+    roles = {}
+    for role, ds in rp.datasets.items():
+        if ds is None or (not with_test and role.startswith("test")):
+            roles[role] = None
+            continue
+        roles[role], hash_problems = hash_samples(ds.samples)
+        problems += hash_problems
+    test = (roles["test_known"] or []) + (roles["test_unknown"] or [])
+    split = split_from_roles(roles["train"], roles["val"], test, rp.known,
+                             rp.unknown if with_test else [], seed=cfg.seed,
+                             fractions=cfg.fractions[:2])
+    ds = Dataset(samples=split.train + split.val + split.test, source=cfg.protocol,
+                 problems=problems)
+    return ds, split, problems
+
+
+def prepare(cfg: RunConfig, with_test: bool = True, perturbation=None,
+            backbone: Backbone | None = None) -> Prepared:
+    """`perturbation` (e.g. JPEG alignment) is applied to every image of every role."""
+    if cfg.protocol:
+        ds, split, problems = _protocol_split(cfg, with_test)
+    else:
+        ds, split, problems = _data_split(cfg, with_test)
     backbone = backbone or load_backbone(cfg.backbone, weights=cfg.weights)
     layers = parse_layers(cfg.layers, backbone)
     store, report = extract_for(split.train + split.val + split.test, backbone, cfg, layers,
@@ -156,11 +210,11 @@ def prepare(cfg: RunConfig, with_test: bool = True, perturbation=None,
 
 def collect_images(paths: Sequence[str | Path]) -> tuple[list[Sample], list[Problem]]:
     """Files named on a command line; folders are walked recursively (images only)."""
-    from ..data.samples import _walk_images
+    from ..data.samples import walk_images
     samples, problems = [], []
     for p in map(Path, paths):
         if p.is_dir():
-            samples += [Sample(path=f, label="") for f in _walk_images(p)]
+            samples += [Sample(path=f, label="") for f in walk_images(p)]
         elif p.exists() or p.is_symlink():
             samples.append(Sample(path=p, label=""))
         else:

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from ..data.perturb import Perturbation, parse_levels
-from ..features.store import atomic_write_text
+from ..atomic import atomic_write_text
 from ..heads import head_factory
 from ..heads.selection import Selection, select_head
 from ..metrics import auroc, oscr

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..features.store import atomic_write_text
+from ..atomic import atomic_write_text
 from ..metrics import oscr_curve, roc_curve
 from .results import METRIC_ROWS, fmt
 

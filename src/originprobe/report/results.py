@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ..features.store import atomic_write_text
+from ..atomic import atomic_write_text
 
 REQUIRED_KEYS = (
     "closed_set.accuracy", "closed_set.macro_f1", "open_set.auroc", "open_set.oscr",
