@@ -3,7 +3,6 @@ models are saved the way real checkpoints are distributed and loaded through the
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest

@@ -5,7 +5,6 @@ import base64
 import io
 import json
 import re
-from pathlib import Path
 
 import pytest
 from PIL import Image

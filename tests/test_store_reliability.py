@@ -14,7 +14,7 @@ from PIL import Image
 
 from originprobe.cli import main
 from originprobe.data.samples import hash_samples, load_folder
-from originprobe.features import FeatureStore, extract_features
+from originprobe.features import FeatureStore
 
 TINY = textwrap.dedent('''
     """A deterministic, deliberately slow backbone for store tests."""

@@ -257,7 +257,7 @@ def cmd_predict(a) -> int:
 
 def cmd_extract(a) -> int:
     from .backbones import load_backbone
-    from .data import hash_samples, load_dataset
+    from .data import load_dataset
     from .features import extract_features, open_store
     from .pipeline.prepare import base_layers, parse_layers
     from .report import write_errors_csv

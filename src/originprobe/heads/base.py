@@ -9,8 +9,10 @@ Every head follows the scikit-learn estimator contract: `__init__` only stores h
 from it by `originprobe.openset` (higher = more likely known). A head lists the scores it supports
 in `supported_scores`.
 
-Heads are saved without pickle: `get_state()` returns (tensors, params) — a dict of numpy arrays
-for safetensors and a JSON-serialisable dict — and `from_state(tensors, params)` rebuilds the head.
+Heads are saved without pickle: each head lists its learned arrays in `state_arrays`
+(attribute → dtype); `get_state()` returns (tensors, params) — those arrays for safetensors, named
+without the trailing `_`, and a JSON-serialisable dict — and `from_state(tensors, params)`
+rebuilds the head.
 A head never sees unknown-class samples: the pipeline only passes known classes to `fit`.
 """
 from __future__ import annotations
@@ -43,6 +45,8 @@ class Head:
     default_score: ClassVar[str] = "msp"
     #: hyper-parameters swept on known-class validation data: {param: [values]}
     param_grid: ClassVar[dict[str, list]] = {}
+    #: learned arrays saved in a bundle: {attribute ending in "_": numpy dtype}
+    state_arrays: ClassVar[dict[str, type]] = {}
 
     # --- sklearn-style parameter access ---------------------------------------------------------
     def get_params(self) -> dict[str, Any]:
@@ -79,12 +83,23 @@ class Head:
         raise NotImplementedError(f"head {self.name!r} cannot enrol classes in place")
 
     # --- saving without pickle ------------------------------------------------------------------
-    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:  # pragma: no cover
-        raise NotImplementedError
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        self._check_fitted()
+        tensors = {attr.rstrip("_"): np.ascontiguousarray(getattr(self, attr), dtype=dtype)
+                   for attr, dtype in self.state_arrays.items()}
+        return tensors, {"params": self.get_params(), "classes": [str(c) for c in self.classes_]}
 
     @classmethod
     def from_state(cls, tensors: dict[str, np.ndarray], params: dict[str, Any]) -> "Head":
-        raise NotImplementedError  # pragma: no cover
+        head = cls(**params["params"])
+        head.classes_ = np.array(params["classes"], dtype=object)
+        for attr, dtype in cls.state_arrays.items():
+            setattr(head, attr, np.asarray(tensors[attr.rstrip("_")], dtype))
+        head._restored()
+        return head
+
+    def _restored(self) -> None:
+        """Hook: rebuild derived state after `from_state` (nothing by default)."""
 
     # --- helpers --------------------------------------------------------------------------------
     def _check_fitted(self) -> None:

@@ -9,7 +9,7 @@ distance to the nearest class. Enrolling a class adds its mean; the covariance i
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -20,6 +20,8 @@ from .base import Head
 class GaussianHead(Head):
     name: ClassVar[str] = "gaussian"
     supported_scores: ClassVar[tuple[str, ...]] = ("mahalanobis", "msp", "maxlogit", "energy")
+    state_arrays: ClassVar[dict[str, type]] = {"mean_": np.float32, "means_": np.float32,
+                                                "precision_": np.float32}
     default_score: ClassVar[str] = "mahalanobis"
     param_grid: ClassVar[dict[str, list]] = {"shrinkage": ["auto", 0.1, 0.5]}
 
@@ -79,18 +81,3 @@ class GaussianHead(Head):
         self.classes_ = classes
         self.means_ = np.stack([means[c] for c in classes])
         return self
-
-    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        self._check_fitted()
-        return ({"mean": self.mean_.astype(np.float32), "means": self.means_.astype(np.float32),
-                 "precision": self.precision_},
-                {"params": self.get_params(), "classes": [str(c) for c in self.classes_]})
-
-    @classmethod
-    def from_state(cls, tensors: dict[str, np.ndarray], params: dict[str, Any]) -> "GaussianHead":
-        h = cls(**params["params"])
-        h.classes_ = np.array(params["classes"], dtype=object)
-        h.mean_ = np.asarray(tensors["mean"], np.float32)
-        h.means_ = np.asarray(tensors["means"], np.float32)
-        h.precision_ = np.asarray(tensors["precision"], np.float32)
-        return h

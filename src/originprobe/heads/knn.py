@@ -8,7 +8,7 @@ Enrolling a class appends its vectors.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -19,6 +19,8 @@ from .base import Head
 class KNNHead(Head):
     name: ClassVar[str] = "knn"
     supported_scores: ClassVar[tuple[str, ...]] = ("knn", "msp", "maxlogit")
+    state_arrays: ClassVar[dict[str, type]] = {"bank_": np.float32, "bank_labels_": np.int64,
+                                                "mean_": np.float32}
     default_score: ClassVar[str] = "knn"
     param_grid: ClassVar[dict[str, list]] = {"k": [1, 3, 5, 10, 20]}
 
@@ -87,17 +89,3 @@ class KNNHead(Head):
         self.bank_labels_ = np.searchsorted(classes, np.r_[old, [label] * len(new)].astype(object)
                                             ).astype(np.int64)
         return self
-
-    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        self._check_fitted()
-        return ({"bank": self.bank_, "bank_labels": self.bank_labels_, "mean": self.mean_},
-                {"params": self.get_params(), "classes": [str(c) for c in self.classes_]})
-
-    @classmethod
-    def from_state(cls, tensors: dict[str, np.ndarray], params: dict[str, Any]) -> "KNNHead":
-        h = cls(**params["params"])
-        h.classes_ = np.array(params["classes"], dtype=object)
-        h.bank_ = np.asarray(tensors["bank"], np.float32)
-        h.bank_labels_ = np.asarray(tensors["bank_labels"], np.int64)
-        h.mean_ = np.asarray(tensors["mean"], np.float32)
-        return h

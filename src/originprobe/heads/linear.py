@@ -5,7 +5,7 @@ C is not chosen here: `param_grid["C"]` is swept by `heads.selection` on known-c
 from __future__ import annotations
 
 import warnings
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -17,6 +17,8 @@ C_GRID = [float(c) for c in np.logspace(-4, 2, 13)]
 class LinearHead(Head):
     name: ClassVar[str] = "linear"
     supported_scores: ClassVar[tuple[str, ...]] = ("msp", "maxlogit", "energy")
+    state_arrays: ClassVar[dict[str, type]] = {"coef_": np.float32, "intercept_": np.float32,
+                                                "mean_": np.float32, "scale_": np.float32}
     default_score: ClassVar[str] = "msp"
     param_grid: ClassVar[dict[str, list]] = {"C": C_GRID}
 
@@ -81,19 +83,3 @@ class LinearHead(Head):
             return self.fit(Xn, yn)
         finally:
             self.class_weight = weight
-
-    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        self._check_fitted()
-        tensors = {"coef": self.coef_, "intercept": self.intercept_,
-                   "mean": self.mean_.astype(np.float32), "scale": self.scale_.astype(np.float32)}
-        return tensors, {"params": self.get_params(), "classes": [str(c) for c in self.classes_]}
-
-    @classmethod
-    def from_state(cls, tensors: dict[str, np.ndarray], params: dict[str, Any]) -> "LinearHead":
-        head = cls(**params["params"])
-        head.classes_ = np.array(params["classes"], dtype=object)
-        head.coef_ = np.asarray(tensors["coef"], np.float32)
-        head.intercept_ = np.asarray(tensors["intercept"], np.float32)
-        head.mean_ = np.asarray(tensors["mean"], np.float32)
-        head.scale_ = np.asarray(tensors["scale"], np.float32)
-        return head

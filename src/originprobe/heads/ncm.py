@@ -7,7 +7,7 @@ softmax of similarities / temperature. Enrolling a class adds its mean.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -18,6 +18,7 @@ from .base import Head, softmax
 class NCMHead(Head):
     name: ClassVar[str] = "ncm"
     supported_scores: ClassVar[tuple[str, ...]] = ("reference", "msp", "maxlogit")
+    state_arrays: ClassVar[dict[str, type]] = {"mean_": np.float32, "centroids_": np.float32}
     default_score: ClassVar[str] = "reference"
     param_grid: ClassVar[dict[str, list]] = {"centre": [True, False]}
 
@@ -53,16 +54,3 @@ class NCMHead(Head):
         self.classes_ = np.array(sorted(cents), dtype=object)
         self.centroids_ = np.stack([cents[k] for k in self.classes_])
         return self
-
-    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        self._check_fitted()
-        return ({"mean": np.asarray(self.mean_, np.float32), "centroids": self.centroids_},
-                {"params": self.get_params(), "classes": [str(c) for c in self.classes_]})
-
-    @classmethod
-    def from_state(cls, tensors: dict[str, np.ndarray], params: dict[str, Any]) -> "NCMHead":
-        h = cls(**params["params"])
-        h.classes_ = np.array(params["classes"], dtype=object)
-        h.mean_ = np.asarray(tensors["mean"], np.float32)
-        h.centroids_ = np.asarray(tensors["centroids"], np.float32)
-        return h

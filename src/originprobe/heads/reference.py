@@ -12,7 +12,7 @@ max) rejects by distance. Enrolling a class adds a reference at the mean embeddi
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from .base import Head, softmax
 class ReferenceHead(Head):
     name: ClassVar[str] = "reference"
     supported_scores: ClassVar[tuple[str, ...]] = ("reference", "msp", "maxlogit")
+    state_arrays: ClassVar[dict[str, type]] = {
+        "w1_": np.float32, "b1_": np.float32, "w2_": np.float32, "b2_": np.float32,
+        "references_": np.float32, "mean_": np.float32, "scale_": np.float32}
     default_score: ClassVar[str] = "reference"
     param_grid: ClassVar[dict[str, list]] = {"pull_weight": [0.01, 0.1]}
 
@@ -134,23 +137,8 @@ class ReferenceHead(Head):
         self.reference_labels_ = np.repeat(np.arange(len(self.classes_)), self.references_.shape[1])
         return self
 
-    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        self._check_fitted()
-        t = {"w1": self.w1_, "b1": self.b1_, "w2": self.w2_, "b2": self.b2_,
-             "references": self.references_, "mean": self.mean_.astype(np.float32),
-             "scale": self.scale_.astype(np.float32)}
-        return ({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in t.items()},
-                {"params": self.get_params(), "classes": [str(c) for c in self.classes_]})
-
-    @classmethod
-    def from_state(cls, tensors: dict[str, np.ndarray], params: dict[str, Any]) -> "ReferenceHead":
-        h = cls(**params["params"])
-        h.classes_ = np.array(params["classes"], dtype=object)
-        h.mean_ = np.asarray(tensors["mean"], np.float32)
-        h.scale_ = np.asarray(tensors["scale"], np.float32)
-        h._set_state({"0.weight": tensors["w1"], "0.bias": tensors["b1"],
-                      "2.weight": tensors["w2"], "2.bias": tensors["b2"]}, tensors["references"])
-        return h
+    def _restored(self) -> None:
+        self.reference_labels_ = np.repeat(np.arange(len(self.classes_)), self.references_.shape[1])
 
 
 def _erf(x: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..heads import HEADS
-from ..report.results import fmt, markdown_table, write_json
+from ..report.results import markdown_table, write_json
 from ..atomic import atomic_write_text
 from .evaluate import run_selection, test_head
 from .prepare import RunConfig, prepare
