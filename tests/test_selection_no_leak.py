@@ -99,3 +99,32 @@ def test_threshold_keeps_target_fraction_of_known_validation():
     t = calibrate_threshold(s, 0.95)
     assert np.mean(s >= t) == pytest.approx(0.95, abs=1e-3)
     assert calibrate_threshold(s, 1.0) == s.min()
+
+
+def test_layers_are_combined_only_while_validation_improves():
+    """Layer "a" tells classes {0,1} from {2,3}, layer "b" tells 0 from 1 and 2 from 3, layer
+    "noise" tells nothing: validation alone must pick "a+b" and leave "noise" out."""
+    rng = np.random.default_rng(0)
+    n = 1200
+    y = rng.integers(0, 4, n)
+    a = np.c_[(y >= 2) * 3.0 + rng.normal(size=n), rng.normal(size=n)]
+    b = np.c_[(y % 2) * 3.0 + rng.normal(size=n), rng.normal(size=n)]
+    layers = {"a": a, "b": b, "noise": rng.normal(size=(n, 2))}
+    labels = np.array([f"c{i}" for i in y], dtype=object)
+    tr, va = np.arange(n) < 800, np.arange(n) >= 800
+
+    def features(role, spec):
+        X = np.hstack([layers[p] for p in spec.split("+")])
+        return X[tr] if role == "train" else X[va]
+    known = sorted(set(labels))
+    grid = {"C": [1.0]}
+    single = select_head(LinearHead, features, ["noise", "a", "b"], labels[tr], labels[va],
+                         known, param_grid=grid, combine=1)
+    assert single.layer in ("a", "b")
+    combined = select_head(LinearHead, features, ["noise", "a", "b"], labels[tr], labels[va],
+                           known, param_grid=grid, combine=3)
+    assert combined.layer == "a+b"  # canonical order of the given layers, noise not added
+    best = combined.best_per_layer()
+    assert best["a+b"].val_balanced_accuracy > 0.85 > best[single.layer].val_balanced_accuracy
+    assert "noise+a+b" in {r.layer for r in combined.rows}  # tried, and rejected
+    assert combined.head.coef_.shape[1] == 4

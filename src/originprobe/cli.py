@@ -57,6 +57,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default=DEFAULT_BACKBONE, help="see `originprobe backbones`")
     p.add_argument("--weights", help="weights file or directory for the backbone")
     p.add_argument("--layers", default="all", help='"all", or layers "a,b"; "a+b" concatenates')
+    p.add_argument("--combine-layers", type=int, default=3, metavar="N",
+                   help="greedily concatenate up to N layers while validation accuracy rises "
+                        "(1: single layer, as in the seed paper)")
     p.add_argument("--head", default="linear", help="linear, knn, gaussian, ncm, reference")
     p.add_argument("--score", help="open-set score (default: the head's own)")
     p.add_argument("--target-tpr", type=float, default=0.95,
@@ -84,7 +87,8 @@ def _config(a: argparse.Namespace):
     return RunConfig(
         data=a.data, known=_csv(a.known) or [], unknown=_csv(getattr(a, "unknown", None)),
         test_data=getattr(a, "test_data", None), class_names=a.class_names, root=a.root,
-        backbone=a.backbone, weights=a.weights, layers=a.layers, head=a.head, score=a.score,
+        backbone=a.backbone, weights=a.weights, layers=a.layers,
+        combine_layers=a.combine_layers, head=a.head, score=a.score,
         target_tpr=a.target_tpr, seed=a.seed, cache=a.cache, batch_size=a.batch_size,
         workers=a.workers, device=a.device, progress=not a.no_progress, strict=a.strict,
         jpeg_align=getattr(a, "jpeg_align", None), robustness=getattr(a, "robustness", None),

@@ -4,6 +4,10 @@
 labels it was not told are known, so unknown-class samples cannot leak into selection. Test data
 is never passed here. The criterion is balanced accuracy on validation (ties: smaller index in the
 grid, i.e. stronger regularisation first for C), so that a large "real" class does not dominate.
+
+Layer combination (`combine` > 1): starting from the best single layer, greedily concatenate the
+layer that raises validation balanced accuracy most, while it rises by at least `min_gain` and at
+most `combine` layers are joined ("stage3+stage4+stage5"). Only validation data decides.
 """
 from __future__ import annotations
 
@@ -66,6 +70,8 @@ def select_head(
     known_classes: Sequence[str],
     param_grid: Mapping[str, Sequence] | None = None,
     refit_on_train_val: bool = False,
+    combine: int = 1,
+    min_gain: float = 0.01,
 ) -> Selection:
     """Choose (layer, params) by validation balanced accuracy.
 
@@ -86,10 +92,11 @@ def select_head(
     grid = _grid(param_grid if param_grid is not None else make().param_grid)
     t0 = time.perf_counter()
     rows: list[SweepRow] = []
-    best: tuple[float, int] | None = None
-    best_choice: tuple[str, dict] | None = None
+    best_of: dict[str, tuple[tuple[float, int], dict]] = {}  # layer spec -> (key, params)
     order = 0
-    for layer in layers:
+
+    def sweep(layer: str) -> float:
+        nonlocal order
         Xtr, Xva = features("train", layer), features("val", layer)
         for params in grid:
             t = time.perf_counter()
@@ -100,10 +107,28 @@ def select_head(
                                  float(np.mean(pred == np.asarray(y_val, dtype=object))),
                                  time.perf_counter() - t))
             key = (bacc, -order)
-            if best is None or key > best:
-                best, best_choice = key, (layer, dict(params))
+            if layer not in best_of or key > best_of[layer][0]:
+                best_of[layer] = (key, dict(params))
             order += 1
-    layer, params = best_choice  # type: ignore[misc]
+        return best_of[layer][0][0]
+
+    for layer in layers:
+        sweep(layer)
+    layer = max(best_of, key=lambda spec: best_of[spec][0])
+    singles = list(dict.fromkeys(p for l in layers for p in l.split("+")))
+    while len(layer.split("+")) < combine:
+        parts = layer.split("+")
+        trials = {}
+        for extra in (l for l in singles if l not in parts):
+            spec = "+".join(sorted(parts + [extra], key=singles.index))
+            trials[spec] = best_of[spec][0][0] if spec in best_of else sweep(spec)
+        if not trials:
+            break
+        spec = max(trials, key=lambda sp: best_of[sp][0])
+        if trials[spec] < best_of[layer][0][0] + min_gain:
+            break
+        layer = spec
+    params = best_of[layer][1]
     Xtr, ytr = features("train", layer), np.asarray(y_train, dtype=object)
     if refit_on_train_val:
         Xtr = np.vstack([Xtr, features("val", layer)])

@@ -32,8 +32,9 @@ def resolve_score(head_name: str, score: str | None) -> str:
 
 
 def run_selection(p: Prepared, head_name: str) -> Selection:
-    return select_head(head_factory(head_name, p.config.seed), p.features, p.layers, p.features.labels("train"), p.features.labels("val"),
-                       p.split.known_classes)
+    return select_head(head_factory(head_name, p.config.seed), p.features, p.layers,
+                       p.features.labels("train"), p.features.labels("val"),
+                       p.split.known_classes, combine=p.config.combine_layers)
 
 
 def test_head(p: Prepared, sel: Selection, score: str, target_tpr: float) -> dict:

@@ -34,6 +34,7 @@ class RunConfig:
     backbone: str = DEFAULT_BACKBONE
     weights: str | None = None
     layers: str = "all"
+    combine_layers: int = 3            # greedy concatenation of up to N layers, on validation
     head: str = "linear"
     score: str | None = None
     target_tpr: float = 0.95

@@ -73,7 +73,7 @@ def low_data(p: Prepared, head_name: str, score: str, sizes: Sequence[int], seed
                 X = p.features(role, layer)
                 return X[idx] if role == "train" else X
             sel = select_head(head_factory(head_name, seed), features, p.layers, y_train[idx],
-                              y_val, known)
+                              y_val, known, combine=p.config.combine_layers)
             runs.append(_figures(sel.head, p.features("test", sel.layer), y_test, known, score))
         row = {"per_class": int(n), "seeds": seeds}
         for m in ("accuracy", "auroc", "oscr"):
