@@ -221,12 +221,13 @@ def cmd_enroll(a) -> int:
 
 def cmd_fit(a) -> int:
     from .pipeline import fit
+    from .report.results import fmt_params
     if a.dry_run:
         return _dry_run(_config(a))
     b = fit(_config(a), a.out)
     sel = b.extra["selection"]
     print(f"saved {a.out}: {b.head.name} head on {b.backbone['name']}/{b.layer} "
-          f"params {json.dumps(sel['params'])}, val balanced accuracy "
+          f"params {fmt_params(sel['params'])}, val balanced accuracy "
           f"{sel['val_balanced_accuracy']:.3f}; score {b.score}, reject below {b.threshold:.4g} "
           f"(keeps {b.target_tpr:.0%} of known validation images)")
     n = b.extra.get("skipped_files", 0)

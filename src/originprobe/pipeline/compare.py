@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..heads import HEADS
-from ..report.results import markdown_table, write_json
+from ..report.results import fmt_params, markdown_table, write_json
 from ..atomic import atomic_write_text
 from .evaluate import run_selection, test_head
 from .prepare import RunConfig, prepare
@@ -56,8 +56,7 @@ def compare(cfg: RunConfig, heads: Sequence[str], out_dir: str | Path) -> dict:
 def compare_markdown(res: dict) -> str:
     head = ["head", "score", "layer", "params", "val bal. acc", "accuracy", "macro-F1", "AUROC",
             "OSCR", "CCR@FPR5%", "TNR@TPR95%"]
-    import json
-    body = [[r["head"], r["score"], r["layer"], json.dumps(r["params"]),
+    body = [[r["head"], r["score"], r["layer"], fmt_params(r["params"]),
              r["val_balanced_accuracy"], r["accuracy"], r["macro_f1"], r["auroc"], r["oscr"],
              r["ccr_at_fpr05"], r["tnr_at_tpr95"]] for r in res["compare"]]
     return (f"# originprobe: {res['title']}\n\nBackbone `{res['backbone']['name']}`. Known: "

@@ -19,15 +19,15 @@ import numpy as np
 
 from ..atomic import atomic_write_text
 from ..metrics import oscr_curve, roc_curve
-from .results import METRIC_ROWS, fmt
+from .results import METRIC_ROWS, fmt, fmt_params
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;
 color:#222;line-height:1.45;padding:0 1em}
 h1{font-size:1.7em;margin-bottom:.2em}h2{font-size:1.3em;margin-top:1.8em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:.6em 0;font-size:.95em}
-td,th{border:1px solid #ccc;padding:.3em .7em;text-align:right}th{background:#f3f3f3}
-td:first-child,th:first-child{text-align:left}.meta{color:#555}.sel{background:#fff4c2}
+td,th{border:1px solid #ccc;padding:.3em .7em;text-align:left}th{background:#f3f3f3}
+td.num{text-align:right}.meta{color:#555}.sel{background:#fff4c2}
 .grid{display:flex;flex-wrap:wrap;gap:1em}.grid figure{margin:0}
 figcaption{color:#555;font-size:.9em;max-width:560px}img{max-width:100%}
 """
@@ -59,7 +59,9 @@ def _table(header, rows, selected_col=None, selected_value=None) -> str:
     out = ["<table><tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>"]
     for r in rows:
         cls = ' class="sel"' if selected_col is not None and r[selected_col] == selected_value else ""
-        out.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(fmt(v))}</td>" for v in r) + "</tr>")
+        out.append(f"<tr{cls}>" + "".join(
+            f"<td class=\"num\">{fmt(v)}</td>" if isinstance(v, (int, float)) and
+            not isinstance(v, bool) else f"<td>{html.escape(fmt(v))}</td>" for v in r) + "</tr>")
     return "".join(out) + "</table>"
 
 
@@ -165,7 +167,7 @@ def _sweep(res: dict) -> str:
     ax.tick_params(axis="x", rotation=45)
     ax.legend(loc="lower right")
     table = _table(["layer", "params", "val bal. acc", "test acc", "test AUROC", "test OSCR"],
-                   [[r["layer"], json.dumps(r["params"]), r["val_balanced_accuracy"],
+                   [[r["layer"], fmt_params(r["params"]), r["val_balanced_accuracy"],
                      r.get("test_accuracy"), r.get("test_auroc"), r.get("test_oscr")]
                     for r in rows], 0, sel)
     return _figure(fig, "Each layer with its best validation parameters; the selected layer "
@@ -280,7 +282,7 @@ def build_report(run_dir: str | Path) -> Path:
                      f"Unknown: {esc(unknown)}.</p><h2>Heads × scores (best OSCR first)</h2>")
         parts.append(_table(["head", "score", "layer", "params", "accuracy", "macro-F1", "AUROC",
                              "OSCR", "CCR@FPR5%", "TNR@TPR95%"],
-                            [[r["head"], r["score"], r["layer"], json.dumps(r["params"]),
+                            [[r["head"], r["score"], r["layer"], fmt_params(r["params"]),
                               r["accuracy"], r["macro_f1"], r["auroc"], r["oscr"],
                               r["ccr_at_fpr05"], r["tnr_at_tpr95"]] for r in res["compare"]]))
     else:
@@ -288,7 +290,7 @@ def build_report(run_dir: str | Path) -> Path:
         parts.append(
             f"<p class='meta'>Backbone <b>{esc(bb)}</b>, head <b>{esc(sel['head'])}</b>, score "
             f"<b>{esc(sel['score'])}</b>, layer <b>{esc(sel['layer'])}</b>, parameters "
-            f"<code>{esc(json.dumps(sel['params']))}</code>, chosen on known-class validation "
+            f"<code>{esc(fmt_params(sel['params']))}</code>, chosen on known-class validation "
             f"data.<br>Known: {esc(known)}<br>Unknown: {esc(unknown)}</p>")
         preds = _read_csv(run / "predictions.csv")
         parts += ["<h2>Metrics</h2>", _metrics(res), "<h2>Known vs unknown</h2>",

@@ -78,6 +78,12 @@ def fmt(x, digits: int = 3) -> str:
     return str(x)
 
 
+def fmt_params(params: dict) -> str:
+    """Hyper-parameters for reading: floats to 3 significant digits ({"C": 0.0316})."""
+    return json.dumps({k: float(f"{v:.3g}") if isinstance(v, float) else v
+                       for k, v in params.items()})
+
+
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for r in rows:
@@ -111,7 +117,7 @@ def results_markdown(res: dict) -> str:
     sel = res["selected"]
     out = [f"# originprobe results: {res.get('title', 'evaluation')}", ""]
     out.append(f"Backbone `{res['backbone']['name']}`, head `{sel['head']}`, score `{sel['score']}`, "
-               f"layer `{sel['layer']}`, params `{json.dumps(sel['params'])}`"
+               f"layer `{sel['layer']}`, params `{fmt_params(sel['params'])}`"
                f" (chosen on known-class validation data).")
     out.append("")
     out.append(f"Known: {', '.join(res['known_classes'])}  ")
@@ -146,7 +152,7 @@ def results_markdown(res: dict) -> str:
         out += ["", "## Layer sweep (best params per layer on validation)", ""]
         out.append(markdown_table(
             ["layer", "params", "val bal. acc", "test acc", "test AUROC", "test OSCR", ""],
-            [[r["layer"], json.dumps(r["params"]), r["val_balanced_accuracy"],
+            [[r["layer"], fmt_params(r["params"]), r["val_balanced_accuracy"],
               r.get("test_accuracy"), r.get("test_auroc"), r.get("test_oscr"),
               "selected" if r["layer"] == sel["layer"] else ""] for r in sweep]))
     if res.get("robustness"):
