@@ -224,3 +224,26 @@ def test_evaluate_runs_a_genimage_protocol_from_the_raw_tree(genimage_raw, share
     preds = (out / "predictions.csv").read_text().splitlines()[1:]
     tested = {Path(ln.split(",")[0]).relative_to(genimage_raw).as_posix() for ln in preds}
     assert not tested & train_file
+
+
+def test_extract_and_fit_take_a_protocol(genimage_raw, shared_cache, tmp_path, capsys):
+    ann = tmp_path / "ann"
+    common = ["--protocol", "genimage:split3", "--root", str(genimage_raw), "--annotations",
+              str(ann)]
+    assert main(["extract", *common, "--cache", str(shared_cache), "--layers", "stage5",
+                 "--no-progress"]) == 0
+    # known generators: train + val folders; unknown ones: val only; real from every folder
+    n_images = 4 * (TRAIN_AI + VAL_AI) + 4 * VAL_AI + 8 * (TRAIN_NATURE + VAL_NATURE)
+    assert f"{n_images} images:" in capsys.readouterr().out
+    model = tmp_path / "model"
+    assert main(["fit", *common, "--cache", str(shared_cache), "--layers", "stage5",
+                 "--no-progress", "--out", str(model)]) == 0
+    meta = json.loads((model / "model.json").read_text())
+    assert meta["known_classes"] == list(get_protocol("genimage:split3").known)
+    # the bundle attributes most of a known generator's images to it (chance: 1 in 5)
+    folder = next((genimage_raw / "ADM").rglob("train/ai"))
+    capsys.readouterr()
+    assert main(["predict", str(model), str(folder), "--json", "--no-progress"]) == 0
+    preds = json.loads(capsys.readouterr().out)["predictions"]
+    assert len(preds) == TRAIN_AI
+    assert sum(p["top"][0]["label"] == "ADM" for p in preds) >= TRAIN_AI // 2

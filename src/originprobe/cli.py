@@ -266,7 +266,18 @@ def cmd_extract(a) -> int:
     from .features import extract_features, open_store
     from .pipeline.prepare import base_layers, parse_layers
     from .report import write_errors_csv
-    ds = load_dataset(a.data, class_names=a.class_names, root=a.root)
+    if a.protocol:  # every image the protocol names, all roles
+        from .pipeline import RunConfig
+        from .pipeline.prepare import resolve_for
+        from .data import Dataset
+        rp = resolve_for(RunConfig(data=None, known=[], protocol=a.protocol, group=a.group,
+                                   root=a.root, annotations=a.annotations, seed=a.seed))
+        ds = Dataset([s for d in rp.datasets.values() if d for s in d.samples], a.protocol,
+                     rp.problems())
+    elif a.data:
+        ds = load_dataset(a.data, class_names=a.class_names, root=a.root)
+    else:
+        raise ValueError("give DATA or --protocol NAME --root DIR")
     backbone = load_backbone(a.backbone, weights=a.weights)
     layers = base_layers(parse_layers(a.layers, backbone))
     store = open_store(a.cache, backbone)
@@ -367,9 +378,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("extract", help="extract and cache features of a dataset")
-    p.add_argument("data")
+    p.add_argument("data", nargs="?", help="folder tree, manifest CSV or annotation file")
     p.add_argument("--class-names")
     p.add_argument("--root")
+    p.add_argument("--protocol", help="extract every image a protocol names (with --root)")
+    p.add_argument("--group", default="all")
+    p.add_argument("--annotations")
+    p.add_argument("--seed", type=int, default=0, help="seed for annotations made from a raw tree")
     from .backbones import DEFAULT_BACKBONE
     from .pipeline.prepare import DEFAULT_CACHE
     p.add_argument("--backbone", default=DEFAULT_BACKBONE)
