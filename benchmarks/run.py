@@ -61,19 +61,27 @@ def bench_extraction(data: Path, n: int, batch: int) -> dict:
             "ratio": round(rep.images_per_second / pure, 3)}
 
 
-def bench_sweep(data: Path, cache: Path) -> dict:
-    from originprobe.heads import LinearHead
+def bench_sweep(data: Path, cache: Path) -> list[dict]:
+    """The whole layer × C sweep (single layers), then with greedy layer combination."""
+    from originprobe.heads import LinearHead, head_factory
+    from originprobe.heads.selection import select_head
     from originprobe.pipeline import RunConfig, prepare
-    from originprobe.pipeline.evaluate import run_selection
     p = prepare(RunConfig(data=str(data), known=KNOWN, cache=str(cache), progress=False))
     for role in ("train", "val"):
         for layer in p.layers:
             p.features(role, layer)  # load once, so the figure is the sweep alone
-    t = time.perf_counter()
-    sel = run_selection(p, "linear")
-    return {"layers": len(p.layers), "C_values": len(LinearHead.param_grid["C"]),
-            "fits": len(sel.rows), "train_samples": len(p.split.train),
-            "sweep_s": round(time.perf_counter() - t, 2), "selected": [sel.layer, sel.params]}
+    rows = []
+    for combine in (1, 3):
+        t = time.perf_counter()
+        sel = select_head(head_factory("linear", 0), p.features, p.layers,
+                          p.features.labels("train"), p.features.labels("val"),
+                          p.split.known_classes, combine=combine)
+        rows.append({"combine_layers": combine, "layers": len(p.layers),
+                     "C_values": len(LinearHead.param_grid["C"]), "fits": len(sel.rows),
+                     "train_samples": len(p.split.train),
+                     "sweep_s": round(time.perf_counter() - t, 2),
+                     "selected": [sel.layer, sel.params]})
+    return rows
 
 
 _RSS_CHILD = r"""
@@ -133,8 +141,10 @@ def main() -> None:
     n = 128 if a.quick else 512
     print("== extraction: end to end vs pure forward (same batch size)")
     print(json.dumps(bench_extraction(data, n, batch=32)))
-    print("== linear head: whole layer × C sweep on the demo split (features cached)")
-    print(json.dumps(bench_sweep(data, Path(a.cache))))
+    print("== linear head: whole layer × C sweep on the demo split (features cached); "
+          "combine_layers 3 adds the greedy layer-combination search")
+    for row in bench_sweep(data, Path(a.cache)):
+        print(json.dumps(row))
     print("== peak RSS of extraction vs number of images (batch 32, shards of 64)")
     sizes = [64, 256] if a.quick else [96, 384, 1536]
     for row in bench_memory(data, sizes):

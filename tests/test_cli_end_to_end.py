@@ -218,3 +218,15 @@ def test_enroll_a_new_generator_keeps_earlier_classes(realgen, shared_cache, tmp
     assert acc_after >= acc_before - 0.05
     assert main(["enroll", str(model), "--label", "real", str(enrol[0])]) == 2
     assert "already known" in capsys.readouterr().err
+
+
+def test_dry_run_counts_a_dataset_without_extracting(small_realgen, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    rc = main(["evaluate", "--data", str(small_realgen), "--known", KNOWN, "--dry-run",
+               "--cache", str(cache)])
+    out = capsys.readouterr().out
+    assert rc == 0 and not cache.exists()
+    assert "| real | 30 |" in out and "| pixray-vqgan | 25 |" in out
+    assert "| missing files | 0 |" in out
+    assert main(["evaluate", "--data", str(small_realgen), "--known", KNOWN]) == 2
+    assert "--out is required" in capsys.readouterr().err
