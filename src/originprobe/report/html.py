@@ -142,7 +142,7 @@ def _bars(res: dict) -> str:
     names = sorted(per)
     ax.barh(names, [per[n] or 0 for n in names], color="C1")
     for i, n in enumerate(names):
-        ax.text((per[n] or 0) + 0.01, i, f"{per[n]:.3f}", va="center")
+        ax.text((per[n] or 0) + 0.01, i, fmt(per[n]), va="center")
     ax.set(xlim=(0, 1.1), xlabel="AUROC (all known vs this unknown class)")
     return _figure(fig, "AUROC per unknown class.")
 
