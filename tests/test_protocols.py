@@ -247,3 +247,13 @@ def test_extract_and_fit_take_a_protocol(genimage_raw, shared_cache, tmp_path, c
     preds = json.loads(capsys.readouterr().out)["predictions"]
     assert len(preds) == TRAIN_AI
     assert sum(p["top"][0]["label"] == "ADM" for p in preds) >= TRAIN_AI // 2
+
+
+def test_unwritable_annotation_folder_is_a_clear_error(genimage_raw, tmp_path, capsys):
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the annotation folder should go")
+    rc = main(["evaluate", "--protocol", "genimage:split4", "--root", str(genimage_raw),
+               "--annotations", str(blocked), "--dry-run"])
+    err = capsys.readouterr().err
+    assert rc == 2 and str(blocked) in err and "--annotations DIR" in err
+    assert blocked.read_text() == "a file where the annotation folder should go"

@@ -118,10 +118,16 @@ def write_annotations(protocol, tree: dict, root: Path, out_dir: Path, seed: int
         from . import ProtocolError
         raise ProtocolError(f"{root}: no images found for {sorted(set(empty))} in the raw "
                             f"GenImage tree ({{train,val}}/ai, or nature/ for real)")
-    for key, text in (("train", train_text), ("test_known", test_text),
-                      ("test_unknown", out_text)):
-        atomic_write_text(files[key], text)
-    atomic_write_text(meta_path, json.dumps(
-        {"settings": settings, "counts": {"train": train_counts, "test_known": test_counts,
-                                          "test_unknown": out_counts}}, indent=2) + "\n")
+    try:
+        for key, text in (("train", train_text), ("test_known", test_text),
+                          ("test_unknown", out_text)):
+            atomic_write_text(files[key], text)
+        atomic_write_text(meta_path, json.dumps(
+            {"settings": settings, "counts": {"train": train_counts, "test_known": test_counts,
+                                              "test_unknown": out_counts}}, indent=2) + "\n")
+    except OSError as exc:
+        from . import ProtocolError
+        raise ProtocolError(f"{out_dir}: cannot write the generated annotation files "
+                            f"({exc.strerror or exc}); choose a writable folder with "
+                            "--annotations DIR") from None
     return files
