@@ -33,6 +33,7 @@ class ExtractionReport:
     computed: int = 0
     errors: list[Problem] = field(default_factory=list)
     seconds: float = 0.0
+    loader_wait_seconds: float = 0.0  # the model idle, waiting for decoded images
 
     @property
     def images_per_second(self) -> float:
@@ -168,7 +169,14 @@ def extract_features(
     t_model = time.perf_counter()
     try:
         with torch.inference_mode():
-            for idx, x, bad in loader:
+            batches = iter(loader)
+            while True:
+                t_wait = time.perf_counter()
+                try:
+                    idx, x, bad = next(batches)
+                except StopIteration:
+                    break
+                report.loader_wait_seconds += time.perf_counter() - t_wait
                 for i, reason in bad:
                     s = todo[i]
                     if s.sha256 not in failed:
