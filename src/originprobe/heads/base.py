@@ -106,6 +106,19 @@ class Head:
         if not hasattr(self, "classes_"):
             raise NotFittedError(f"{self.name} head is not fitted")
 
+    def _fitted_features(self, X: np.ndarray, dim: int) -> np.ndarray:
+        """X as (n, dim) float32 for a fitted head; a clear error on the wrong dimension."""
+        self._check_fitted()
+        X = self._as_2d(X)
+        if X.shape[1] != dim:
+            raise ValueError(f"{self.name} head expects {dim}-d features, got {X.shape[1]}")
+        return X
+
+    def _check_new_class(self, label: str) -> None:
+        self._check_fitted()
+        if label in set(self.classes_.tolist()):
+            raise ValueError(f"class {label!r} is already known")
+
     @staticmethod
     def _as_2d(X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float32)

@@ -55,11 +55,7 @@ class GaussianHead(Head):
 
     def mahalanobis_sq(self, X: np.ndarray) -> np.ndarray:
         """(n, K) squared Mahalanobis distances to every class mean."""
-        self._check_fitted()
-        X = self._as_2d(X)
-        if X.shape[1] != self.mean_.shape[0]:
-            raise ValueError(f"gaussian head expects {self.mean_.shape[0]}-d features, "
-                             f"got {X.shape[1]}")
+        X = self._fitted_features(X, self.mean_.shape[0])
         Z = centred_unit(X, self.mean_.astype(np.float32))
         P = self.precision_
         M = self.means_.astype(np.float32)
@@ -72,9 +68,7 @@ class GaussianHead(Head):
         return -0.5 * self.mahalanobis_sq(X)
 
     def add_class(self, X: np.ndarray, label: str) -> "GaussianHead":
-        self._check_fitted()
-        if label in set(self.classes_.tolist()):
-            raise ValueError(f"class {label!r} is already known")
+        self._check_new_class(label)
         mu = centred_unit(self._as_2d(X), self.mean_.astype(np.float32)).mean(axis=0)
         classes = np.array(sorted(set(self.classes_.tolist()) | {label}), dtype=object)
         means = {c: m for c, m in zip(self.classes_, self.means_)} | {label: mu}

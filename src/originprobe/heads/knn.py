@@ -67,10 +67,7 @@ class KNNHead(Head):
         return sims[:, -1]
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        self._check_fitted()
-        X = self._as_2d(X)
-        if X.shape[1] != self.bank_.shape[1]:
-            raise ValueError(f"knn head expects {self.bank_.shape[1]}-d features, got {X.shape[1]}")
+        X = self._fitted_features(X, self.bank_.shape[1])
         return self._kth_similarity(centred_unit(X, self.mean_))
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
@@ -78,9 +75,7 @@ class KNNHead(Head):
         return softmax(self.decision_function(X) / self.temperature)
 
     def add_class(self, X: np.ndarray, label: str) -> "KNNHead":
-        self._check_fitted()
-        if label in set(self.classes_.tolist()):
-            raise ValueError(f"class {label!r} is already known")
+        self._check_new_class(label)
         classes = np.array(sorted(set(self.classes_.tolist()) | {label}), dtype=object)
         old = self.classes_[self.bank_labels_]
         new = centred_unit(self._as_2d(X), self.mean_)

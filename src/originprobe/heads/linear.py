@@ -59,15 +59,13 @@ class LinearHead(Head):
         return self
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        self._check_fitted()
-        Z = (self._as_2d(X) - self.mean_.astype(np.float32)) / self.scale_.astype(np.float32)
+        X = self._fitted_features(X, self.mean_.shape[0])
+        Z = (X - self.mean_.astype(np.float32)) / self.scale_.astype(np.float32)
         return Z @ self.coef_.T + self.intercept_
 
     def add_class(self, X: np.ndarray, label: str, X_train=None, y_train=None) -> "LinearHead":
         """Refit with the new class; needs the cached training features of the others."""
-        self._check_fitted()
-        if label in set(self.classes_.tolist()):
-            raise ValueError(f"class {label!r} is already known")
+        self._check_new_class(label)
         if X_train is None:
             if not hasattr(self, "_store_train"):
                 raise NotImplementedError(

@@ -36,19 +36,14 @@ class NCMHead(Head):
         return self
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        self._check_fitted()
-        X = self._as_2d(X)
-        if X.shape[1] != self.mean_.shape[0]:
-            raise ValueError(f"ncm head expects {self.mean_.shape[0]}-d features, got {X.shape[1]}")
+        X = self._fitted_features(X, self.mean_.shape[0])
         return centred_unit(X, self.mean_) @ self.centroids_.T
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return softmax(self.decision_function(X) / self.temperature)
 
     def add_class(self, X: np.ndarray, label: str) -> "NCMHead":
-        self._check_fitted()
-        if label in set(self.classes_.tolist()):
-            raise ValueError(f"class {label!r} is already known")
+        self._check_new_class(label)
         c = l2_normalize(centred_unit(self._as_2d(X), self.mean_).mean(axis=0, keepdims=True))[0]
         cents = {k: v for k, v in zip(self.classes_, self.centroids_)} | {label: c}
         self.classes_ = np.array(sorted(cents), dtype=object)

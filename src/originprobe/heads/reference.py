@@ -102,11 +102,7 @@ class ReferenceHead(Head):
 
     def embed(self, X: np.ndarray) -> np.ndarray:
         """Projection of features into the metric space (numpy; no torch needed at inference)."""
-        self._check_fitted()
-        X = self._as_2d(X)
-        if X.shape[1] != self.mean_.shape[0]:
-            raise ValueError(f"reference head expects {self.mean_.shape[0]}-d features, "
-                             f"got {X.shape[1]}")
+        X = self._fitted_features(X, self.mean_.shape[0])
         Z = (X - self.mean_) / self.scale_
         h = Z @ self.w1_.T + self.b1_
         h = 0.5 * h * (1.0 + _erf(h / np.sqrt(2.0)))  # exact GELU, as torch's default
@@ -127,9 +123,7 @@ class ReferenceHead(Head):
         return softmax(-(d ** 2) / self.temperature)
 
     def add_class(self, X: np.ndarray, label: str) -> "ReferenceHead":
-        self._check_fitted()
-        if label in set(self.classes_.tolist()):
-            raise ValueError(f"class {label!r} is already known")
+        self._check_new_class(label)
         new = np.repeat(self.embed(X).mean(axis=0)[None, None, :], self.references_.shape[1], 1)
         refs = {c: r for c, r in zip(self.classes_, self.references_)} | {label: new[0]}
         self.classes_ = np.array(sorted(refs), dtype=object)
