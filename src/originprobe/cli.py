@@ -122,7 +122,7 @@ def _dry_run(cfg) -> int:
             if spec:
                 ds = load_dataset(spec, class_names=cfg.class_names, root=cfg.root)
                 counts[role] = ds.counts()
-                missing[role] = [str(s.path) for s in ds.samples if not s.path.exists()]
+                missing[role] = ds.missing_files()
                 problems += ds.problems
         known = set(cfg.known)
         print(f"known: {', '.join(cfg.known)}")
@@ -172,8 +172,6 @@ def _skipped_summary(n: int, where: str | None) -> None:
 def cmd_evaluate(a) -> int:
     from .pipeline import evaluate
     from .report.results import results_markdown
-    if a.dry_run:
-        return _dry_run(_config(a))
     res = evaluate(_config(a), a.out)
     print(results_markdown(res))
     written = "results.json, results.md, config.json, predictions.csv, errors.csv"
@@ -197,8 +195,6 @@ def cmd_report(a) -> int:
 def cmd_compare(a) -> int:
     from .heads import HEADS
     from .pipeline.compare import compare, compare_markdown
-    if a.dry_run:
-        return _dry_run(_config(a))
     heads = _csv(a.heads) if a.heads != "all" else sorted(HEADS)
     res = compare(_config(a), heads, a.out)
     print(compare_markdown(res))
@@ -222,8 +218,6 @@ def cmd_enroll(a) -> int:
 def cmd_fit(a) -> int:
     from .pipeline import fit
     from .report.results import fmt_params
-    if a.dry_run:
-        return _dry_run(_config(a))
     b = fit(_config(a), a.out)
     sel = b.extra["selection"]
     print(f"saved {a.out}: {b.head.name} head on {b.backbone['name']}/{b.layer} "
@@ -425,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     a = ap.parse_args(argv)
     try:
+        if getattr(a, "dry_run", False):  # evaluate, compare, fit: resolve and count only
+            return _dry_run(_config(a))
         return a.func(a)
     except _user_errors() as exc:
         print(f"originprobe {a.command}: error: {exc}", file=sys.stderr)

@@ -62,6 +62,10 @@ class Dataset:
     def counts(self) -> dict[str, int]:
         return dict(sorted(Counter(s.label for s in self.samples).items()))
 
+    def missing_files(self) -> list[str]:
+        """Files named by the dataset that are not on disk (checked now, nothing is read)."""
+        return [str(s.path) for s in self.samples if not os.path.exists(s.path)]
+
     def __len__(self) -> int:
         return len(self.samples)
 
@@ -236,6 +240,6 @@ def load_dataset(spec: str | Path, class_names: str | Path | None = None,
 
 __all__ = [
     "Dataset", "DatasetError", "ImageDecodeError", "Problem", "Sample", "file_sha256",
-    "hash_samples", "is_image_path", "load_annotations", "load_dataset", "load_folder", "load_manifest",
+    "hash_samples", "load_annotations", "load_dataset", "load_folder", "load_manifest",
     "read_class_names",
 ]

@@ -117,24 +117,19 @@ def make_split(
     """
     known = list(dict.fromkeys(known))
     samples, _ = dedupe(samples)
-    if test_samples is None:
-        if unknown is None:
-            unknown = sorted({s.label for s in samples} - set(known))
-        known_part = [s for s in samples if s.label in set(known)]
-        train, val, test = stratified_split(known_part, fractions, seed)
-        test = test + [s for s in samples if s.label in set(unknown)]
-    else:
-        test_samples, _ = dedupe(test_samples)
-        if unknown is None:
-            unknown = sorted({s.label for s in test_samples} - set(known))
-        known_part = [s for s in samples if s.label in set(known)]
-        train, val = stratified_split(known_part, fractions[:2], seed)
-        used = {s.sha256 for s in train} | {s.sha256 for s in val}
-        test = [s for s in test_samples
-                if s.label in set(known) | set(unknown) and s.sha256 not in used]
     absent = sorted(set(known) - {s.label for s in samples})
     if absent:
         raise SplitLeakError(f"known classes not present in the training data: {absent}")
+    if test_samples is not None:
+        if unknown is None:
+            unknown = sorted({s.label for s in test_samples} - set(known))
+        return split_from_roles(samples, None, test_samples, known, unknown, seed=seed,
+                                fractions=fractions[:2])
+    if unknown is None:
+        unknown = sorted({s.label for s in samples} - set(known))
+    known_part = [s for s in samples if s.label in set(known)]
+    train, val, test = stratified_split(known_part, fractions, seed)
+    test = test + [s for s in samples if s.label in set(unknown)]
     return OpenSetSplit(list(known), list(unknown), train, val, test).check()
 
 
@@ -157,7 +152,4 @@ def split_from_roles(
     used = {s.sha256 for s in train} | {s.sha256 for s in val}
     test = [s for s in dedupe(test)[0]
             if s.label in set(known) | set(unknown) and s.sha256 not in used]
-    absent = sorted(set(known) - {s.label for s in train})
-    if absent:
-        raise SplitLeakError(f"known classes without training samples: {absent}")
     return OpenSetSplit(list(known), list(unknown), train, val, test).check()

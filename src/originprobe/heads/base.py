@@ -95,11 +95,7 @@ class Head:
         head.classes_ = np.array(params["classes"], dtype=object)
         for attr, dtype in cls.state_arrays.items():
             setattr(head, attr, np.asarray(tensors[attr.rstrip("_")], dtype))
-        head._restored()
         return head
-
-    def _restored(self) -> None:
-        """Hook: rebuild derived state after `from_state` (nothing by default)."""
 
     # --- helpers --------------------------------------------------------------------------------
     def _check_fitted(self) -> None:

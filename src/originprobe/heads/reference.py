@@ -90,15 +90,11 @@ class ReferenceHead(Head):
                 loss.backward()
                 opt.step()
         net.eval()
-        self._set_state({k: v.detach().numpy().copy() for k, v in net.state_dict().items()},
-                        refs.detach().numpy().copy())
-        return self
-
-    def _set_state(self, weights: dict[str, np.ndarray], refs: np.ndarray) -> None:
+        weights = {k: v.detach().numpy().copy() for k, v in net.state_dict().items()}
         self.w1_, self.b1_ = weights["0.weight"], weights["0.bias"]
         self.w2_, self.b2_ = weights["2.weight"], weights["2.bias"]
-        self.references_ = refs.astype(np.float32)
-        self.reference_labels_ = np.repeat(np.arange(len(self.classes_)), refs.shape[1])
+        self.references_ = refs.detach().numpy().astype(np.float32)
+        return self
 
     def embed(self, X: np.ndarray) -> np.ndarray:
         """Projection of features into the metric space (numpy; no torch needed at inference)."""
@@ -128,11 +124,7 @@ class ReferenceHead(Head):
         refs = {c: r for c, r in zip(self.classes_, self.references_)} | {label: new[0]}
         self.classes_ = np.array(sorted(refs), dtype=object)
         self.references_ = np.stack([refs[c] for c in self.classes_]).astype(np.float32)
-        self.reference_labels_ = np.repeat(np.arange(len(self.classes_)), self.references_.shape[1])
         return self
-
-    def _restored(self) -> None:
-        self.reference_labels_ = np.repeat(np.arange(len(self.classes_)), self.references_.shape[1])
 
 
 def _erf(x: np.ndarray) -> np.ndarray:

@@ -95,7 +95,7 @@ def select_head(
     best_of: dict[str, tuple[tuple[float, int], dict]] = {}  # layer spec -> (key, params)
     order = 0
 
-    def sweep(layer: str) -> float:
+    def sweep(layer: str) -> None:
         nonlocal order
         Xtr, Xva = features("train", layer), features("val", layer)
         for params in grid:
@@ -110,7 +110,6 @@ def select_head(
             if layer not in best_of or key > best_of[layer][0]:
                 best_of[layer] = (key, dict(params))
             order += 1
-        return best_of[layer][0][0]
 
     for layer in layers:
         sweep(layer)
@@ -118,14 +117,15 @@ def select_head(
     singles = list(dict.fromkeys(p for l in layers for p in l.split("+")))
     while len(layer.split("+")) < combine:
         parts = layer.split("+")
-        trials = {}
-        for extra in (l for l in singles if l not in parts):
-            spec = "+".join(sorted(parts + [extra], key=singles.index))
-            trials[spec] = best_of[spec][0][0] if spec in best_of else sweep(spec)
-        if not trials:
+        candidates = ["+".join(sorted(parts + [extra], key=singles.index))
+                      for extra in singles if extra not in parts]
+        if not candidates:
             break
-        spec = max(trials, key=lambda sp: best_of[sp][0])
-        if trials[spec] < best_of[layer][0][0] + min_gain:
+        for spec in candidates:
+            if spec not in best_of:
+                sweep(spec)
+        spec = max(candidates, key=lambda sp: best_of[sp][0])
+        if best_of[spec][0][0] < best_of[layer][0][0] + min_gain:
             break
         layer = spec
     params = best_of[layer][1]

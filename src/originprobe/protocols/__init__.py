@@ -20,7 +20,6 @@ dry run, checks that the images they name exist.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -130,8 +129,7 @@ class ResolvedProtocol:
 
     def missing_images(self) -> dict[str, list[str]]:
         """Images named by each role's annotation file that are not on disk."""
-        return {role: [str(s.path) for s in ds.samples if not os.path.exists(s.path)]
-                for role, ds in self.datasets.items() if ds is not None}
+        return {role: ds.missing_files() for role, ds in self.datasets.items() if ds is not None}
 
 
 def _find(base: Path, candidates: list[str]) -> Path | None:

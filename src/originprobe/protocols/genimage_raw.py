@@ -23,6 +23,7 @@ import numpy as np
 
 from ..atomic import atomic_write_text
 from ..data.samples import walk_images
+from . import ProtocolError
 
 REAL = "real"
 DEFAULT_TRAIN_PER_CLASS = 2000
@@ -115,7 +116,6 @@ def write_annotations(protocol, tree: dict, root: Path, out_dir: Path, seed: int
     out_text, out_counts = lines("val", unknown, test_cap)
     empty = [c for c, n in {**train_counts, **test_counts, **out_counts}.items() if n == 0]
     if empty:
-        from . import ProtocolError
         raise ProtocolError(f"{root}: no images found for {sorted(set(empty))} in the raw "
                             f"GenImage tree ({{train,val}}/ai, or nature/ for real)")
     try:
@@ -126,7 +126,6 @@ def write_annotations(protocol, tree: dict, root: Path, out_dir: Path, seed: int
             {"settings": settings, "counts": {"train": train_counts, "test_known": test_counts,
                                               "test_unknown": out_counts}}, indent=2) + "\n")
     except OSError as exc:
-        from . import ProtocolError
         raise ProtocolError(f"{out_dir}: cannot write the generated annotation files "
                             f"({exc.strerror or exc}); choose a writable folder with "
                             "--annotations DIR") from None
