@@ -1,7 +1,16 @@
 """originprobe: open-set synthetic image origin attribution.
 
 Pipeline, one folder per stage, data flowing one way:
-data → backbones → features (cached) → heads → openset (scores, threshold) → metrics → report.
-`pipeline` wires the stages together; `cli` exposes them as `originprobe ...` commands.
+data → backbones → features (cached) → heads → openset (scores, threshold) → model (the fitted
+`Attributor`) → metrics → report. `pipeline` runs evaluations and studies on top of them; `cli`
+and `serve` expose them.
+
+    from originprobe import Attributor
+    att = Attributor().fit("path/to/labelled/images", known=["real", "gen-a", "gen-b"])
+    att.predict(["image.png"])
 """
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+from .model import Attribution, Attributor, BundleError  # noqa: E402
+
+__all__ = ["Attribution", "Attributor", "BundleError", "__version__"]

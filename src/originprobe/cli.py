@@ -1,21 +1,55 @@
-"""The `originprobe` command line. Each command is a thin layer over `originprobe.pipeline`.
+"""The `originprobe` command line: parse, call the library, print.
 
-Exit status: 0 on success (skipped files are listed in errors.csv and summarised), 1 when
-`--strict` is given and some files were skipped, 2 on a usage or input error, with a message that
-names the file and the reason.
+Exit status: 0 on success (skipped files are listed and summarised), 1 when `--strict` is given
+and some file was skipped or flagged, 2 on a usage or input error, with a message that names the
+file and the reason.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
+
+from . import __version__
 
 EXIT_SKIPPED, EXIT_ERROR = 1, 2
 
 
+class _Formatter(argparse.HelpFormatter):
+    """Shows each option's default, unless it has none or its help already says it."""
+
+    def _get_help_string(self, action):
+        h = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "default" not in h \
+                and action.option_strings:
+            h += " (default: %(default)s)"
+        return h
+
+
 def _csv(s: str | None) -> list[str] | None:
     return None if s is None else [x.strip() for x in s.split(",") if x.strip()]
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {v}")
+    return v
+
+
+def _fraction(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a number") from None
+    if not 0.0 < v <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {v}")
+    return v
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -23,130 +57,136 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .data import DatasetError, ImageDecodeError, SplitLeakError
     from .features import StoreError
     from .heads.selection import SelectionLeakError
-    from .openset import UnsupportedScoreError
-    from .pipeline import BundleError
+    from .model import BundleError
     return (DatasetError, SplitLeakError, WeightsNotFoundError, UnknownBackboneError, BundleError,
-            UnsupportedScoreError, StoreError, SelectionLeakError, ImageDecodeError,
-            FileNotFoundError, NotADirectoryError, PermissionError, ValueError)
+            StoreError, SelectionLeakError, ImageDecodeError, FileNotFoundError, FileExistsError,
+            NotADirectoryError, IsADirectoryError, PermissionError, ValueError)
 
 
-def _add_data_args(p: argparse.ArgumentParser) -> None:
+# ---------------------------------------------------------------- shared option groups
+def _data_options() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--data",
                    help="folder tree <root>/<label>/..., manifest CSV (path,label) or annotation file")
     p.add_argument("--class-names", help="class names, one per line (for annotation files)")
     p.add_argument("--root", help="root that annotation-file paths are relative to")
     p.add_argument("--known", help="comma-separated known classes (required with --data)")
+    p.add_argument("--allow-outside-root", action="store_true",
+                   help="let manifest/annotation paths and symbolic links point outside the "
+                        "dataset root")
     g = p.add_argument_group("benchmark protocols (instead of --data/--known)")
-    g.add_argument("--protocol", help="e.g. genimage:split1, osma:split3, diffusionforensics; "
+    g.add_argument("--protocol", help="e.g. genimage:split1, osma:split3, realgen:split2; "
                                       "see `originprobe protocols`")
-    g.add_argument("--group", default="all", help="unknown group of the protocol (osma: seed, "
-                                                  "arch, dataset, all)")
+    g.add_argument("--group", default="all", help="unknown group of the protocol")
     g.add_argument("--annotations", help="folder holding the protocol's annotation files "
                                          "(default: --root)")
-    g.add_argument("--train-per-class", type=int,
+    g.add_argument("--train-per-class", type=_positive_int,
                    help="cap per class when annotations are made from the raw GenImage tree")
-    g.add_argument("--test-per-class", type=int, help="same, for the test files")
+    g.add_argument("--test-per-class", type=_positive_int, help="same, for the test files")
     p.add_argument("--dry-run", action="store_true",
                    help="resolve the data or protocol, print samples per class and role and any "
                         "missing files; extract nothing")
+    return p
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
+def _test_options() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--test-data", help="separate test set (default: split --data)")
+    p.add_argument("--unknown", help="unknown classes (default: every non-known test label)")
+    return p
+
+
+def _backbone_options() -> argparse.ArgumentParser:
     from .backbones import DEFAULT_BACKBONE
     from .pipeline.prepare import DEFAULT_CACHE
+    p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--backbone", default=DEFAULT_BACKBONE, help="see `originprobe backbones`")
     p.add_argument("--weights", help="weights file or directory for the backbone")
     p.add_argument("--layers", default="all", help='"all", or layers "a,b"; "a+b" concatenates')
-    p.add_argument("--combine-layers", type=int, default=3, metavar="N",
+    p.add_argument("--cache", default=DEFAULT_CACHE, help="feature cache directory")
+    _runtime_options(p)
+    p.add_argument("--flush-every", type=_positive_int, default=512, metavar="N",
+                   help="commit extracted features every N images (and every 30 s)")
+    return p
+
+
+def _runtime_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch-size", type=_positive_int, help="images per forward pass "
+                                                            "(default: 32 on CPU, from GPU memory)")
+    p.add_argument("--workers", type=int, help="image decoding threads (default: up to 4)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--max-pixels", type=_positive_int,
+                   help="refuse images above this many pixels (default 100000000, or "
+                        "ORIGINPROBE_MAX_PIXELS)")
+
+
+def _model_options() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--combine-layers", type=_positive_int, default=3, metavar="N",
                    help="greedily concatenate up to N layers while validation accuracy rises "
                         "(1: single layer, as in the seed paper)")
     p.add_argument("--head", default="linear", help="linear, knn, gaussian, ncm, reference")
     p.add_argument("--score", help="open-set score (default: the head's own)")
-    p.add_argument("--target-tpr", type=float, default=0.95,
+    p.add_argument("--target-tpr", type=_fraction, default=0.95,
                    help="fraction of known validation samples the reject threshold keeps")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cache", default=DEFAULT_CACHE, help="feature cache directory")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--workers", type=int, help="image decoding worker processes")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--strict", action="store_true", help="exit 1 if any file was skipped")
+    return p
 
 
-def _config(a: argparse.Namespace):
+def _output_options() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
+                   help="no progress bars")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 if any file was skipped or flagged as damaged")
+    return p
+
+
+def _config(a: argparse.Namespace, need_known: bool = True):
     from .pipeline import RunConfig
     if a.protocol:
         for flag in ("data", "known", "unknown", "test_data"):
             if getattr(a, flag, None):
                 raise ValueError(f"--{flag.replace('_', '-')} cannot be combined with --protocol: "
                                  "the protocol fixes data and classes")
-    elif not a.data or not a.known:
-        raise ValueError("give --data and --known, or --protocol NAME --root DIR")
+    elif not a.data or (need_known and not a.known):
+        raise ValueError("give --data and --known, or --protocol NAME --root DIR"
+                         if need_known else "give DATA or --protocol NAME --root DIR")
     if hasattr(a, "out") and not a.out and not a.dry_run:
         raise ValueError("--out is required")
+    known = _csv(a.known) or []
+    if a.known is not None and not a.protocol and not known:
+        raise ValueError("--known names no class")
     return RunConfig(
-        data=a.data, known=_csv(a.known) or [], unknown=_csv(getattr(a, "unknown", None)),
+        data=a.data, known=known, unknown=_csv(getattr(a, "unknown", None)),
         test_data=getattr(a, "test_data", None), class_names=a.class_names, root=a.root,
         backbone=a.backbone, weights=a.weights, layers=a.layers,
-        combine_layers=a.combine_layers, head=a.head, score=a.score,
-        target_tpr=a.target_tpr, seed=a.seed, cache=a.cache, batch_size=a.batch_size,
-        workers=a.workers, device=a.device, progress=not a.no_progress, strict=a.strict,
+        combine_layers=getattr(a, "combine_layers", 1), head=getattr(a, "head", "linear"),
+        score=getattr(a, "score", None), target_tpr=getattr(a, "target_tpr", 0.95),
+        seed=getattr(a, "seed", 0), cache=a.cache, batch_size=a.batch_size, workers=a.workers,
+        device=a.device, progress=not a.quiet, strict=a.strict,
         jpeg_align=getattr(a, "jpeg_align", None), robustness=getattr(a, "robustness", None),
         low_data=getattr(a, "low_data", None), low_data_seeds=getattr(a, "low_data_seeds", 3),
         protocol=a.protocol, group=a.group, annotations=a.annotations,
-        train_per_class=a.train_per_class, test_per_class=a.test_per_class)
+        train_per_class=a.train_per_class, test_per_class=a.test_per_class,
+        allow_outside_root=a.allow_outside_root, flush_every=a.flush_every)
 
 
-def _dry_run(cfg) -> int:
-    """Resolve data or protocol; print samples per class and role and what is missing."""
-    from .report.results import markdown_table
-    if cfg.protocol:
-        from .pipeline.prepare import resolve_for
-        rp = resolve_for(cfg)
-        counts = rp.counts()
-        missing = rp.missing_images()
-        problems = rp.problems()
-        print(f"# {cfg.protocol}: {rp.protocol.title}\n\n{rp.protocol.source}\n")
-        print(f"known ({len(rp.known)}): {', '.join(rp.known)}")
-        print(f"unknown, group {rp.group} ({len(rp.unknown)}): {', '.join(rp.unknown)}")
-        if rp.generated:
-            print(f"annotation files generated from the raw tree into {rp.generated}")
-        for role, f in rp.files.items():
-            print(f"{role}: {f if f else '(carved from train)'}")
-        for note in rp.notes:
-            print(f"note: {note}")
-    else:
-        from .data import load_dataset
-        counts, missing, problems = {}, {}, []
-        for role, spec in (("data", cfg.data), ("test_data", cfg.test_data)):
-            if spec:
-                ds = load_dataset(spec, class_names=cfg.class_names, root=cfg.root)
-                counts[role] = ds.counts()
-                missing[role] = ds.missing_files()
-                problems += ds.problems
-        known = set(cfg.known)
-        print(f"known: {', '.join(cfg.known)}")
-        absent = sorted(known - {l for c in counts.values() for l in c})
-        if absent:
-            print(f"known classes with no samples: {', '.join(absent)}")
-    roles = list(counts)
-    labels = sorted({l for c in counts.values() for l in c})
-    rows = [[l] + [counts[r].get(l, 0) for r in roles] for l in labels]
-    rows.append(["**total**"] + [sum(counts[r].values()) for r in roles])
-    rows.append(["missing files"] + [len(missing.get(r, [])) for r in roles])
-    print()
-    print(markdown_table(["class"] + roles, rows))
-    for role, paths in missing.items():
-        for path in paths[:5]:
-            print(f"missing ({role}): {path}")
-        if len(paths) > 5:
-            print(f"missing ({role}): ... and {len(paths) - 5} more")
-    for pr in problems[:10]:
-        print(f"unusable line {pr.path}: {pr.reason}")
-    n_bad = sum(len(v) for v in missing.values()) + len(problems)
-    if n_bad:
-        print(f"{n_bad} file(s) or line(s) would be skipped", file=sys.stderr)
-    return EXIT_SKIPPED if cfg.strict and n_bad else 0
+def _skipped_summary(n: int, where: str | None) -> None:
+    if n:
+        print(f"skipped {n} file(s)" + (f"; see {where}" if where else ""), file=sys.stderr)
+
+
+# ---------------------------------------------------------------- commands
+def cmd_dry_run(a) -> int:
+    from .pipeline import dry_run
+    from .report.results import format_dry_run
+    cfg = _config(a, need_known=a.command != "extract")
+    dr = dry_run(cfg)
+    print(format_dry_run(dr))
+    if dr.n_bad:
+        print(f"{dr.n_bad} file(s) or line(s) would be skipped", file=sys.stderr)
+    return EXIT_SKIPPED if cfg.strict and dr.n_bad else 0
 
 
 def cmd_protocols(a) -> int:
@@ -164,14 +204,11 @@ def cmd_protocols(a) -> int:
     return 0
 
 
-def _skipped_summary(n: int, where: str | None) -> None:
-    if n:
-        print(f"skipped {n} file(s)" + (f"; see {where}" if where else ""), file=sys.stderr)
-
-
 def cmd_evaluate(a) -> int:
     from .pipeline import evaluate
+    from .pipeline.evaluate import check_out_dir
     from .report.results import results_markdown
+    check_out_dir(a.out)
     res = evaluate(_config(a), a.out)
     print(results_markdown(res))
     written = "results.json, results.md, config.json, predictions.csv, errors.csv"
@@ -195,7 +232,9 @@ def cmd_report(a) -> int:
 def cmd_compare(a) -> int:
     from .heads import HEADS
     from .pipeline.compare import compare, compare_markdown
-    heads = _csv(a.heads) if a.heads != "all" else sorted(HEADS)
+    from .pipeline.evaluate import check_out_dir
+    check_out_dir(a.out)
+    heads = _csv(a.heads) if a.heads != "all" else HEADS.names()
     res = compare(_config(a), heads, a.out)
     print(compare_markdown(res))
     from .report.html import build_report
@@ -205,81 +244,95 @@ def cmd_compare(a) -> int:
     return EXIT_SKIPPED if a.strict and res["errors"] else 0
 
 
-def cmd_enroll(a) -> int:
-    from .pipeline.enroll import enroll
-    n, problems = enroll(a.model, a.label, a.paths, weights=a.weights,
-                         progress=not a.no_progress)
-    print(f"enrolled {a.label!r} from {n} image(s) into {a.model}")
-    for pr in problems:
-        print(f"  skipped {pr.path}: {pr.reason}", file=sys.stderr)
-    return EXIT_SKIPPED if a.strict and problems else 0
-
-
 def cmd_fit(a) -> int:
     from .pipeline import fit
+    from .pipeline.fit import check_model_dir
     from .report.results import fmt_params
-    b = fit(_config(a), a.out)
-    sel = b.extra["selection"]
-    print(f"saved {a.out}: {b.head.name} head on {b.backbone['name']}/{b.layer} "
+    check_model_dir(a.out)
+    att = fit(_config(a), a.out)
+    sel = att.selection_summary_
+    print(f"saved {a.out}: {att.head_.name} head on {att.backbone}/{att.layer_} "
           f"params {fmt_params(sel['params'])}, val balanced accuracy "
-          f"{sel['val_balanced_accuracy']:.3f}; score {b.score}, reject below {b.threshold:.4g} "
-          f"(keeps {b.target_tpr:.0%} of known validation images)")
-    n = b.extra.get("skipped_files", 0)
+          f"{sel['val_balanced_accuracy']:.3f}; score {att.score_name_}, reject below "
+          f"{att.threshold_:.4g} (keeps {att.target_tpr:.0%} of known validation images)")
+    n = len(att.problems_)
     _skipped_summary(n, None)
     return EXIT_SKIPPED if a.strict and n else 0
 
 
+def _load_model(a):
+    from .model import Attributor
+    return Attributor.load(a.model, weights=a.weights, device=a.device,
+                           batch_size=a.batch_size, workers=a.workers,
+                           progress=not a.quiet and not getattr(a, "json", False))
+
+
 def cmd_predict(a) -> int:
-    from .pipeline import load_model, predict_paths
-    bundle, backbone = load_model(a.model, weights=a.weights)
-    preds, problems = predict_paths(bundle, backbone, a.paths, cache=a.cache,
-                                    batch_size=a.batch_size, progress=not a.no_progress and
-                                    not a.json, workers=a.workers)
+    from .backbones import resolve_device
+    from .pipeline.prepare import collect_images
+    from .report.attributions import output_format, text_line, write_records
+    if a.out:
+        output_format(a.out)
+        if Path(a.out).exists() and not a.overwrite:
+            raise FileExistsError(f"{a.out}: exists; pass --overwrite to replace it")
+    resolve_device(a.device)
+    att = _load_model(a)
+    if a.threshold is not None:
+        att.threshold_ = float(a.threshold)
+    samples, problems = collect_images(a.paths)
+    records = att.predict([s.path for s in samples], top_k=a.top_k) if samples else []
+    from .model import Attribution
+    records += [Attribution(source=p.path, label=None, error=p.reason) for p in problems]
+    ok = [r for r in records if r.ok]
+    flagged = [r for r in records if r.warning]
+    if a.out:
+        write_records(a.out, records)
     if a.json:
-        print(json.dumps({"model": str(a.model), "score": bundle.score,
-                          "threshold": bundle.threshold,
-                          "predictions": [p.to_dict() for p in preds],
-                          "skipped": [{"path": str(p.path), "reason": p.reason}
-                                      for p in problems]}, indent=2))
-    else:
-        for p in preds:
-            top = ", ".join(f"{l} {pr:.2f}" for l, pr in p.top)
-            verdict = p.label if p.label != "unknown" else f"unknown (closest: {p.closest})"
-            print(f"{p.path}\t{verdict}\t{bundle.score}={p.score:.4g} "
-                  f"(threshold {p.threshold:.4g})\ttop-3: {top}")
-        for pr in problems:
-            print(f"{pr.path}\tskipped: {pr.reason}", file=sys.stderr)
-    if not preds and problems:
+        print(json.dumps({"model": str(a.model), "model_id": att.bundle_meta_.get("checksum"),
+                          "score": att.score_name_, "threshold": att.threshold_,
+                          "predictions": [r.to_dict() for r in ok],
+                          "skipped": [r.to_dict() for r in records if not r.ok]}, indent=2))
+    elif not a.out:
+        for r in ok:
+            print(text_line(r, att.score_name_))
+    for r in records:
+        if not r.ok:
+            print(f"{r.source}\tskipped: {r.error}", file=sys.stderr)
+    for r in flagged:
+        print(f"{r.source}\twarning: {r.warning}", file=sys.stderr)
+    summary = (f"{len(ok)} image(s) attributed, {len(records) - len(ok)} skipped, "
+               f"{len(flagged)} flagged as damaged")
+    if a.out:
+        summary += f"; wrote {a.out}"
+    print(summary, file=sys.stderr)
+    if not ok:
+        print("originprobe predict: error: no usable image among the inputs", file=sys.stderr)
         return EXIT_ERROR
-    return EXIT_SKIPPED if a.strict and problems else 0
+    return EXIT_SKIPPED if a.strict and (len(ok) < len(records) or flagged) else 0
+
+
+def cmd_enroll(a) -> int:
+    from .pipeline.prepare import collect_images
+    att = _load_model(a)
+    samples, problems = collect_images(a.paths)
+    n, errors = att.enroll(a.label, [s.path for s in samples])
+    att.save(a.model)
+    print(f"enrolled {a.label!r} from {n} image(s) into {a.model}; classes: "
+          f"{', '.join(att.classes_)}; threshold {att.threshold_:.4g}")
+    for pr in problems + errors:
+        print(f"  skipped {pr.path}: {pr.reason}", file=sys.stderr)
+    return EXIT_SKIPPED if a.strict and (problems or errors) else 0
 
 
 def cmd_extract(a) -> int:
-    from .backbones import load_backbone
-    from .data import load_dataset
-    from .features import extract_features, open_store
-    from .pipeline.prepare import base_layers, parse_layers
+    from .pipeline.prepare import extract_only
     from .report import write_errors_csv
-    if a.protocol:  # every image the protocol names, all roles
-        from .pipeline import RunConfig
-        from .pipeline.prepare import resolve_for
-        from .data import Dataset
-        rp = resolve_for(RunConfig(data=None, known=[], protocol=a.protocol, group=a.group,
-                                   root=a.root, annotations=a.annotations, seed=a.seed))
-        ds = Dataset([s for d in rp.datasets.values() if d for s in d.samples], a.protocol,
-                     rp.problems())
-    elif a.data:
-        ds = load_dataset(a.data, class_names=a.class_names, root=a.root)
-    else:
-        raise ValueError("give DATA or --protocol NAME --root DIR")
-    backbone = load_backbone(a.backbone, weights=a.weights)
-    layers = base_layers(parse_layers(a.layers, backbone))
-    store = open_store(a.cache, backbone)
-    rep = extract_features(ds.samples, backbone, store, layers, batch_size=a.batch_size,
-                           num_workers=a.workers, device=a.device, progress=not a.no_progress)
-    problems = list(ds.problems) + rep.errors
-    print(f"{backbone.name} [{', '.join(layers)}] → {store.dir}")
-    print(rep.summary())
+    if a.dry_run:
+        return cmd_dry_run(a)
+    cfg = _config(a, need_known=False)
+    backbone, store, report, problems = extract_only(cfg)
+    print(f"{backbone.name} → {store.dir}")
+    print(report.summary())
     if a.errors:
         write_errors_csv(a.errors, problems)
     for pr in problems[:20]:
@@ -314,113 +367,146 @@ def cmd_cache_verify(a) -> int:
     return 1 if bad else 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="originprobe",
-                                 description="Open-set synthetic image origin attribution.")
-    sub = ap.add_subparsers(dest="command", required=True)
+def cmd_cache_ls(a) -> int:
+    from .features.cache_admin import format_cache_table, list_cache
+    rows = list_cache(a.dir)
+    print(json.dumps([r.__dict__ for r in rows], indent=2) if a.json else format_cache_table(rows))
+    return 0
 
-    p = sub.add_parser("evaluate", help="train, select on validation, test open-set; write a run")
-    _add_data_args(p)
-    p.add_argument("--test-data", help="separate test set (default: split --data)")
-    p.add_argument("--unknown", help="unknown classes (default: every non-known test label)")
-    _add_model_args(p)
+
+def cmd_cache_prune(a) -> int:
+    from .features.cache_admin import prune_cache
+    if a.older_than is None and not a.backbone:
+        raise ValueError("give --older-than DAYS and/or --backbone NAME")
+    removed = prune_cache(a.dir, older_than_days=a.older_than, backbone=a.backbone,
+                          dry_run=a.dry_run)
+    verb = "would remove" if a.dry_run else "removed"
+    for info in removed:
+        print(f"{verb} {info.namespace} ({info.backbone}, {info.images} images, "
+              f"{info.bytes / 1e6:.1f} MB)")
+    print(f"{verb} {len(removed)} namespace(s)")
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="originprobe", formatter_class=_Formatter,
+                                 description="Open-set synthetic image origin attribution.")
+    ap.add_argument("--version", action="version", version=f"originprobe {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True)
+    data, test, bb, model, out = (_data_options(), _test_options(), _backbone_options(),
+                                  _model_options(), _output_options())
+
+    p = sub.add_parser("evaluate", parents=[data, test, bb, model, out], formatter_class=_Formatter,
+                       help="train, select on validation, test open-set; write a run")
     p.add_argument("--jpeg-align", type=int, metavar="QUALITY",
                    help="also evaluate with every image JPEG-recompressed at QUALITY")
     p.add_argument("--robustness", nargs="?", const="default", metavar="SPEC",
                    help='test-time perturbation curves; SPEC like "jpeg=90,70;blur=1,2" '
                         "(default: jpeg, blur, downscale, crop at graded levels)")
     p.add_argument("--low-data", metavar="N,N,...", help="training images per class, e.g. 5,10,20")
-    p.add_argument("--low-data-seeds", type=int, default=3)
+    p.add_argument("--low-data-seeds", type=_positive_int, default=3)
     p.add_argument("--no-report", action="store_true", help="skip report.html")
     p.add_argument("--out", help="run directory (required unless --dry-run)")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("fit", help="train on known classes and save a model bundle")
-    _add_data_args(p)
-    _add_model_args(p)
+    p = sub.add_parser("fit", parents=[data, bb, model, out], formatter_class=_Formatter,
+                       help="train on known classes and save a model bundle")
     p.add_argument("--out", help="model directory (required unless --dry-run)")
     p.set_defaults(func=cmd_fit)
 
-    p = sub.add_parser("compare", help="every head × supported score on the same splits")
-    _add_data_args(p)
-    p.add_argument("--test-data", help="separate test set (default: split --data)")
-    p.add_argument("--unknown", help="unknown classes (default: every non-known test label)")
-    _add_model_args(p)
+    p = sub.add_parser("compare", parents=[data, test, bb, model, out], formatter_class=_Formatter,
+                       help="every head × supported score on the same splits")
     p.add_argument("--heads", default="all", help='comma-separated heads, or "all"')
     p.add_argument("--out", help="run directory (required unless --dry-run)")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("enroll", help="add a new generator to a saved model from a few images")
+    p = sub.add_parser("extract", parents=[data, test, bb, out], formatter_class=_Formatter,
+                       help="extract and cache features of a dataset or protocol")
+    p.add_argument("dataset", nargs="?", help="same as --data")
+    p.add_argument("--errors", help="write skipped files to this CSV")
+    p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser("predict", parents=[out], formatter_class=_Formatter,
+                       help="attribute images with a saved model")
+    p.add_argument("model", help="model directory written by `fit`")
+    p.add_argument("paths", nargs="+", help="image files or folders (recursive)")
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    p.add_argument("--out", help="write the attributions to FILE.csv or FILE.jsonl")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p.add_argument("--threshold", type=float, help="reject threshold (default: the model's)")
+    p.add_argument("--top-k", type=_positive_int, default=3, help="classes shown per image")
+    p.add_argument("--weights", help="backbone weights, if not found automatically")
+    _runtime_options(p)
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("enroll", parents=[out], formatter_class=_Formatter,
+                       help="add a new generator to a saved model from a few images")
     p.add_argument("model")
     p.add_argument("--label", required=True, help="name of the new class")
     p.add_argument("paths", nargs="+", help="image files or folders of the new generator")
     p.add_argument("--weights")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--strict", action="store_true")
+    _runtime_options(p)
     p.set_defaults(func=cmd_enroll)
 
-    p = sub.add_parser("predict", help="attribute images with a saved model")
-    p.add_argument("model", help="model directory written by `fit`")
-    p.add_argument("paths", nargs="+", help="image files or folders (recursive)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("--weights", help="backbone weights, if not found automatically")
-    p.add_argument("--cache", help="feature cache to reuse (default: none)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--workers", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--strict", action="store_true")
-    p.set_defaults(func=cmd_predict)
-
-    p = sub.add_parser("extract", help="extract and cache features of a dataset")
-    p.add_argument("data", nargs="?", help="folder tree, manifest CSV or annotation file")
-    p.add_argument("--class-names")
-    p.add_argument("--root")
-    p.add_argument("--protocol", help="extract every image a protocol names (with --root)")
-    p.add_argument("--group", default="all")
-    p.add_argument("--annotations")
-    p.add_argument("--seed", type=int, default=0, help="seed for annotations made from a raw tree")
-    from .backbones import DEFAULT_BACKBONE
-    from .pipeline.prepare import DEFAULT_CACHE
-    p.add_argument("--backbone", default=DEFAULT_BACKBONE)
-    p.add_argument("--weights")
-    p.add_argument("--layers", default="all")
-    p.add_argument("--cache", default=DEFAULT_CACHE)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--workers", type=int)
-    p.add_argument("--device")
-    p.add_argument("--errors", help="write skipped files to this CSV")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--strict", action="store_true")
-    p.set_defaults(func=cmd_extract)
-
-    p = sub.add_parser("report", help="(re)build RUN_DIR/report.html from a run directory")
+    p = sub.add_parser("report", formatter_class=_Formatter,
+                       help="(re)build RUN_DIR/report.html from a run directory")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("protocols", help="list the benchmark protocols shipped with originprobe")
+    p = sub.add_parser("protocols", formatter_class=_Formatter,
+                       help="list the benchmark protocols shipped with originprobe")
     p.add_argument("--json", action="store_true", help="full specs: classes and annotation files")
     p.set_defaults(func=cmd_protocols)
 
-    p = sub.add_parser("backbones", help="list backbones, their layers and weights availability")
+    p = sub.add_parser("backbones", formatter_class=_Formatter,
+                       help="list backbones, their layers and weights availability")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_backbones)
 
     p = sub.add_parser("cache", help="feature cache maintenance")
     csub = p.add_subparsers(dest="cache_command", required=True)
-    v = csub.add_parser("verify", help="check every shard against its recorded checksum")
+    v = csub.add_parser("verify", formatter_class=_Formatter,
+                        help="check every shard against its recorded checksum")
     v.add_argument("dir")
     v.add_argument("--repair", action="store_true",
                    help="move damaged shards aside so that they are recomputed")
     v.set_defaults(func=cmd_cache_verify)
+    v = csub.add_parser("ls", formatter_class=_Formatter,
+                        help="backbones, layers, images and size of each cached namespace")
+    v.add_argument("dir")
+    v.add_argument("--json", action="store_true")
+    v.set_defaults(func=cmd_cache_ls)
+    v = csub.add_parser("prune", formatter_class=_Formatter,
+                        help="remove cached namespaces by age or backbone")
+    v.add_argument("dir")
+    v.add_argument("--older-than", type=float, metavar="DAYS",
+                   help="namespaces not written or read for this many days")
+    v.add_argument("--backbone", help="namespaces of this backbone")
+    v.add_argument("--dry-run", action="store_true", help="list, remove nothing")
+    v.set_defaults(func=cmd_cache_prune)
     return ap
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"originprobe: warning: {message}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     a = ap.parse_args(argv)
+    if getattr(a, "command", None) == "extract" and getattr(a, "dataset", None):
+        if a.data:
+            ap.error("give the dataset once: as DATA or as --data")
+        a.data = a.dataset
+    old_show = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
-        if getattr(a, "dry_run", False):  # evaluate, compare, fit: resolve and count only
-            return _dry_run(_config(a))
+        if getattr(a, "max_pixels", None):
+            from .data import set_max_pixels
+            set_max_pixels(a.max_pixels)
+        if getattr(a, "dry_run", False) and a.command in ("evaluate", "compare", "fit"):
+            return cmd_dry_run(a)
         return a.func(a)
     except _user_errors() as exc:
         print(f"originprobe {a.command}: error: {exc}", file=sys.stderr)
@@ -430,8 +516,11 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt:
-        print("interrupted; completed shards are kept in the cache", file=sys.stderr)
+        print("interrupted; extracted features committed so far are kept in the cache",
+              file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = old_show
 
 
 if __name__ == "__main__":

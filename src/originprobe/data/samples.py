@@ -10,7 +10,15 @@ Layouts:
   class names, one per line, in label-index order.
 
 Files named by a manifest or annotation file that are missing are not dropped silently: they are
-returned in `Dataset.problems` with the reason, like undecodable images later on.
+returned in `Dataset.problems` with the reason, like undecodable images later on. Images are
+recognised by content (`hash_samples` sniffs the first bytes while hashing), never by extension;
+what is not an image is listed as skipped. Hidden files and folders (names starting with ".") are
+not walked.
+
+Where files may come from: a path in a manifest or annotation file must resolve, symbolic links
+followed, inside the dataset root (the manifest's folder, or `root`); a folder tree's symbolic
+links must not leave the tree. Anything else is skipped with the reason, unless the caller passes
+`allow_outside_root=True` (`--allow-outside-root`).
 """
 from __future__ import annotations
 
@@ -23,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from .images import ImageDecodeError, is_image_path
+from .images import SNIFF_BYTES, ImageDecodeError, describe_non_image, open_regular, sniff_format
 
 MANIFEST_NAMES = ("manifest.csv",)
 LabelResolver = Callable[[str, int], "str | None"]
@@ -70,36 +78,28 @@ class Dataset:
         return len(self.samples)
 
 
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            block = f.read(chunk)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
-
-
 def _hash_one(sample: Sample) -> tuple[Sample, Problem | None]:
-    p = sample.path
+    """Hash the file's content, reading it once; a file that is not an image is a problem."""
     try:
-        if p.is_symlink() and not p.exists():
-            return sample, Problem(str(p), "broken symbolic link")
-        if not p.exists():
-            return sample, Problem(str(p), "file not found")
-        if p.stat().st_size == 0:
-            return sample, Problem(str(p), "empty file (0 bytes)")
-        sample.sha256 = file_sha256(p)
+        with open_regular(sample.path) as f:
+            head = f.read(SNIFF_BYTES)
+            if sniff_format(head) is None:
+                return sample, Problem(str(sample.path), describe_non_image(head))
+            h = hashlib.sha256(head)
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        sample.sha256 = h.hexdigest()
         return sample, None
-    except PermissionError:
-        return sample, Problem(str(p), "permission denied")
+    except ImageDecodeError as exc:
+        return sample, Problem(str(sample.path), exc.reason)
     except OSError as exc:
-        return sample, Problem(str(p), f"cannot read file: {exc.strerror or exc}")
+        return sample, Problem(str(sample.path), f"cannot read file: {exc.strerror or exc}")
 
 
 def hash_samples(samples: Sequence[Sample], workers: int = 8) -> tuple[list[Sample], list[Problem]]:
-    """Compute every sample's content hash; unreadable files come back as problems, not errors."""
+    """Compute every sample's content hash; unreadable files and files that are not images come
+    back as problems, not errors. The same content listed under two different labels is
+    ambiguous: every copy is dropped, with a problem naming the other label."""
     todo = [s for s in samples if s.sha256 is None]
     problems: list[Problem] = []
     if todo:
@@ -108,32 +108,75 @@ def hash_samples(samples: Sequence[Sample], workers: int = 8) -> tuple[list[Samp
                 if problem is not None:
                     problems.append(problem)
     bad = {p.path for p in problems}
-    return [s for s in samples if str(s.path) not in bad], problems
+    ok = [s for s in samples if str(s.path) not in bad and s.sha256 is not None]
+    labels: dict[str, dict[str, str]] = {}
+    for s in ok:
+        if s.label:
+            labels.setdefault(s.sha256, {}).setdefault(s.label, str(s.path))
+    conflicts = {h for h, by in labels.items() if len(by) > 1}
+    if conflicts:
+        for s in ok:
+            if s.sha256 in conflicts:
+                others = [f"{l!r} ({p})" for l, p in labels[s.sha256].items() if l != s.label]
+                problems.append(Problem(str(s.path), f"the same image content is also labelled "
+                                                     f"{', '.join(others)}; both dropped"))
+        ok = [s for s in ok if s.sha256 not in conflicts]
+    return ok, problems
 
 
-def walk_images(root: Path) -> Iterable[Path]:
+def walk_files(root: Path, problems: list[Problem] | None = None,
+               allow_outside_root: bool = False) -> Iterable[Path]:
+    """Every non-hidden file under `root`, sorted; images are told apart later, by content.
+    Symbolic links that leave `root` are skipped (into `problems`) unless allowed."""
+    top = root.resolve()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames.sort()
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
+            if name.startswith("."):
+                continue
             p = Path(dirpath) / name
-            if is_image_path(p) or (p.is_symlink() and not p.exists()):
-                yield p
+            if p.is_symlink() and not allow_outside_root and p.exists() \
+                    and not p.resolve().is_relative_to(top):
+                if problems is not None:
+                    problems.append(Problem(str(p), f"symbolic link leaves the folder {root} "
+                                                    "(--allow-outside-root to follow it)"))
+                continue
+            yield p
 
 
-def load_folder(root: str | Path) -> Dataset:
+def _inside(path: Path, base: Path, allow: bool) -> str | None:
+    """Why `path` may not be read from a dataset rooted at `base` (None when it may)."""
+    if allow:
+        return None
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError):
+        return "path cannot be resolved (symbolic-link loop?)"
+    if resolved.is_relative_to(base.resolve()):
+        return None
+    how = "symbolic link leads" if path.is_symlink() else "path resolves"
+    return f"{how} outside the dataset root {base} (pass --allow-outside-root to read it)"
+
+
+def load_folder(root: str | Path, allow_outside_root: bool = False) -> Dataset:
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: not a directory")
-    samples = []
-    for label_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        for img in walk_images(label_dir):
-            samples.append(Sample(path=img, label=label_dir.name))
+    samples, problems = [], []
+    for label_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if label_dir.is_symlink() and not allow_outside_root and \
+                not label_dir.resolve().is_relative_to(root.resolve()):
+            problems.append(Problem(str(label_dir), "symbolic link leaves the dataset folder "
+                                                    "(--allow-outside-root to follow it)"))
+            continue
+        for f in walk_files(label_dir, problems, allow_outside_root):
+            samples.append(Sample(path=f, label=label_dir.name))
     if not samples:
-        raise DatasetError(f"{root}: no images found under <root>/<label>/")
-    return Dataset(samples=samples, source=str(root))
+        raise DatasetError(f"{root}: no files found under <root>/<label>/")
+    return Dataset(samples=samples, source=str(root), problems=problems)
 
 
-def load_manifest(manifest: str | Path) -> Dataset:
+def load_manifest(manifest: str | Path, allow_outside_root: bool = False) -> Dataset:
     manifest = Path(manifest)
     base = manifest.parent
     try:
@@ -152,6 +195,10 @@ def load_manifest(manifest: str | Path) -> Dataset:
                     continue
                 p = Path(row["path"])
                 path = p if p.is_absolute() else base / p
+                why = _inside(path, base, allow_outside_root)
+                if why:
+                    problems.append(Problem(f"{manifest}:{lineno}", f"{row['path']}: {why}"))
+                    continue
                 extra = {k: v for k, v in row.items() if k not in ("path", "label") and k is not None}
                 samples.append(Sample(path=path, label=row["label"].strip(), extra=extra))
     except UnicodeDecodeError:
@@ -171,7 +218,7 @@ def read_class_names(path: str | Path) -> list[str]:
 
 def load_annotations(
     annotation_file: str | Path, class_names: Sequence[str] | LabelResolver,
-    root: str | Path | None = None,
+    root: str | Path | None = None, allow_outside_root: bool = False,
 ) -> Dataset:
     """Read `path<TAB>integer_label` lines; paths resolve against `root` (default: the file's folder).
 
@@ -212,13 +259,18 @@ def load_annotations(
             problems.append(Problem(f"{annotation_file}:{lineno}", f"label {idx!r} is not {what}"))
             continue
         p = Path(rel)
-        samples.append(Sample(path=p if p.is_absolute() else base / p, label=label,
+        path = p if p.is_absolute() else base / p
+        why = _inside(path, base, allow_outside_root)
+        if why:
+            problems.append(Problem(f"{annotation_file}:{lineno}", f"{rel}: {why}"))
+            continue
+        samples.append(Sample(path=path, label=label,
                               extra={"label_index": idx}))
     return Dataset(samples=samples, source=str(annotation_file), problems=problems)
 
 
 def load_dataset(spec: str | Path, class_names: str | Path | None = None,
-                 root: str | Path | None = None) -> Dataset:
+                 root: str | Path | None = None, allow_outside_root: bool = False) -> Dataset:
     """Open a dataset from a folder tree, a manifest CSV (or a folder holding `manifest.csv`),
     or an annotation file (with `class_names`)."""
     p = Path(spec)
@@ -227,19 +279,20 @@ def load_dataset(spec: str | Path, class_names: str | Path | None = None,
     if p.is_dir():
         for name in MANIFEST_NAMES:
             if (p / name).is_file():
-                return load_manifest(p / name)
-        return load_folder(p)
+                return load_manifest(p / name, allow_outside_root)
+        return load_folder(p, allow_outside_root)
     if p.suffix.lower() == ".csv":
-        return load_manifest(p)
+        return load_manifest(p, allow_outside_root)
     if class_names is None:
         raise DatasetError(
             f"{p}: an annotation file needs --class-names (one class name per line, in index order)"
         )
-    return load_annotations(p, read_class_names(class_names), root=root)
+    return load_annotations(p, read_class_names(class_names), root=root,
+                            allow_outside_root=allow_outside_root)
 
 
 __all__ = [
-    "Dataset", "DatasetError", "ImageDecodeError", "Problem", "Sample", "file_sha256",
-    "hash_samples", "load_annotations", "load_dataset", "load_folder", "load_manifest",
-    "read_class_names",
+    "Dataset", "DatasetError", "ImageDecodeError", "Problem", "Sample", "hash_samples",
+    "load_annotations", "load_dataset", "load_folder", "load_manifest", "read_class_names",
+    "walk_files",
 ]

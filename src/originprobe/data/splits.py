@@ -8,6 +8,7 @@ one (the reference code's faults are exactly these):
 """
 from __future__ import annotations
 
+import warnings
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Sequence
@@ -19,6 +20,10 @@ from .samples import Sample
 
 class SplitLeakError(Exception):
     """A split that would let unknown or test samples into training or selection."""
+
+
+class SplitWarning(UserWarning):
+    """Something about a split that the user must see but that does not stop the run."""
 
 
 @dataclass
@@ -74,31 +79,45 @@ def dedupe(samples: Sequence[Sample]) -> tuple[list[Sample], int]:
     return out, len(samples) - len(out)
 
 
-def stratified_split(
-    samples: Sequence[Sample], fractions: Sequence[float], seed: int
-) -> list[list[Sample]]:
-    """Split each class by the given fractions (seeded); every part gets ≥1 sample of a class when
-    the class is large enough."""
+PART_NAMES = {2: ("train", "validation"), 3: ("train", "validation", "test")}
+
+
+def stratified_indices(labels: Sequence[str], fractions: Sequence[float], seed: int
+                       ) -> list[np.ndarray]:
+    """Indices of `labels` split per class by `fractions` (seeded, in the given order). Every
+    part with a positive fraction gets ≥1 sample of a class when the class is large enough; a
+    class too small for that is reported with a `SplitWarning`."""
     rng = np.random.default_rng(seed)
-    by_label: dict[str, list[Sample]] = defaultdict(list)
-    for s in sorted(samples, key=lambda s: (s.label, s.sha256 or "", str(s.path))):
-        by_label[s.label].append(s)
-    parts: list[list[Sample]] = [[] for _ in fractions]
+    labels = np.asarray(labels, dtype=object)
     fr = np.asarray(fractions, dtype=float) / float(sum(fractions))
-    for label in sorted(by_label):
-        items = by_label[label]
-        order = rng.permutation(len(items))
+    names = PART_NAMES.get(len(fr)) or tuple(f"part {i}" for i in range(len(fr)))
+    parts: list[list[int]] = [[] for _ in fr]
+    for label in sorted(set(labels.tolist())):
+        items = np.flatnonzero(labels == label)
         n = len(items)
+        order = rng.permutation(n)
         sizes = np.floor(fr * n).astype(int)
-        if n >= len(fr):
-            sizes = np.maximum(sizes, 1)
-        # give the rounding remainder to the first part (training)
-        sizes[0] = n - sizes[1:].sum()
+        wanted = fr > 0
+        if n >= int(wanted.sum()):
+            sizes[wanted] = np.maximum(sizes[wanted], 1)
+        sizes[0] = n - sizes[1:].sum()   # the rounding remainder goes to the first part
+        empty = [names[i] for i in range(1, len(fr)) if wanted[i] and sizes[i] == 0]
+        if empty:
+            warnings.warn(f"class {label!r} has only {n} image(s): none left for "
+                          f"{' or '.join(empty)}", SplitWarning, stacklevel=3)
         start = 0
         for i, size in enumerate(sizes):
-            parts[i].extend(items[j] for j in order[start:start + size])
+            parts[i].extend(items[order[start:start + size]].tolist())
             start += size
-    return parts
+    return [np.array(sorted(p), dtype=np.int64) for p in parts]
+
+
+def stratified_split(samples: Sequence[Sample], fractions: Sequence[float], seed: int
+                     ) -> list[list[Sample]]:
+    """`stratified_indices` over samples in a canonical order (label, content hash, path)."""
+    ordered = sorted(samples, key=lambda s: (s.label, s.sha256 or "", str(s.path)))
+    return [[ordered[i] for i in idx]
+            for idx in stratified_indices([s.label for s in ordered], fractions, seed)]
 
 
 def make_split(
@@ -117,6 +136,10 @@ def make_split(
     """
     known = list(dict.fromkeys(known))
     samples, _ = dedupe(samples)
+    if unknown:
+        nowhere = sorted(set(unknown) - {s.label for s in list(samples) + list(test_samples or [])})
+        if nowhere:
+            raise SplitLeakError(f"unknown class(es) {nowhere} have no images in the data")
     absent = sorted(set(known) - {s.label for s in samples})
     if absent:
         raise SplitLeakError(f"known classes not present in the training data: {absent}")

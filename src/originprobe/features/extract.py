@@ -1,29 +1,41 @@
-"""Feature extraction: one forward pass per image yields every requested layer, streamed to the store.
+"""Feature extraction: one forward pass per image yields every requested layer.
 
-Images are read, decoded and preprocessed in DataLoader workers while the model runs in the main
-process. Images already in the store (same content hash, backbone, weights, preprocessing, layers)
-are never recomputed. Undecodable images are skipped and reported (`ExtractionReport.errors`),
-never fatal. Memory stays bounded: at most one shard of features is held before it is committed.
+Two entry points share one engine:
+- `extract_features(samples, backbone, store, ...)` makes sure a dataset's features are in the
+  feature store (streamed to disk, flushed every `flush_every` images or `flush_seconds` seconds,
+  so `kill -9` loses at most the last interval; images already stored are never recomputed; two
+  writers on one store split the work by claiming buckets of image hashes);
+- `extract_arrays(inputs, backbone, layers, ...)` returns features in memory for any mix of
+  paths, bytes, `PIL.Image`s and numpy arrays (what `Attributor.predict` needs).
+
+Decoding and preprocessing (to uint8 at the model's input size) run in a pool of threads
+(Pillow and torch release the GIL), ordered, with a bounded read-ahead, while the model runs in
+the calling thread; batches are normalised on the model's device. No image process is forked, so
+memory does not grow with the number of decoders. Undecodable inputs are reported
+(`ExtractionReport.errors`), never fatal; partly damaged ones are used and flagged (`warnings`).
 """
 from __future__ import annotations
 
 import os
 import sys
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 
-from ..backbones.base import Backbone
-from ..data.images import ImageDecodeError, load_image
+from ..backbones.base import Backbone, resolve_device
+from ..data.images import (DecodedImage, ImageDecodeError, decode_image, image_from_array,
+                           read_image, to_rgb)
 from ..data.samples import Problem, Sample, hash_samples
 from .store import FeatureStore
 
-ImageTransform = Callable[["object"], "object"]
+ImageTransform = Callable[[Any], Any]
+BUCKET_CHARS = 2          # work is claimed in buckets of images sharing a 2-hex-digit hash prefix
 
 
 @dataclass
@@ -32,69 +44,131 @@ class ExtractionReport:
     cached: int = 0
     computed: int = 0
     errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
     seconds: float = 0.0
-    loader_wait_seconds: float = 0.0  # the model idle, waiting for decoded images
+    loader_wait_seconds: float = 0.0   # the model idle, waiting for decoded images
+    shared: int = 0                    # images another writer extracted while this run waited
 
     @property
     def images_per_second(self) -> float:
         return self.computed / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> str:
+        extra = f", {self.shared} by another writer" if self.shared else ""
+        warn = f", {len(self.warnings)} damaged but used" if self.warnings else ""
         return (f"{self.requested} images: {self.cached} cached, {self.computed} extracted "
-                f"({self.images_per_second:.1f} img/s), {len(self.errors)} skipped")
+                f"({self.images_per_second:.1f} img/s){extra}, {len(self.errors)} skipped{warn}")
 
 
-class _ImageFiles(Dataset):
-    """Decodes and preprocesses one file; failures become (index, None, reason)."""
+@dataclass
+class ImageInput:
+    """One image to attribute: a file path, encoded bytes, a `PIL.Image` or a numpy array."""
 
-    def __init__(self, samples: Sequence[Sample], preprocess, image_transform=None):
-        self.samples = list(samples)
-        self.preprocess = preprocess
-        self.image_transform = image_transform
+    name: str
+    source: Any
 
-    def __len__(self) -> int:
-        return len(self.samples)
+    @classmethod
+    def of(cls, item: Any, index: int) -> "ImageInput":
+        if isinstance(item, ImageInput):
+            return item
+        if isinstance(item, Sample):
+            return cls(str(item.path), item.path)
+        if isinstance(item, (str, Path)):
+            return cls(str(item), Path(item))
+        if isinstance(item, (bytes, bytearray, memoryview)):
+            return cls(f"<bytes #{index}>", bytes(item))
+        if isinstance(item, np.ndarray):
+            return cls(f"<array #{index}>", item)
+        from PIL import Image
+        if isinstance(item, Image.Image):
+            return cls(getattr(item, "filename", "") or f"<image #{index}>", item)
+        raise TypeError(f"input #{index}: cannot read a {type(item).__name__} as an image "
+                        "(give a path, bytes, a PIL.Image or a numpy array)")
 
-    def __getitem__(self, i: int):
-        s = self.samples[i]
+    def decode(self, draft_size: int | None) -> DecodedImage:
+        src = self.source
+        if isinstance(src, Path):
+            return read_image(src, draft_size)
+        if isinstance(src, bytes):
+            return decode_image(src, self.name, draft_size)
+        if isinstance(src, np.ndarray):
+            return DecodedImage(image_from_array(src, self.name))
         try:
-            img = load_image(s.path)
-            if self.image_transform is not None:
-                img = self.image_transform(img)
-            return i, self.preprocess(img), None
-        except ImageDecodeError as exc:
-            return i, None, exc.reason
-        except Exception as exc:  # a bug in a transform must not kill a million-image run
-            return i, None, f"preprocessing failed: {type(exc).__name__}: {exc}"
+            src.load()
+            return DecodedImage(to_rgb(src))
+        except (OSError, ValueError) as exc:
+            raise ImageDecodeError(self.name, f"unreadable image ({exc})") from None
 
 
-def _collate(batch):
-    ok = [(i, x) for i, x, err in batch if x is not None]
-    bad = [(i, err) for i, x, err in batch if x is None]
-    if ok:
-        idx = [i for i, _ in ok]
-        return idx, torch.stack([x for _, x in ok]), bad
-    return [], None, bad
+@dataclass
+class Batch:
+    index: list[int]                   # positions (in the input order) of the images in `x`
+    x: torch.Tensor | None             # uint8 (B, 3, H, W)
+    errors: list[tuple[int, str]]      # (position, reason)
+    warnings: list[tuple[int, str]]
 
 
 def default_workers() -> int:
-    return max(1, min(8, (os.cpu_count() or 2)))
+    return max(1, min(4, os.cpu_count() or 2))
 
 
 def default_batch_size(backbone: Backbone, device: torch.device) -> int:
     if device.type == "cuda":
-        try:
-            from ..backbones.vit import suggest_batch_size
-            return suggest_batch_size(backbone, device)
-        except ImportError:
-            return 128
+        from ..backbones.transformer import suggest_batch_size
+        return suggest_batch_size(backbone, device)
     return 32
 
 
-def _progress(total: int, desc: str, enabled: bool):
-    from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit="img", disable=not enabled, dynamic_ncols=True,
-                smoothing=0.1, file=sys.stderr)
+def iter_batches(inputs: Sequence[ImageInput], backbone: Backbone, batch_size: int,
+                 workers: int, transform: ImageTransform | None = None,
+                 on_start: Callable[[int], None] | None = None) -> Iterator[Batch]:
+    """Decoded, preprocessed uint8 batches in input order; decoding runs ahead in threads."""
+    pre = backbone.preprocessing
+    draft = pre.draft_size
+
+    def work(i: int):
+        if on_start is not None:
+            on_start(i)
+        try:
+            dec = inputs[i].decode(draft)
+            img = transform(dec.image) if transform is not None else dec.image
+            return i, pre.to_uint8(img), None, dec.warning
+        except ImageDecodeError as exc:
+            return i, None, exc.reason, None
+        except Exception as exc:  # a bug in a transform must not kill a million-image run
+            return i, None, f"preprocessing failed: {type(exc).__name__}: {exc}", None
+
+    def emit(results) -> Batch:
+        ok = [(i, x) for i, x, _, _ in results if x is not None]
+        return Batch([i for i, _ in ok], torch.stack([x for _, x in ok]) if ok else None,
+                     [(i, e) for i, x, e, _ in results if x is None],
+                     [(i, w) for i, x, _, w in results if x is not None and w])
+
+    ahead = max(2 * batch_size, 4 * max(workers, 1))
+    if workers <= 0:
+        results = []
+        for i in range(len(inputs)):
+            results.append(work(i))
+            if len(results) == batch_size:
+                yield emit(results)
+                results = []
+        if results:
+            yield emit(results)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+        pending: deque = deque()
+        nxt = 0
+        results = []
+        while nxt < len(inputs) or pending:
+            while nxt < len(inputs) and len(pending) < ahead:
+                pending.append(pool.submit(work, nxt))
+                nxt += 1
+            results.append(pending.popleft().result())
+            if len(results) == batch_size:
+                yield emit(results)
+                results = []
+        if results:
+            yield emit(results)
 
 
 def _autocast(device: torch.device):
@@ -104,6 +178,71 @@ def _autocast(device: torch.device):
     return torch.autocast("cpu", enabled=False)
 
 
+class _Runner:
+    """The backbone on its device: uint8 batch in, one float32 numpy array per layer out."""
+
+    def __init__(self, backbone: Backbone, layers: Sequence[str], device):
+        self.device = resolve_device(device)
+        self.layers = list(layers)
+        unknown = [l for l in self.layers if l not in backbone.layer_names]
+        if unknown:
+            raise ValueError(f"{backbone.name} has no layers {unknown}; it has "
+                             f"{backbone.layer_names}")
+        self.channels_last = self.device.type == "cuda" or getattr(backbone,
+                                                                  "prefers_channels_last", True)
+        bb = backbone.to(self.device).eval()
+        self.backbone = bb.to(memory_format=torch.channels_last) if self.channels_last else bb
+
+    @torch.inference_mode()
+    def __call__(self, x: torch.Tensor) -> dict[str, np.ndarray]:
+        x = x.to(self.device, non_blocking=True)
+        x = self.backbone.preprocessing.normalize(x)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(self.device):
+            feats = self.backbone(x)
+        # copies: a view of a block's class token would keep the whole token tensor alive
+        return {l: np.array(feats[l].float().cpu().numpy(), dtype=np.float32, copy=True)
+                for l in self.layers}
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit="img", disable=not enabled, dynamic_ncols=True,
+                smoothing=0.1, file=sys.stderr)
+
+
+def extract_arrays(items: Iterable[Any], backbone: Backbone, layers: Sequence[str],
+                   batch_size: int | None = None, workers: int | None = None, device=None,
+                   progress: bool = False, image_transform: ImageTransform | None = None
+                   ) -> tuple[dict[str, np.ndarray], list[int], list[Problem], list[Problem]]:
+    """Features of `items` in memory: ({layer: (n_ok, D)}, positions of the rows in the input,
+    errors, warnings)."""
+    inputs = [ImageInput.of(it, i) for i, it in enumerate(items)]
+    runner = _Runner(backbone, layers, device)
+    batch_size = batch_size or default_batch_size(backbone, runner.device)
+    workers = default_workers() if workers is None else workers
+    parts: dict[str, list[np.ndarray]] = {l: [] for l in runner.layers}
+    order: list[int] = []
+    errors, warns = [], []
+    bar = _progress(len(inputs), f"features {backbone.name}", progress)
+    try:
+        for b in iter_batches(inputs, backbone, batch_size, workers, image_transform):
+            errors += [Problem(inputs[i].name, r) for i, r in b.errors]
+            warns += [Problem(inputs[i].name, w) for i, w in b.warnings]
+            if b.x is not None:
+                for l, a in runner(b.x).items():
+                    parts[l].append(a)
+                order += b.index
+            bar.update(len(b.index) + len(b.errors))
+    finally:
+        bar.close()
+    dims = backbone.feature_dims
+    out = {l: (np.concatenate(p) if p else np.zeros((0, dims.get(l, 0)), np.float32))
+           for l, p in parts.items()}
+    return out, order, errors, warns
+
+
 def extract_features(
     samples: Sequence[Sample],
     backbone: Backbone,
@@ -111,10 +250,12 @@ def extract_features(
     layers: Sequence[str] | None = None,
     batch_size: int | None = None,
     num_workers: int | None = None,
-    shard_size: int = 2048,
     device: str | torch.device | None = None,
     progress: bool = True,
-    image_transform=None,
+    image_transform: ImageTransform | None = None,
+    flush_every: int = 512,
+    flush_seconds: float = 30.0,
+    desc: str | None = None,
 ) -> ExtractionReport:
     """Make sure every sample's features for `layers` are in `store`; return what was done.
 
@@ -122,87 +263,136 @@ def extract_features(
     after decoding and before preprocessing (e.g. JPEG alignment); it must be reflected in the
     store's namespace by the caller.
     """
+    if flush_every < 1 or flush_seconds <= 0:
+        raise ValueError("flush_every must be ≥ 1 image and flush_seconds > 0")
     t0 = time.perf_counter()
     layers = list(layers or backbone.layer_names)
-    unknown = [l for l in layers if l not in backbone.layer_names]
-    if unknown:
-        raise ValueError(f"{backbone.name} has no layers {unknown}; it has {backbone.layer_names}")
     report = ExtractionReport(requested=len(samples))
     samples, problems = hash_samples(samples)
     report.errors.extend(problems)
     store.clean_stale()
     missing = set(store.missing([s.sha256 for s in samples], layers))
-    todo, seen = [], set()
-    for s in samples:
+    report.cached = sum(1 for s in samples if s.sha256 not in missing)
+    todo: dict[str, list[Sample]] = {}
+    seen: set[str] = set()
+    for s in sorted(samples, key=lambda s: s.sha256):
         if s.sha256 in missing and s.sha256 not in seen:
             seen.add(s.sha256)
-            todo.append(s)
-    report.cached = len(samples) - sum(1 for s in samples if s.sha256 in missing)
-    if not todo:
+            todo.setdefault(s.sha256[:BUCKET_CHARS], []).append(s)
+    failed: dict[str, str] = {}
+    if todo:
+        runner = _Runner(backbone, layers, device)
+        batch_size = batch_size or default_batch_size(backbone, runner.device)
+        workers = default_workers() if num_workers is None else num_workers
+        bar = _progress(sum(map(len, todo.values())), desc or f"extract {backbone.name}", progress)
+        t_model = time.perf_counter()
+        try:
+            deferred = _extract_buckets(todo, store, runner, batch_size, workers, image_transform,
+                                        flush_every, flush_seconds, report, failed, bar)
+            while deferred:  # buckets another live writer holds: wait, then finish what is left
+                time.sleep(0.2)
+                store.refresh()
+                again = {}
+                for b in deferred:
+                    left = [s for s in todo[b] if store.missing([s.sha256], layers)]
+                    report.shared += len(todo[b]) - len(left)
+                    bar.update(len(todo[b]) - len(left))
+                    if left and store.claimed_by_other(b):
+                        again[b] = left
+                    elif left:
+                        todo[b] = left
+                        again.update(_extract_buckets({b: left}, store, runner, batch_size,
+                                                      workers, image_transform, flush_every,
+                                                      flush_seconds, report, failed, bar))
+                deferred = again
+        finally:
+            bar.close()
+        report.seconds = time.perf_counter() - t_model
+    else:
         report.seconds = time.perf_counter() - t0
-        return report
+    # other samples sharing the content of a failed file fail too
+    reported = {p.path for p in report.errors}
+    for s in samples:
+        if s.sha256 in failed and str(s.path) not in reported:
+            report.errors.append(Problem(str(s.path), f"same content as an unusable file "
+                                                      f"({failed[s.sha256]})"))
+    return report
 
-    device = torch.device(device) if device is not None else torch.device(
-        "cuda" if torch.cuda.is_available() else "cpu")
-    backbone = backbone.to(device).eval()
-    if device.type == "cuda" or getattr(backbone, "prefers_channels_last", True):
-        backbone = backbone.to(memory_format=torch.channels_last)
-    batch_size = batch_size or default_batch_size(backbone, device)
-    num_workers = default_workers() if num_workers is None else num_workers
-    loader = DataLoader(
-        _ImageFiles(todo, backbone.preprocessing, image_transform), batch_size=batch_size,
-        num_workers=num_workers, collate_fn=_collate, pin_memory=device.type == "cuda",
-        persistent_workers=False, prefetch_factor=4 if num_workers > 0 else None,
-    )
+
+def _extract_buckets(todo: dict[str, list[Sample]], store: FeatureStore, runner: _Runner,
+                     batch_size: int, workers: int, transform, flush_every: int,
+                     flush_seconds: float, report: ExtractionReport, failed: dict[str, str],
+                     bar) -> dict[str, list[Sample]]:
+    """Extract the buckets this process can claim; return those another writer holds."""
+    deferred: dict[str, list[Sample]] = {}
+    claimed: list[str] = []
+    order: list[Sample] = []
+    for b, items in todo.items():
+        if store.claim(b):
+            claimed.append(b)
+            order += items
+        else:
+            deferred[b] = items
+    left_in_bucket = {b: len(todo[b]) for b in claimed}
+    inputs = [ImageInput.of(s, i) for i, s in enumerate(order)]
     pending_hashes: list[str] = []
-    pending: dict[str, list[np.ndarray]] = {l: [] for l in layers}
-    failed: dict[str, bool] = {}
+    pending: dict[str, list[np.ndarray]] = {l: [] for l in runner.layers}
+    done_buckets: list[str] = []
+    last_flush = time.monotonic()
+
+    def settle(s: Sample) -> None:
+        b = s.sha256[:BUCKET_CHARS]
+        left_in_bucket[b] -= 1
+        if left_in_bucket[b] == 0:
+            done_buckets.append(b)
 
     def flush() -> None:
+        nonlocal last_flush
         if pending_hashes:
-            store.write_shard(pending_hashes, {l: np.concatenate(pending[l]) for l in layers})
+            store.write_shard(list(pending_hashes),
+                              {l: np.concatenate(pending[l]) for l in runner.layers})
             pending_hashes.clear()
-            for l in layers:
+            for l in runner.layers:
                 pending[l].clear()
+        store.release(done_buckets)
+        done_buckets.clear()
+        store.touch_claims(b for b in claimed if left_in_bucket[b] > 0)
+        last_flush = time.monotonic()
 
-    bar = _progress(len(todo), f"extract {backbone.name}", progress)
-    t_model = time.perf_counter()
+    settled_at_flush: list[Sample] = []
     try:
-        with torch.inference_mode():
-            batches = iter(loader)
-            while True:
-                t_wait = time.perf_counter()
-                try:
-                    idx, x, bad = next(batches)
-                except StopIteration:
-                    break
-                report.loader_wait_seconds += time.perf_counter() - t_wait
-                for i, reason in bad:
-                    s = todo[i]
-                    if s.sha256 not in failed:
-                        failed[s.sha256] = True
-                        report.errors.append(Problem(str(s.path), reason))
-                if x is not None:
-                    x = x.to(device, non_blocking=True).to(memory_format=torch.channels_last)
-                    with _autocast(device):
-                        feats = backbone(x)
-                    for l in layers:
-                        pending[l].append(feats[l].float().cpu().numpy())
-                    pending_hashes.extend(todo[i].sha256 for i in idx)
-                    report.computed += len(idx)
-                    if len(pending_hashes) >= shard_size:
-                        flush()
-                bar.update(len(idx) + len(bad))
+        t_wait = time.perf_counter()
+        for batch in iter_batches(inputs, runner.backbone, batch_size, workers, transform):
+            report.loader_wait_seconds += time.perf_counter() - t_wait
+            for i, reason in batch.errors:
+                s = order[i]
+                failed[s.sha256] = reason
+                report.errors.append(Problem(str(s.path), reason))
+                settle(s)
+            for i, msg in batch.warnings:
+                report.warnings.append(Problem(str(order[i].path), msg))
+            if batch.x is not None:
+                feats = runner(batch.x)
+                for l in runner.layers:
+                    pending[l].append(feats[l])
+                pending_hashes.extend(order[i].sha256 for i in batch.index)
+                settled_at_flush += [order[i] for i in batch.index]
+                report.computed += len(batch.index)
+            bar.update(len(batch.index) + len(batch.errors))
+            if len(pending_hashes) >= flush_every or \
+                    time.monotonic() - last_flush >= flush_seconds:
+                for s in settled_at_flush:
+                    settle(s)
+                settled_at_flush.clear()
+                flush()
+            t_wait = time.perf_counter()
+        for s in settled_at_flush:
+            settle(s)
         flush()
-    finally:
-        bar.close()
-    report.seconds = time.perf_counter() - t_model
-    # other samples sharing the content of a failed file fail too
-    bad_hashes, todo_ids = set(failed), {id(s) for s in todo}
-    for s in samples:
-        if s.sha256 in bad_hashes and id(s) not in todo_ids:
-            report.errors.append(Problem(str(s.path), "same content as an undecodable file"))
-    return report
+    except BaseException:
+        store.release(b for b in claimed)   # what was flushed stays; the rest is free again
+        raise
+    return deferred
 
 
 def open_store(cache_dir: str | Path, backbone: Backbone, variant: str = "",
@@ -215,7 +405,3 @@ def open_store(cache_dir: str | Path, backbone: Backbone, variant: str = "",
     desc = backbone.describe() | {"variant": variant, "dtype": dtype}
     safe = backbone.name.replace("/", "_").replace(":", "_")
     return FeatureStore(cache_dir, f"{safe}-{key}", description=desc, dtype=dtype)
-
-
-def load_features(store: FeatureStore, samples: Sequence[Sample], layer: str) -> np.ndarray:
-    return store.load([s.sha256 for s in samples], layer)

@@ -5,26 +5,33 @@ Layout of a store rooted at DIR:
     DIR/<backbone-name>-<cache-key>/          one namespace per (backbone, weights, preprocessing)
         backbone.json                          what produced these features
         shard-<id>/                            an immutable shard, committed by an atomic rename
-            meta.json                          image hashes (row order), layers, dims, file checksums
+            meta.json                          image hashes (row order), layers, dims, the sha256 of
+                                               every .npy file, and a checksum of itself
             <layer>.npy                        (n_rows, dim) float16 by default, memory-mapped on read
         .tmp-<pid>-<id>/                       a shard being written (ignored by readers)
+        claims/<bucket>.claim                  which writer is extracting which images right now
 
 Features are keyed by image content hash + namespace (backbone name, weights hash,
 preprocessing) + layer. Guarantees:
 - a shard is visible only once complete (temporary directory + fsync + rename), so `kill -9` loses
-  at most the shard in flight;
-- concurrent writers never overwrite each other (unique shard ids; commits under a file lock);
-- `verify()` recomputes every file's checksum and reports damaged shards;
+  at most the rows not yet flushed (extraction flushes by count and by time);
+- concurrent writers (two local runs, or many distributed workers) never overwrite each other:
+  unique shard ids, commits under a file lock; writers that claim buckets of images (by the
+  first hex digits of their hash) share the work instead of duplicating it;
+- reads are verified: each shard's meta.json checksum when the store is indexed, and each .npy
+  file's sha256 the first time this process reads it, so a damaged, truncated or edited shard is
+  an error naming the shard, never a silently different feature; `verify()` checks everything;
 - reading never loads a whole store in memory: shards are memory-mapped and only the requested
   rows are copied.
 The store never decides what to extract; that is `originprobe.features.extract`.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
+import socket
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,22 +40,16 @@ from typing import Iterable, Sequence
 import numpy as np
 from filelock import FileLock
 
-from ..atomic import atomic_write_text, fsync_dir
+from ..fileio import atomic_write_text, canonical_json, fsync_dir, normal_mode, sha256_bytes, sha256_file
 
 META = "meta.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+CLAIM_STALE_S = 600.0       # a claim not refreshed for this long is taken over
+_VERIFIED: set[tuple[str, float, int]] = set()   # (file, mtime, size) checked in this process
 
 
 class StoreError(Exception):
     pass
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -59,6 +60,10 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _meta_checksum(meta: dict) -> str:
+    return sha256_bytes(canonical_json({k: v for k, v in meta.items() if k != "checksum"}))
 
 
 @dataclass
@@ -79,6 +84,34 @@ class VerifyReport:
         return not self.damaged
 
 
+@dataclass
+class StoreInfo:
+    namespace: str
+    backbone: str
+    layers: list[str]
+    images: int
+    shards: int
+    bytes: int
+    last_used: float
+
+
+def read_shard_meta(d: Path) -> ShardInfo:
+    """A shard's description, after checking its own checksum (StoreError naming the shard)."""
+    try:
+        m = json.loads((d / META).read_text(encoding="utf-8"))
+        if m.get("format_version") != FORMAT_VERSION:
+            raise StoreError(f"{d}: shard format {m.get('format_version')!r} is not "
+                             f"{FORMAT_VERSION}")
+        if m.get("checksum") != _meta_checksum(m):
+            raise StoreError(f"{d}: {META} does not match its checksum (edited or damaged)")
+        hashes, layers = list(m["hashes"]), dict(m["layers"])
+    except StoreError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise StoreError(f"{d}: unreadable {META} ({type(exc).__name__})") from None
+    return ShardInfo(d, hashes, layers)
+
+
 class FeatureStore:
     """Features of one backbone namespace (see module docstring)."""
 
@@ -89,30 +122,33 @@ class FeatureStore:
         self.root = Path(root)
         self.dir = self.root / namespace
         self.dtype = dtype
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self._lock = FileLock(str(self.dir / ".lock"))
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise StoreError(f"{self.root}: feature cache path is not a directory") from None
+        self.lock = FileLock(str(self.dir / ".lock"))
         if description is not None and not (self.dir / "backbone.json").exists():
             atomic_write_text(self.dir / "backbone.json", json.dumps(description, indent=2))
         self._shards: list[ShardInfo] | None = None
         self._index: dict[str, dict[str, tuple[int, int]]] = {}
+        self.damaged: list[tuple[str, str]] = []
 
     # ---------------------------------------------------------------- reading
     def refresh(self) -> None:
         shards: list[ShardInfo] = []
+        damaged = []
         for d in sorted(self.dir.glob("shard-*")):
-            meta = d / META
             try:
-                m = json.loads(meta.read_text(encoding="utf-8"))
-                shards.append(ShardInfo(d, list(m["hashes"]), dict(m["layers"])))
-            except (OSError, ValueError, KeyError):
-                continue  # damaged shards are reported by verify(), never read
+                shards.append(read_shard_meta(d))
+            except StoreError as exc:
+                damaged.append((str(d), str(exc)))  # never read; recomputed; `verify` reports it
         index: dict[str, dict[str, tuple[int, int]]] = {}
         for si, sh in enumerate(shards):
             for layer in sh.layers:
                 idx = index.setdefault(layer, {})
                 for row, h in enumerate(sh.hashes):
                     idx.setdefault(h, (si, row))
-        self._shards, self._index = shards, index
+        self._shards, self._index, self.damaged = shards, index, damaged
 
     @property
     def shards(self) -> list[ShardInfo]:
@@ -124,10 +160,6 @@ class FeatureStore:
     def layers(self) -> list[str]:
         _ = self.shards
         return sorted(self._index)
-
-    def has(self, image_hash: str, layer: str) -> bool:
-        _ = self.shards
-        return image_hash in self._index.get(layer, {})
 
     def missing(self, hashes: Iterable[str], layers: Sequence[str]) -> list[str]:
         """Hashes lacking at least one of `layers` (in first-seen order, without repeats)."""
@@ -141,6 +173,28 @@ class FeatureStore:
                 out.append(h)
         return out
 
+    def _array(self, shard: ShardInfo, layer: str) -> np.ndarray:
+        f = shard.path / f"{layer}.npy"
+        try:
+            st = f.stat()
+            key = (str(f), st.st_mtime, st.st_size)
+            if key not in _VERIFIED:
+                if sha256_file(f) != shard.layers[layer]["sha256"]:
+                    raise StoreError(f"{shard.path}: {f.name} does not match its checksum "
+                                     "(damaged or edited); run `originprobe cache verify "
+                                     f"{self.root} --repair`")
+                _VERIFIED.add(key)
+            arr = np.load(f, mmap_mode="r")
+        except StoreError:
+            raise
+        except (OSError, ValueError, EOFError) as exc:
+            raise StoreError(f"{shard.path}: {f.name} is unreadable or truncated ({exc}); run "
+                             f"`originprobe cache verify {self.root} --repair`") from None
+        want = (len(shard.hashes), shard.layers[layer]["dim"])
+        if arr.shape != want:
+            raise StoreError(f"{shard.path}: {f.name} has shape {arr.shape}, expected {want}")
+        return arr
+
     def load(self, hashes: Sequence[str], layer: str) -> np.ndarray:
         """(len(hashes), dim) float32 matrix of one layer; every hash must be present."""
         _ = self.shards
@@ -153,16 +207,13 @@ class FeatureStore:
             if loc is None:
                 raise StoreError(f"{self.dir}: image {h[:16]} has no cached {layer!r} feature")
             locs.append(loc)
-        if not locs:
-            dim = next(sh.layers[layer]["dim"] for sh in self.shards if layer in sh.layers)
-            return np.zeros((0, dim), dtype=np.float32)
+        dim = next(sh.layers[layer]["dim"] for sh in self.shards if layer in sh.layers)
+        out = np.empty((len(locs), dim), dtype=np.float32)
         by_shard: dict[int, list[tuple[int, int]]] = {}
         for i, (si, row) in enumerate(locs):
             by_shard.setdefault(si, []).append((i, row))
-        dim = self.shards[locs[0][0]].layers[layer]["dim"]
-        out = np.empty((len(locs), dim), dtype=np.float32)
         for si, items in by_shard.items():
-            arr = np.load(self.shards[si].path / f"{layer}.npy", mmap_mode="r")
+            arr = self._array(self.shards[si], layer)
             pos = np.fromiter((i for i, _ in items), dtype=np.int64)
             rows = np.fromiter((r for _, r in items), dtype=np.int64)
             order = np.argsort(rows)
@@ -177,7 +228,7 @@ class FeatureStore:
         for layer, arr in features.items():
             if arr.shape[0] != len(hashes):
                 raise StoreError(f"layer {layer}: {arr.shape[0]} rows for {len(hashes)} hashes")
-            if "/" in layer or layer.startswith("."):
+            if "/" in layer or layer.startswith(".") or not layer:
                 raise StoreError(f"invalid layer name {layer!r}")
         sid = uuid.uuid4().hex[:16]
         tmp = self.dir / f".tmp-{os.getpid()}-{sid}"
@@ -191,15 +242,19 @@ class FeatureStore:
                     fh.flush()
                     os.fsync(fh.fileno())
                 layers[layer] = {"dim": int(arr.shape[1]), "dtype": self.dtype,
-                                 "sha256": _sha256_file(f)}
+                                 "sha256": sha256_file(f)}
             meta = {"format_version": FORMAT_VERSION, "hashes": list(hashes), "layers": layers}
+            meta["checksum"] = _meta_checksum(meta)
             with open(tmp / META, "w", encoding="utf-8") as fh:
                 json.dump(meta, fh)
                 fh.flush()
                 os.fsync(fh.fileno())
+            for f in tmp.iterdir():
+                normal_mode(f)
+            normal_mode(tmp, directory=True)
             fsync_dir(tmp)
             final = self.dir / f"shard-{sid}"
-            with self._lock:
+            with self.lock:
                 os.rename(tmp, final)
                 fsync_dir(self.dir)
         except BaseException:
@@ -211,16 +266,65 @@ class FeatureStore:
     def clean_stale(self) -> int:
         """Remove temporary shards left by writers that died (never those of live processes)."""
         removed = 0
-        with self._lock:
+        with self.lock:
             for d in self.dir.glob(".tmp-*"):
                 try:
                     pid = int(d.name.split("-")[1])
                 except (IndexError, ValueError):
                     continue
-                if pid != os.getpid() and not _pid_alive(pid):
+                old = time.time() - d.stat().st_mtime > CLAIM_STALE_S
+                if (pid != os.getpid() and not _pid_alive(pid)) or old:
                     shutil.rmtree(d, ignore_errors=True)
                     removed += 1
         return removed
+
+    # ---------------------------------------------------------------- sharing work
+    @staticmethod
+    def _me() -> dict:
+        return {"pid": os.getpid(), "host": socket.gethostname()}
+
+    def _claim_state(self, bucket: str) -> str:
+        """"mine", "held" (by another live writer) or "free"."""
+        f = self.dir / "claims" / f"{bucket}.claim"
+        try:
+            owner = json.loads(f.read_text(encoding="utf-8"))
+            age = time.time() - f.stat().st_mtime
+        except (OSError, ValueError):
+            return "free"
+        if owner == self._me():
+            return "mine"
+        if age >= CLAIM_STALE_S:
+            return "free"
+        if owner.get("host") == socket.gethostname():   # same machine: ask the OS
+            return "held" if _pid_alive(int(owner.get("pid", -1))) else "free"
+        return "held"
+
+    def claim(self, bucket: str) -> bool:
+        """Take bucket `bucket` (a prefix of image hashes) for this process; False if another
+        live writer holds it. Claims of dead processes, or not refreshed for CLAIM_STALE_S,
+        are taken over."""
+        (self.dir / "claims").mkdir(exist_ok=True)
+        with self.lock:
+            if self._claim_state(bucket) == "held":
+                return False
+            atomic_write_text(self.dir / "claims" / f"{bucket}.claim", json.dumps(self._me()))
+        return True
+
+    def claimed_by_other(self, bucket: str) -> bool:
+        return self._claim_state(bucket) == "held"
+
+    def touch_claims(self, buckets: Iterable[str]) -> None:
+        for b in buckets:
+            try:
+                os.utime(self.dir / "claims" / f"{b}.claim")
+            except OSError:
+                pass
+
+    def release(self, buckets: Iterable[str]) -> None:
+        with self.lock:
+            for b in buckets:
+                if self._claim_state(b) == "mine":
+                    (self.dir / "claims" / f"{b}.claim").unlink(missing_ok=True)
 
     # ---------------------------------------------------------------- checking
     def verify(self, repair: bool = False) -> VerifyReport:
@@ -233,34 +337,33 @@ class FeatureStore:
         dirs = sorted(self.dir.glob("shard-*"))
         for d in dirs:
             try:
-                m = json.loads((d / META).read_text(encoding="utf-8"))
-                hashes, layers = m["hashes"], m["layers"]
-            except (OSError, ValueError, KeyError) as exc:
-                damaged.append((str(d), f"unreadable {META} ({type(exc).__name__})"))
+                info = read_shard_meta(d)
+            except StoreError as exc:
+                damaged.append((str(d), str(exc).replace(f"{d}: ", "")))
                 continue
             bad = None
-            for layer, info in layers.items():
+            for layer, meta in info.layers.items():
                 f = d / f"{layer}.npy"
                 if not f.is_file():
                     bad = f"missing {f.name}"
                     break
-                if _sha256_file(f) != info["sha256"]:
+                if sha256_file(f) != meta["sha256"]:
                     bad = f"checksum mismatch in {f.name}"
                     break
                 try:
                     arr = np.load(f, mmap_mode="r")
-                except ValueError as exc:
+                except (ValueError, OSError, EOFError) as exc:
                     bad = f"{f.name} is not a valid array ({exc})"
                     break
-                if arr.shape != (len(hashes), info["dim"]):
-                    bad = f"{f.name} has shape {arr.shape}, expected {(len(hashes), info['dim'])}"
+                if arr.shape != (len(info.hashes), meta["dim"]):
+                    bad = f"{f.name} has shape {arr.shape}, expected {(len(info.hashes), meta['dim'])}"
                     break
             if bad:
                 damaged.append((str(d), bad))
             else:
-                rows += len(hashes)
+                rows += len(info.hashes)
         if repair and damaged:
-            with self._lock:
+            with self.lock:
                 for path, _ in damaged:
                     d = Path(path)
                     if d.is_dir():
@@ -269,9 +372,28 @@ class FeatureStore:
             self._shards = None
         return VerifyReport(shards=len(dirs), rows=rows, damaged=damaged)
 
+    def info(self) -> StoreInfo:
+        size, last = 0, 0.0
+        for f in self.dir.rglob("*"):
+            try:
+                st = f.stat()
+            except OSError:
+                continue
+            if f.is_file():
+                size += st.st_size
+            last = max(last, st.st_mtime)
+        backbone = "?"
+        try:
+            backbone = json.loads((self.dir / "backbone.json").read_text(encoding="utf-8"))["name"]
+        except (OSError, ValueError, KeyError):
+            pass
+        images = len({h for sh in self.shards for h in sh.hashes})
+        return StoreInfo(self.dir.name, backbone, self.layers(), images, len(self.shards), size,
+                         last)
+
 
 def open_namespaces(root: str | Path) -> list[FeatureStore]:
-    """Every namespace found under a store root (for `originprobe cache verify`)."""
+    """Every namespace found under a store root (for `originprobe cache ...`)."""
     root = Path(root)
     if not root.is_dir():
         raise StoreError(f"{root}: not a feature store directory")

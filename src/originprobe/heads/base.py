@@ -1,25 +1,36 @@
-"""The head contract: a light classifier over frozen features, with open-set evidence.
+"""The head contract: a light classifier over frozen features.
 
-Every head follows the scikit-learn estimator contract: `__init__` only stores hyper-parameters;
-`fit(X, y)` learns and returns self; learned state ends in `_` (`classes_`, ...); `predict`,
-`predict_proba` and `decision_function` work on (n, D) float arrays.
+Every head is a scikit-learn estimator (`BaseEstimator` + `ClassifierMixin`): `__init__` only
+stores hyper-parameters; `fit(X, y)` learns and returns self; learned state ends in `_`
+(`classes_`, ...); `predict`, `predict_proba`, `decision_function`, `score` work on (n, D) float
+arrays; `get_params(deep=True)`, `set_params` and `sklearn.base.clone` work, so a head can be
+cross-validated and compared with scikit-learn's own models.
 
 `decision_function(X)` returns (n, K) per-class evidence, columns in `classes_` order: logits for
-`linear`, negative distances or log-likelihoods for distance heads. Open-set scores are computed
-from it by `originprobe.openset` (higher = more likely known). A head lists the scores it supports
-in `supported_scores`.
+`linear`, negative distances or log-likelihoods for the distance heads. `proba_from_decision`
+turns that matrix into the head's posterior, so `predict_proba(X)` and the open-set scores that
+read probabilities see the same numbers. Open-set scores live in `originprobe.openset`; a head
+lists the ones that make sense for it in `supported_scores`.
 
-Heads are saved without pickle: each head lists its learned arrays in `state_arrays`
-(attribute → dtype); `get_state()` returns (tensors, params) — those arrays for safetensors, named
-without the trailing `_`, and a JSON-serialisable dict — and `from_state(tensors, params)`
-rebuilds the head.
+`fit_grid(Xs, y, grid)` fits one head per (feature matrix, hyper-parameters) pair; heads whose
+solver can share work across the grid (the linear head's batched L-BFGS) override it.
+
+Heads are saved without pickle: `state_arrays` names the learned arrays (attribute → dtype);
+`get_state()` returns (tensors, params) and `from_state(tensors, params)` rebuilds the head,
+checking every array's shape against the class count and feature dimension.
 A head never sees unknown-class samples: the pipeline only passes known classes to `fit`.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.exceptions import NotFittedError
+
+from ..registry import Registry
+
+HEADS: "Registry[type[Head]]" = Registry("head")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -33,11 +44,11 @@ def logsumexp(logits: np.ndarray) -> np.ndarray:
     return m + np.log(np.exp(logits - m[:, None]).sum(axis=1))
 
 
-class NotFittedError(RuntimeError):
-    pass
+class HeadStateError(ValueError):
+    """Saved head state that does not fit together (wrong shapes, missing arrays)."""
 
 
-class Head:
+class Head(ClassifierMixin, BaseEstimator):
     """Base class of every head (see the module docstring for the contract)."""
 
     name: ClassVar[str] = "head"
@@ -47,22 +58,8 @@ class Head:
     param_grid: ClassVar[dict[str, list]] = {}
     #: learned arrays saved in a bundle: {attribute ending in "_": numpy dtype}
     state_arrays: ClassVar[dict[str, type]] = {}
-
-    # --- sklearn-style parameter access ---------------------------------------------------------
-    def get_params(self) -> dict[str, Any]:
-        import inspect
-        sig = inspect.signature(type(self).__init__)
-        return {k: getattr(self, k) for k in sig.parameters if k != "self"}
-
-    def set_params(self, **params) -> "Head":
-        for k, v in params.items():
-            if k not in self.get_params():
-                raise ValueError(f"{self.name} has no parameter {k!r}")
-            setattr(self, k, v)
-        return self
-
-    def clone(self, **params) -> "Head":
-        return type(self)(**(self.get_params() | params))
+    #: learned arrays whose first axis is one row per class (checked at load)
+    per_class_arrays: ClassVar[tuple[str, ...]] = ()
 
     # --- the contract ---------------------------------------------------------------------------
     def fit(self, X: np.ndarray, y: np.ndarray) -> "Head":  # pragma: no cover - abstract
@@ -71,43 +68,93 @@ class Head:
     def decision_function(self, X: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def proba_from_decision(self, decision: np.ndarray) -> np.ndarray:
+        return softmax(decision)
+
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return softmax(self.decision_function(X))
+        return self.proba_from_decision(self.decision_function(X))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        self._check_fitted()
         return self.classes_[np.argmax(self.decision_function(X), axis=1)]
 
-    def add_class(self, X: np.ndarray, label: str) -> "Head":  # pragma: no cover - per head
-        """Enrol a new class from a few samples without touching the others' training data."""
-        raise NotImplementedError(f"head {self.name!r} cannot enrol classes in place")
+    def fit_grid(self, Xs: Sequence[np.ndarray], y: np.ndarray,
+                 grid: Sequence[Mapping[str, Any]]) -> list[list["Head"]]:
+        """Heads fitted on every feature matrix of `Xs` with every parameter set of `grid`."""
+        return [[clone(self).set_params(**params).fit(X, y) for params in grid] for X in Xs]
+
+    def add_class(self, X: np.ndarray, label: str, X_train: np.ndarray,
+                  y_train: np.ndarray) -> "Head":  # pragma: no cover - per head
+        """Enrol a new class from a few samples; `X_train, y_train` are the training features of
+        the classes already known (heads that update in place do not need them)."""
+        raise NotImplementedError(f"head {self.name!r} cannot enrol classes")
+
+    @property
+    def n_features_(self) -> int:
+        self._check_fitted()
+        return int(self.mean_.shape[0])
 
     # --- saving without pickle ------------------------------------------------------------------
     def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         self._check_fitted()
         tensors = {attr.rstrip("_"): np.ascontiguousarray(getattr(self, attr), dtype=dtype)
                    for attr, dtype in self.state_arrays.items()}
-        return tensors, {"params": self.get_params(), "classes": [str(c) for c in self.classes_]}
+        return tensors, {"params": self.get_params(deep=False),
+                         "classes": [str(c) for c in self.classes_]}
 
     @classmethod
-    def from_state(cls, tensors: dict[str, np.ndarray], params: dict[str, Any]) -> "Head":
-        head = cls(**params["params"])
-        head.classes_ = np.array(params["classes"], dtype=object)
+    def from_state(cls, tensors: Mapping[str, np.ndarray], params: Mapping[str, Any]) -> "Head":
+        try:
+            head = cls(**dict(params["params"]))
+            classes = [str(c) for c in params["classes"]]
+        except (KeyError, TypeError) as exc:
+            raise HeadStateError(f"{cls.name} head: bad parameters ({exc})") from None
+        if len(classes) < 1 or len(set(classes)) != len(classes):
+            raise HeadStateError(f"{cls.name} head: class list {classes!r} is empty or repeats")
+        head.classes_ = np.array(classes, dtype=object)
         for attr, dtype in cls.state_arrays.items():
-            setattr(head, attr, np.asarray(tensors[attr.rstrip("_")], dtype))
+            key = attr.rstrip("_")
+            if key not in tensors:
+                raise HeadStateError(f"{cls.name} head: array {key!r} is missing")
+            setattr(head, attr, np.asarray(tensors[key], dtype))
+        head._check_state()
         return head
+
+    def _check_state(self) -> None:
+        """Shapes of the learned arrays agree with each other and with the class count."""
+        K = len(self.classes_)
+        for attr in self.per_class_arrays:
+            arr = getattr(self, attr)
+            if arr.ndim < 1 or arr.shape[0] != K:
+                raise HeadStateError(f"{self.name} head: {attr.rstrip('_')} has {arr.shape[0] if arr.ndim else 0} "
+                                     f"class rows for {K} classes")
+        D = self.mean_.shape[0] if hasattr(self, "mean_") else None
+        for attr in self.state_arrays:
+            arr = getattr(self, attr)
+            if not np.all(np.isfinite(arr)):
+                raise HeadStateError(f"{self.name} head: {attr.rstrip('_')} holds non-finite values")
+        if D is not None:
+            for attr in self.feature_axis_arrays():
+                arr = getattr(self, attr)
+                if arr.shape[-1] != D:
+                    raise HeadStateError(f"{self.name} head: {attr.rstrip('_')} is {arr.shape[-1]}-d, "
+                                         f"the features are {D}-d")
+
+    def feature_axis_arrays(self) -> tuple[str, ...]:
+        """Learned arrays whose last axis is the feature dimension."""
+        return ()
 
     # --- helpers --------------------------------------------------------------------------------
     def _check_fitted(self) -> None:
         if not hasattr(self, "classes_"):
             raise NotFittedError(f"{self.name} head is not fitted")
 
-    def _fitted_features(self, X: np.ndarray, dim: int) -> np.ndarray:
-        """X as (n, dim) float32 for a fitted head; a clear error on the wrong dimension."""
+    def _fitted_features(self, X: np.ndarray) -> np.ndarray:
+        """X as (n, D) float32 for a fitted head; a clear error on the wrong dimension."""
         self._check_fitted()
         X = self._as_2d(X)
-        if X.shape[1] != dim:
-            raise ValueError(f"{self.name} head expects {dim}-d features, got {X.shape[1]}")
+        if X.shape[1] != self.n_features_:
+            raise ValueError(f"{self.name} head expects {self.n_features_}-d features, "
+                             f"got {X.shape[1]}")
         return X
 
     def _check_new_class(self, label: str) -> None:
@@ -116,8 +163,18 @@ class Head:
             raise ValueError(f"class {label!r} is already known")
 
     @staticmethod
+    def _labels(y) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted class names, index of each label)."""
+        y = np.asarray(y, dtype=object).astype(str).astype(object)
+        classes = np.array(sorted(set(y.tolist())), dtype=object)
+        return classes, np.searchsorted(classes, y)
+
+    @staticmethod
     def _as_2d(X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2:
             raise ValueError(f"features must be (n, D), got shape {X.shape}")
         return X
+
+
+__all__ = ["HEADS", "Head", "HeadStateError", "NotFittedError", "logsumexp", "softmax"]

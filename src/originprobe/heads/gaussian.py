@@ -14,14 +14,16 @@ from typing import ClassVar
 import numpy as np
 
 from ._features import centred_unit
-from .base import Head
+from .base import HEADS, Head
 
 
+@HEADS.register("gaussian")
 class GaussianHead(Head):
     name: ClassVar[str] = "gaussian"
-    supported_scores: ClassVar[tuple[str, ...]] = ("mahalanobis", "msp", "maxlogit", "energy")
+    supported_scores: ClassVar[tuple[str, ...]] = ("mahalanobis", "msp", "energy", "knn")
     state_arrays: ClassVar[dict[str, type]] = {"mean_": np.float32, "means_": np.float32,
                                                 "precision_": np.float32}
+    per_class_arrays: ClassVar[tuple[str, ...]] = ("means_",)
     default_score: ClassVar[str] = "mahalanobis"
     param_grid: ClassVar[dict[str, list]] = {"shrinkage": ["auto", 0.1, 0.5]}
 
@@ -30,12 +32,11 @@ class GaussianHead(Head):
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "GaussianHead":
         X = self._as_2d(X).astype(np.float64)
-        y = np.asarray(y, dtype=object)
-        self.classes_ = np.array(sorted(set(y.tolist())), dtype=object)
+        self.classes_, idx = self._labels(y)
         self.mean_ = X.mean(axis=0)
         Z = centred_unit(X, self.mean_).astype(np.float64)
-        self.means_ = np.stack([Z[y == c].mean(axis=0) for c in self.classes_])
-        R = Z - self.means_[np.searchsorted(self.classes_, y)]
+        self.means_ = np.stack([Z[idx == c].mean(axis=0) for c in range(len(self.classes_))])
+        R = Z - self.means_[idx]
         self.precision_ = self._shrunk_precision(R).astype(np.float32)
         return self
 
@@ -55,7 +56,7 @@ class GaussianHead(Head):
 
     def mahalanobis_sq(self, X: np.ndarray) -> np.ndarray:
         """(n, K) squared Mahalanobis distances to every class mean."""
-        X = self._fitted_features(X, self.mean_.shape[0])
+        X = self._fitted_features(X)
         Z = centred_unit(X, self.mean_.astype(np.float32))
         P = self.precision_
         M = self.means_.astype(np.float32)
@@ -67,7 +68,10 @@ class GaussianHead(Head):
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         return -0.5 * self.mahalanobis_sq(X)
 
-    def add_class(self, X: np.ndarray, label: str) -> "GaussianHead":
+    def feature_axis_arrays(self) -> tuple[str, ...]:
+        return ("mean_", "means_", "precision_")
+
+    def add_class(self, X: np.ndarray, label: str, X_train=None, y_train=None) -> "GaussianHead":
         self._check_new_class(label)
         mu = centred_unit(self._as_2d(X), self.mean_.astype(np.float32)).mean(axis=0)
         classes = np.array(sorted(set(self.classes_.tolist()) | {label}), dtype=object)

@@ -13,12 +13,13 @@ from typing import ClassVar
 import numpy as np
 
 from ._features import centred_unit
-from .base import Head
+from .base import HEADS, Head, softmax
 
 
+@HEADS.register("knn")
 class KNNHead(Head):
     name: ClassVar[str] = "knn"
-    supported_scores: ClassVar[tuple[str, ...]] = ("knn", "msp", "maxlogit")
+    supported_scores: ClassVar[tuple[str, ...]] = ("knn", "msp", "maxlogit", "mahalanobis")
     state_arrays: ClassVar[dict[str, type]] = {"bank_": np.float32, "bank_labels_": np.int64,
                                                 "mean_": np.float32}
     default_score: ClassVar[str] = "knn"
@@ -33,11 +34,10 @@ class KNNHead(Head):
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "KNNHead":
         X = self._as_2d(X)
-        y = np.asarray(y, dtype=object)
-        self.classes_ = np.array(sorted(set(y.tolist())), dtype=object)
+        self.classes_, idx = self._labels(y)
         self.mean_ = X.mean(axis=0)
         self.bank_ = centred_unit(X, self.mean_)
-        self.bank_labels_ = np.searchsorted(self.classes_, y).astype(np.int64)
+        self.bank_labels_ = idx.astype(np.int64)
         return self
 
     def _kth_similarity(self, Q: np.ndarray) -> np.ndarray:
@@ -67,14 +67,24 @@ class KNNHead(Head):
         return sims[:, -1]
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        X = self._fitted_features(X, self.bank_.shape[1])
+        X = self._fitted_features(X)
         return self._kth_similarity(centred_unit(X, self.mean_))
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        from .base import softmax
-        return softmax(self.decision_function(X) / self.temperature)
+    def proba_from_decision(self, decision: np.ndarray) -> np.ndarray:
+        return softmax(decision / self.temperature)
 
-    def add_class(self, X: np.ndarray, label: str) -> "KNNHead":
+    def feature_axis_arrays(self) -> tuple[str, ...]:
+        return ("bank_", "mean_")
+
+    def _check_state(self) -> None:
+        super()._check_state()
+        if len(self.bank_labels_) != len(self.bank_) or (
+                len(self.bank_labels_) and not 0 <= self.bank_labels_.min() <= self.bank_labels_.max()
+                < len(self.classes_)):
+            from .base import HeadStateError
+            raise HeadStateError("knn head: bank labels do not match the bank or the classes")
+
+    def add_class(self, X: np.ndarray, label: str, X_train=None, y_train=None) -> "KNNHead":
         self._check_new_class(label)
         classes = np.array(sorted(set(self.classes_.tolist()) | {label}), dtype=object)
         old = self.classes_[self.bank_labels_]

@@ -1,79 +1,106 @@
 """`linear`: multinomial L2 logistic regression on standardised features (the seed method's probe).
 
-C is not chosen here: `param_grid["C"]` is swept by `heads.selection` on known-class validation data.
+C is not chosen here: `param_grid["C"]` is swept by `heads.selection` on known-class validation
+data. `fit_grid` solves every (layer, C) problem of a sweep in one batched, preconditioned L-BFGS
+(`heads._logistic`), to the same optimum as scikit-learn's `LogisticRegression` (a test checks it).
 """
 from __future__ import annotations
 
-import warnings
-from typing import ClassVar
+from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
+from sklearn.base import clone
 
-from .base import Head
+from ._logistic import balanced_weights, fit_multinomial
+from .base import HEADS, Head
 
 C_GRID = [float(c) for c in np.logspace(-4, 2, 13)]
 
 
+@HEADS.register("linear")
 class LinearHead(Head):
     name: ClassVar[str] = "linear"
-    supported_scores: ClassVar[tuple[str, ...]] = ("msp", "maxlogit", "energy")
+    supported_scores: ClassVar[tuple[str, ...]] = ("msp", "maxlogit", "energy", "vim", "knn",
+                                                    "mahalanobis")
     state_arrays: ClassVar[dict[str, type]] = {"coef_": np.float32, "intercept_": np.float32,
                                                 "mean_": np.float32, "scale_": np.float32}
+    per_class_arrays: ClassVar[tuple[str, ...]] = ("coef_", "intercept_")
     default_score: ClassVar[str] = "msp"
     param_grid: ClassVar[dict[str, list]] = {"C": C_GRID}
 
-    def __init__(self, C: float = 1.0, max_iter: int = 2000, standardize: bool = True,
-                 class_weight: str | None = "balanced", seed: int = 0):
+    def __init__(self, C: float = 1.0, tol: float = 1e-4, max_iter: int = 1000,
+                 standardize: bool = True, class_weight: str | None = "balanced"):
         self.C = C
+        self.tol = tol
         self.max_iter = max_iter
         self.standardize = standardize
         self.class_weight = class_weight
-        self.seed = seed
+
+    def feature_axis_arrays(self) -> tuple[str, ...]:
+        return ("coef_", "mean_", "scale_")
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "LinearHead":
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.linear_model import LogisticRegression
-        X = self._as_2d(X).astype(np.float64)
-        y = np.asarray(y)
-        self.classes_ = np.array(sorted(set(y.tolist())), dtype=object)
-        if len(self.classes_) < 2:
-            raise ValueError("the linear head needs at least two known classes")
-        self._store_train = (X, y)  # kept in memory only, for refits on enrol
-        self.mean_ = X.mean(axis=0) if self.standardize else np.zeros(X.shape[1])
-        self.scale_ = X.std(axis=0) if self.standardize else np.ones(X.shape[1])
-        self.scale_[self.scale_ < 1e-8] = 1.0
-        Z = (X - self.mean_) / self.scale_
-        clf = LogisticRegression(C=self.C, max_iter=self.max_iter, class_weight=self.class_weight,
-                                 random_state=self.seed)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            clf.fit(Z, y)
-        order = [list(clf.classes_).index(c) for c in self.classes_]
-        coef, intercept = clf.coef_, clf.intercept_
-        if coef.shape[0] == 1:  # binary: sklearn stores one row; make it symmetric logits
-            coef = np.vstack([-coef[0] / 2, coef[0] / 2])
-            intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
-        self.coef_ = coef[order].astype(np.float32)
-        self.intercept_ = intercept[order].astype(np.float32)
-        self.n_iter_ = int(np.max(clf.n_iter_))
+        fitted = self.fit_grid([X], y, [{}])[0][0]
+        self.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
         return self
 
-    def decision_function(self, X: np.ndarray) -> np.ndarray:
-        X = self._fitted_features(X, self.mean_.shape[0])
-        Z = (X - self.mean_.astype(np.float32)) / self.scale_.astype(np.float32)
-        return Z @ self.coef_.T + self.intercept_
+    def fit_grid(self, Xs: Sequence[np.ndarray], y: np.ndarray,
+                 grid: Sequence[Mapping[str, Any]]) -> list[list["LinearHead"]]:
+        """One batched solve for every (feature matrix, C); other parameters must not vary."""
+        heads = [clone(self).set_params(**params) for params in grid]
+        if any({k: v for k, v in h.get_params().items() if k != "C"}
+               != {k: v for k, v in self.get_params().items() if k != "C"} for h in heads):
+            return super().fit_grid(Xs, y, grid)
+        classes, y_idx = self._labels(y)
+        if len(classes) < 2:
+            raise ValueError("the linear head needs at least two known classes")
+        if self.class_weight == "balanced":
+            sw = balanced_weights(y_idx, len(classes))
+        elif self.class_weight is None:
+            sw = np.ones(len(y_idx))
+        else:
+            raise ValueError(f"class_weight must be 'balanced' or None, got {self.class_weight!r}")
+        Zs, moments = [], []
+        for X in Xs:
+            X = self._as_2d(X).astype(np.float64)
+            mean = X.mean(axis=0) if self.standardize else np.zeros(X.shape[1])
+            scale = X.std(axis=0) if self.standardize else np.ones(X.shape[1])
+            scale[scale < 1e-8] = 1.0
+            Zs.append((X - mean) / scale)
+            moments.append((mean, scale))
+        solved = fit_multinomial(Zs, y_idx, len(classes), sw, [h.C for h in heads], tol=self.tol,
+                                 max_iter=self.max_iter)
+        out = []
+        for (mean, scale), row in zip(moments, solved):
+            fitted = []
+            for h, sol in zip(heads, row):
+                h = clone(h)
+                h.classes_ = classes
+                h.mean_, h.scale_ = mean.astype(np.float32), scale.astype(np.float32)
+                h.coef_ = sol.coef.astype(np.float32)
+                h.intercept_ = sol.intercept.astype(np.float32)
+                h.n_iter_, h.converged_, h.objective_ = sol.n_iter, sol.converged, sol.objective
+                fitted.append(h)
+            out.append(fitted)
+        return out
 
-    def add_class(self, X: np.ndarray, label: str, X_train=None, y_train=None) -> "LinearHead":
-        """Refit with the new class; needs the cached training features of the others."""
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        X = self._fitted_features(X)
+        return ((X - self.mean_) / self.scale_) @ self.coef_.T + self.intercept_
+
+    def linear_map(self) -> tuple[np.ndarray, np.ndarray]:
+        """(W, b) with logits = X·Wᵀ + b on the raw features (for scores such as ViM)."""
+        W = self.coef_ / self.scale_
+        return W, self.intercept_ - W @ self.mean_
+
+    def add_class(self, X: np.ndarray, label: str, X_train: np.ndarray,
+                  y_train: np.ndarray) -> "LinearHead":
+        """Refit with the new class on the stored training features of the others."""
         self._check_new_class(label)
-        if X_train is None:
-            if not hasattr(self, "_store_train"):
-                raise NotImplementedError(
-                    "the linear head refits on enrolment and needs the training features of the "
-                    "known classes (the bundle's feature cache)")
-            X_train, y_train = self._store_train
-        Xn = np.vstack([np.asarray(X_train, np.float64), np.asarray(X, np.float64)])
-        yn = np.concatenate([np.asarray(y_train, dtype=object), np.array([label] * len(X), object)])
+        X = self._as_2d(X)
+        Xn = np.vstack([self._as_2d(X_train), X])
+        yn = np.concatenate([np.asarray(y_train, dtype=object),
+                             np.array([label] * len(X), dtype=object)])
         # a class enrolled from a handful of images is not up-weighted to the size of the others:
         # balanced weights would multiply its few samples and push its boundary into theirs
         weight, self.class_weight = self.class_weight, None

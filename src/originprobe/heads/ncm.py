@@ -12,13 +12,15 @@ from typing import ClassVar
 import numpy as np
 
 from ._features import centred_unit, l2_normalize
-from .base import Head, softmax
+from .base import HEADS, Head, softmax
 
 
+@HEADS.register("ncm")
 class NCMHead(Head):
     name: ClassVar[str] = "ncm"
-    supported_scores: ClassVar[tuple[str, ...]] = ("reference", "msp", "maxlogit")
+    supported_scores: ClassVar[tuple[str, ...]] = ("reference", "msp", "knn", "mahalanobis")
     state_arrays: ClassVar[dict[str, type]] = {"mean_": np.float32, "centroids_": np.float32}
+    per_class_arrays: ClassVar[tuple[str, ...]] = ("centroids_",)
     default_score: ClassVar[str] = "reference"
     param_grid: ClassVar[dict[str, list]] = {"centre": [True, False]}
 
@@ -28,21 +30,24 @@ class NCMHead(Head):
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "NCMHead":
         X = self._as_2d(X)
-        y = np.asarray(y, dtype=object)
-        self.classes_ = np.array(sorted(set(y.tolist())), dtype=object)
+        self.classes_, idx = self._labels(y)
         self.mean_ = X.mean(axis=0) if self.centre else np.zeros(X.shape[1], np.float32)
         Z = centred_unit(X, self.mean_)
-        self.centroids_ = l2_normalize(np.stack([Z[y == c].mean(axis=0) for c in self.classes_]))
+        self.centroids_ = l2_normalize(np.stack([Z[idx == c].mean(axis=0)
+                                                 for c in range(len(self.classes_))]))
         return self
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        X = self._fitted_features(X, self.mean_.shape[0])
+        X = self._fitted_features(X)
         return centred_unit(X, self.mean_) @ self.centroids_.T
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return softmax(self.decision_function(X) / self.temperature)
+    def proba_from_decision(self, decision: np.ndarray) -> np.ndarray:
+        return softmax(decision / self.temperature)
 
-    def add_class(self, X: np.ndarray, label: str) -> "NCMHead":
+    def feature_axis_arrays(self) -> tuple[str, ...]:
+        return ("mean_", "centroids_")
+
+    def add_class(self, X: np.ndarray, label: str, X_train=None, y_train=None) -> "NCMHead":
         self._check_new_class(label)
         c = l2_normalize(centred_unit(self._as_2d(X), self.mean_).mean(axis=0, keepdims=True))[0]
         cents = {k: v for k, v in zip(self.classes_, self.centroids_)} | {label: c}

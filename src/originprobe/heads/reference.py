@@ -16,15 +16,17 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import Head, softmax
+from .base import HEADS, Head, softmax
 
 
+@HEADS.register("reference")
 class ReferenceHead(Head):
     name: ClassVar[str] = "reference"
-    supported_scores: ClassVar[tuple[str, ...]] = ("reference", "msp", "maxlogit")
+    supported_scores: ClassVar[tuple[str, ...]] = ("reference", "msp", "knn", "mahalanobis")
     state_arrays: ClassVar[dict[str, type]] = {
         "w1_": np.float32, "b1_": np.float32, "w2_": np.float32, "b2_": np.float32,
         "references_": np.float32, "mean_": np.float32, "scale_": np.float32}
+    per_class_arrays: ClassVar[tuple[str, ...]] = ("references_",)
     default_score: ClassVar[str] = "reference"
     param_grid: ClassVar[dict[str, list]] = {"pull_weight": [0.01, 0.1]}
 
@@ -58,8 +60,7 @@ class ReferenceHead(Head):
     def fit(self, X: np.ndarray, y: np.ndarray) -> "ReferenceHead":
         import torch
         X = self._as_2d(X)
-        y = np.asarray(y, dtype=object)
-        self.classes_ = np.array(sorted(set(y.tolist())), dtype=object)
+        self.classes_, y_idx = self._labels(y)
         self.mean_ = X.mean(axis=0)
         self.scale_ = X.std(axis=0)
         self.scale_[self.scale_ < 1e-8] = 1.0
@@ -71,7 +72,7 @@ class ReferenceHead(Head):
         opt = torch.optim.AdamW(list(net.parameters()) + [refs], lr=self.lr,
                                 weight_decay=self.weight_decay)
         Z = torch.from_numpy(((X - self.mean_) / self.scale_).astype(np.float32))
-        t = torch.from_numpy(np.searchsorted(self.classes_, y).astype(np.int64))
+        t = torch.from_numpy(y_idx.astype(np.int64))
         # class-balanced sampling weights so that a large "real" class does not dominate
         counts = np.bincount(t.numpy(), minlength=K).astype(np.float64)
         w = torch.from_numpy((1.0 / counts)[t.numpy()])
@@ -98,7 +99,7 @@ class ReferenceHead(Head):
 
     def embed(self, X: np.ndarray) -> np.ndarray:
         """Projection of features into the metric space (numpy; no torch needed at inference)."""
-        X = self._fitted_features(X, self.mean_.shape[0])
+        X = self._fitted_features(X)
         Z = (X - self.mean_) / self.scale_
         h = Z @ self.w1_.T + self.b1_
         h = 0.5 * h * (1.0 + _erf(h / np.sqrt(2.0)))  # exact GELU, as torch's default
@@ -114,11 +115,13 @@ class ReferenceHead(Head):
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         return -self.distances(X)
 
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        d = self.distances(X)
-        return softmax(-(d ** 2) / self.temperature)
+    def proba_from_decision(self, decision: np.ndarray) -> np.ndarray:
+        return softmax(-(decision ** 2) / self.temperature)   # decision = -distance
 
-    def add_class(self, X: np.ndarray, label: str) -> "ReferenceHead":
+    def feature_axis_arrays(self) -> tuple[str, ...]:
+        return ("w1_", "mean_", "scale_")
+
+    def add_class(self, X: np.ndarray, label: str, X_train=None, y_train=None) -> "ReferenceHead":
         self._check_new_class(label)
         new = np.repeat(self.embed(X).mean(axis=0)[None, None, :], self.references_.shape[1], 1)
         refs = {c: r for c, r in zip(self.classes_, self.references_)} | {label: new[0]}

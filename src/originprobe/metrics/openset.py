@@ -99,6 +99,40 @@ def tnr_at_tpr(scores, is_known, min_tpr: float = 0.95) -> float:
     return float(1.0 - fpr[i])
 
 
+def fpr_at_tpr(scores, is_known, min_tpr: float = 0.95) -> float:
+    """Fraction of unknowns accepted at the strictest threshold that accepts ≥ `min_tpr` knowns."""
+    t = tnr_at_tpr(scores, is_known, min_tpr)
+    return float("nan") if np.isnan(t) else 1.0 - t
+
+
+def average_precision(scores, is_positive) -> float:
+    """Area under the precision–recall curve as the step sum Σ (R_n − R_{n−1})·P_n over the
+    distinct thresholds (scikit-learn's `average_precision_score`, no interpolation)."""
+    s = np.asarray(scores, dtype=np.float64)
+    pos = np.asarray(is_positive, dtype=bool)
+    n_pos = int(pos.sum())
+    if n_pos == 0 or n_pos == pos.size:
+        return float("nan")
+    order = np.argsort(-s, kind="mergesort")
+    s_sorted = s[order]
+    tp = np.cumsum(pos[order])
+    last = np.r_[np.nonzero(np.diff(s_sorted))[0], s.size - 1]
+    tp, fp = tp[last], (last + 1) - tp[last]
+    precision = tp / (tp + fp)
+    recall = tp / n_pos
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def aupr_in(scores, is_known) -> float:
+    """Average precision with known samples as positives, ranked by the score."""
+    return average_precision(scores, is_known)
+
+
+def aupr_out(scores, is_known) -> float:
+    """Average precision with unknown samples as positives, ranked by minus the score."""
+    return average_precision(-np.asarray(scores, dtype=np.float64), ~np.asarray(is_known, bool))
+
+
 def per_unknown_auroc(scores, labels, known_classes: Sequence[str]) -> dict[str, float]:
     """AUROC of all known samples against each unknown class in turn."""
     s = np.asarray(scores, dtype=np.float64)

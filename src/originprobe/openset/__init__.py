@@ -1,8 +1,8 @@
-"""Stage 5: open-set scores (higher = more likely known) and reject thresholds."""
-from .scores import (ALL_SCORES, LOGIT_SCORES, UnsupportedScoreError, check_supported, energy,
-                     known_score, logit_score, maxlogit, msp, scores_from_decision)
-from .threshold import UNKNOWN, apply_threshold, calibrate_threshold
+"""Stage 5: open-set scores (fitted objects; higher = more likely known) and reject thresholds."""
+from .scores import (SCORES, DeepKNN, Energy, Mahalanobis, MaxLogit, MSP, OpenSetScore,
+                     ReferenceDistance, UnsupportedScoreError, ViM, check_supported, fit_score)
+from .threshold import UNKNOWN, calibrate_threshold
 
-__all__ = ["ALL_SCORES", "LOGIT_SCORES", "UNKNOWN", "UnsupportedScoreError", "apply_threshold",
-           "calibrate_threshold", "check_supported", "energy", "known_score", "logit_score",
-           "maxlogit", "msp", "scores_from_decision"]
+__all__ = ["SCORES", "DeepKNN", "Energy", "MSP", "Mahalanobis", "MaxLogit", "OpenSetScore",
+           "ReferenceDistance", "UNKNOWN", "UnsupportedScoreError", "ViM", "calibrate_threshold",
+           "check_supported", "fit_score"]

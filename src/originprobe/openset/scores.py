@@ -1,73 +1,194 @@
 """Open-set scores: how much a sample looks like one of the known classes.
 
 Convention, for every score in originprobe: **higher = more likely known**. Distances are negated
-and energies are sign-flipped so that one evaluation path (AUROC, OSCR, thresholds) serves all.
+and energies sign-flipped where the published formula has the other sign, so that one evaluation
+path (AUROC, OSCR, thresholds) serves every score.
 
-Every head's `decision_function(X)` returns an (n, K) matrix of per-class evidence: logits for the
-linear head, negative distances (or log-likelihoods) for distance heads. Logit scores (msp,
-maxlogit, energy) are computed from that matrix; distance scores (knn, mahalanobis, reference) are
-its row maximum, i.e. minus the distance to the nearest known class. Each head declares the scores
-it supports in `supported_scores`; any other pair is an `UnsupportedScoreError`.
-This module never fits anything and never sees unknown-class labels.
+Each score is a small fitted object in the style of OpenOOD's postprocessors:
+`fit(train_features, train_labels, head)` once on known-class training data, then
+`score(features)`. Scores that only read the head's outputs (msp, maxlogit, energy, reference)
+ignore the features at fit time; the others learn something from them:
+
+| score | published as | what it reads |
+|---|---|---|
+| `msp` | max softmax probability (Hendrycks & Gimpel, 2017) | the head's posterior |
+| `maxlogit` | max logit (Hendrycks et al., 2022) | the head's decision matrix |
+| `energy` | negative free energy (Liu et al., 2020) | logits (linear, gaussian heads) |
+| `reference` | distance to the nearest reference point (Fang et al., 2023) | reference / ncm heads |
+| `knn` | deep k-NN (Sun et al., 2022): minus the distance to the k-th nearest normalised training feature | training features |
+| `mahalanobis` | Mahalanobis distance to the nearest class mean, shared covariance (Lee et al., 2018) | training features |
+| `vim` | virtual-logit matching (Wang et al., 2022) | features, the linear head's W and b |
+
+A head lists the scores that make sense for it in `supported_scores`; any other pair is an
+`UnsupportedScoreError`. Every score can be given the head's decision matrix when the caller has
+it already, so that the head runs once. This module never sees unknown-class labels.
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
+from ..heads.base import Head, logsumexp
+from ..registry import Registry, UnknownNameError
 
-LOGIT_SCORES = ("msp", "maxlogit", "energy")
-ALL_SCORES = ("msp", "maxlogit", "energy", "knn", "mahalanobis", "reference")
-
-
-class UnsupportedScoreError(ValueError):
-    """A head was asked for a score it cannot produce."""
+SCORES: "Registry[type[OpenSetScore]]" = Registry("score")
 
 
-from ..heads.base import logsumexp, softmax
+class UnsupportedScoreError(UnknownNameError):
+    """A head was asked for a score it cannot produce, or a score that does not exist."""
 
 
-def msp(logits: np.ndarray) -> np.ndarray:
-    """Maximum softmax probability (Hendrycks & Gimpel)."""
-    return softmax(logits).max(axis=1)
+class OpenSetScore:
+    """Base class: `fit(X, y, head)` → self, `score(X, decision=None)` → (n,) higher = known."""
+
+    name: ClassVar[str] = "score"
+
+    def fit(self, X: np.ndarray, y: np.ndarray, head: Head) -> "OpenSetScore":
+        self.head_ = head
+        return self
+
+    def score(self, X: np.ndarray | None, decision: np.ndarray | None = None) -> np.ndarray:
+        raise NotImplementedError  # pragma: no cover
+
+    def _decision(self, X, decision) -> np.ndarray:
+        return self.head_.decision_function(X) if decision is None else decision
 
 
-def maxlogit(logits: np.ndarray) -> np.ndarray:
-    """Largest logit (Hendrycks et al., 2022)."""
-    return logits.max(axis=1)
+@SCORES.register("msp")
+class MSP(OpenSetScore):
+    """The head's top-1 posterior: the same number `predict_proba` shows as the top probability."""
+
+    name = "msp"
+
+    def score(self, X, decision=None):
+        return self.head_.proba_from_decision(self._decision(X, decision)).max(axis=1)
 
 
-def energy(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Negative free energy T·logsumexp(logits/T) (Liu et al., 2020): higher = known."""
-    return temperature * logsumexp(logits / temperature)
+@SCORES.register("maxlogit")
+class MaxLogit(OpenSetScore):
+    name = "maxlogit"
+
+    def score(self, X, decision=None):
+        return self._decision(X, decision).max(axis=1)
 
 
-def logit_score(name: str, logits: np.ndarray) -> np.ndarray:
-    if name == "msp":
-        return msp(logits)
-    if name == "maxlogit":
-        return maxlogit(logits)
-    if name == "energy":
-        return energy(logits)
-    raise UnsupportedScoreError(f"{name!r} is not a logit score; logit scores: {LOGIT_SCORES}")
+@SCORES.register("reference")
+class ReferenceDistance(MaxLogit):
+    """Minus the distance to the nearest reference point (a class's learned point or mean)."""
+
+    name = "reference"
 
 
-def check_supported(head, name: str) -> None:
-    if name not in ALL_SCORES:
-        raise UnsupportedScoreError(f"unknown score {name!r}; scores: {', '.join(ALL_SCORES)}")
+@SCORES.register("energy")
+class Energy(OpenSetScore):
+    name = "energy"
+
+    def __init__(self, temperature: float = 1.0):
+        self.temperature = temperature
+
+    def score(self, X, decision=None):
+        T = self.temperature
+        return T * logsumexp(self._decision(X, decision) / T)
+
+
+def _unit(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float32)
+    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+
+
+@SCORES.register("knn")
+class DeepKNN(OpenSetScore):
+    """-‖z - z_(k)‖ with z = x/‖x‖ and z_(k) the k-th nearest normalised training feature."""
+
+    name = "knn"
+
+    def __init__(self, k: int = 10, chunk: int = 2048):
+        self.k = k
+        self.chunk = chunk
+
+    def fit(self, X, y, head):
+        super().fit(X, y, head)
+        self.bank_ = _unit(X)
+        return self
+
+    def score(self, X, decision=None):
+        import torch
+        Q = torch.from_numpy(_unit(X))
+        bank = torch.from_numpy(self.bank_)
+        k = max(1, min(self.k, len(self.bank_)))
+        out = np.empty(len(Q), dtype=np.float32)
+        for s in range(0, len(Q), self.chunk):
+            sims = Q[s:s + self.chunk] @ bank.T
+            kth = sims.topk(k, dim=1).values[:, -1].numpy()
+            out[s:s + self.chunk] = -np.sqrt(np.maximum(2.0 - 2.0 * kth, 0.0))
+        return out
+
+
+@SCORES.register("mahalanobis")
+class Mahalanobis(OpenSetScore):
+    """-½ min_c (z-μ_c)ᵀ Σ⁻¹ (z-μ_c) on centred, L2-normalised features, one shared shrunk
+    covariance; a Gaussian head is its own model, any other head gets one fitted on the training
+    features."""
+
+    name = "mahalanobis"
+
+    def fit(self, X, y, head):
+        super().fit(X, y, head)
+        from ..heads.gaussian import GaussianHead
+        self.model_ = head if isinstance(head, GaussianHead) else GaussianHead().fit(X, y)
+        return self
+
+    def score(self, X, decision=None):
+        d = decision if decision is not None and self.model_ is self.head_ else \
+            self.model_.decision_function(X)
+        return d.max(axis=1)
+
+
+@SCORES.register("vim")
+class ViM(OpenSetScore):
+    """logsumexp(logits) - α·‖(x-o)⊥‖: the residual of x off the principal subspace of the training
+    features (origin o = -W⁺b), scaled so that it matches the logits on training data."""
+
+    name = "vim"
+
+    def __init__(self, dim: int | None = None):
+        self.dim = dim
+
+    def fit(self, X, y, head):
+        super().fit(X, y, head)
+        if not hasattr(head, "linear_map"):
+            raise UnsupportedScoreError(f"score 'vim' needs a linear head, not {head.name!r}")
+        W, b = head.linear_map()
+        X = np.asarray(X, dtype=np.float64)
+        D = X.shape[1]
+        self.origin_ = -np.linalg.pinv(W.astype(np.float64)) @ b.astype(np.float64)
+        Xc = X - self.origin_
+        d = self.dim or (1000 if D >= 1500 else 512 if D >= 768 else max(1, D // 2))
+        d = min(d, D - 1) if D > 1 else 1
+        _, vecs = np.linalg.eigh(Xc.T @ Xc / max(len(Xc), 1))
+        self.residual_basis_ = np.ascontiguousarray(vecs[:, : D - d])   # smallest eigenvalues
+        vlogit = np.linalg.norm(Xc @ self.residual_basis_, axis=1)
+        logits = X @ W.T.astype(np.float64) + b
+        self.alpha_ = float(logits.max(axis=1).mean() / max(vlogit.mean(), 1e-12))
+        return self
+
+    def score(self, X, decision=None):
+        d = self._decision(X, decision)
+        resid = (np.asarray(X, np.float64) - self.origin_) @ self.residual_basis_
+        return logsumexp(d) - self.alpha_ * np.linalg.norm(resid, axis=1)
+
+
+def check_supported(head: Head | type[Head], name: str) -> None:
+    if name not in SCORES:
+        raise UnsupportedScoreError(f"unknown score {name!r}; scores: {', '.join(SCORES.names())}")
     if name not in head.supported_scores:
         raise UnsupportedScoreError(
             f"head {head.name!r} does not support score {name!r}; it supports "
             f"{', '.join(head.supported_scores)}")
 
 
-def scores_from_decision(name: str, decision: np.ndarray) -> np.ndarray:
-    """The open-set score `name` from a head's decision matrix (higher = known)."""
-    if name in LOGIT_SCORES:
-        return logit_score(name, decision)
-    return decision.max(axis=1)
-
-
-def known_score(head, X: np.ndarray, name: str) -> np.ndarray:
-    """Score of every row of X under a fitted head (higher = more likely known)."""
+def fit_score(name: str, X: np.ndarray, y: np.ndarray, head: Head) -> OpenSetScore:
+    """The score `name`, fitted for `head` on its known-class training features."""
     check_supported(head, name)
-    return scores_from_decision(name, head.decision_function(X))
+    return SCORES.get(name)().fit(X, y, head)

@@ -15,15 +15,10 @@ def calibrate_threshold(known_val_scores: np.ndarray, target_tpr: float = 0.95) 
     s = np.sort(np.asarray(known_val_scores, dtype=np.float64))
     if s.size == 0:
         raise ValueError("cannot calibrate a threshold without validation scores")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("validation scores contain non-finite values")
     if not 0.0 < target_tpr <= 1.0:
         raise ValueError(f"target TPR must be in (0, 1], got {target_tpr}")
     # largest threshold that keeps ceil(t·n) samples
     keep = int(np.ceil(target_tpr * s.size))
     return float(s[s.size - keep])
-
-
-def apply_threshold(labels: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
-    """Closed-set predictions with the rejected ones replaced by `unknown`."""
-    out = np.asarray(labels, dtype=object).copy()
-    out[np.asarray(scores) < threshold] = UNKNOWN
-    return out

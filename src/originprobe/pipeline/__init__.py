@@ -1,9 +1,7 @@
-"""The stages wired together: prepare (data → features), evaluate, fit, predict, bundles."""
-from .bundle import Bundle, BundleError, load_bundle, save_bundle
+"""Runs on top of the model: prepare (data → features), evaluate, compare, fit, studies, dry runs."""
+from .dryrun import DryRun, dry_run
 from .evaluate import evaluate
 from .fit import fit
-from .predict import Prediction, load_model, predict_paths
 from .prepare import RunConfig, prepare
 
-__all__ = ["Bundle", "BundleError", "Prediction", "RunConfig", "evaluate", "fit", "load_bundle",
-           "load_model", "predict_paths", "prepare", "save_bundle"]
+__all__ = ["DryRun", "RunConfig", "dry_run", "evaluate", "fit", "prepare"]

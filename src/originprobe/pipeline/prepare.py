@@ -13,10 +13,11 @@ from typing import Sequence
 
 import numpy as np
 
-from ..backbones import DEFAULT_BACKBONE, Backbone, load_backbone
+from ..backbones import DEFAULT_BACKBONE, Backbone, load_backbone, resolve_device
 from ..data import Dataset, OpenSetSplit, Problem, Sample, hash_samples, load_dataset, make_split
 from ..data.splits import split_from_roles
-from ..features import ExtractionReport, FeatureStore, extract_features, open_store
+from ..features import (ExtractionReport, FeatureStore, LayerSpec, base_layers, extract_features,
+                        open_store, parse_layer_list)
 
 DEFAULT_CACHE = ".cache/features"
 
@@ -55,6 +56,9 @@ class RunConfig:
     annotations: str | None = None     # where the protocol's annotation files are (default: root)
     train_per_class: int | None = None # caps when annotation files are made from a raw tree
     test_per_class: int | None = None
+    allow_outside_root: bool = False   # manifest/annotation paths may point outside the data root
+    flush_every: int = 512             # feature store: commit every N images ...
+    flush_seconds: float = 30.0        # ... or every T seconds, whichever comes first
 
     @property
     def title(self) -> str:
@@ -69,24 +73,6 @@ class RunConfig:
         return d
 
 
-def parse_layers(spec: str | Sequence[str] | None, backbone: Backbone) -> list[str]:
-    """"all" → every layer; "a,b" → those layers; "a+b" entries are concatenations."""
-    if spec is None or spec == "all" or spec == ["all"]:
-        return list(backbone.layer_names)
-    items = spec.split(",") if isinstance(spec, str) else list(spec)
-    items = [s.strip() for s in items if s.strip()]
-    for item in items:
-        bad = [p for p in item.split("+") if p not in backbone.layer_names]
-        if bad:
-            raise ValueError(f"backbone {backbone.name} has no layer(s) {bad}; "
-                             f"it has {', '.join(backbone.layer_names)}")
-    return items
-
-
-def base_layers(layer_specs: Sequence[str]) -> list[str]:
-    return list(dict.fromkeys(p for spec in layer_specs for p in spec.split("+")))
-
-
 class FeatureTable:
     """Features of the samples of each split role, loaded lazily from the store, kept in RAM."""
 
@@ -98,10 +84,9 @@ class FeatureTable:
     def labels(self, role: str) -> np.ndarray:
         return np.array([s.label for s in self.roles[role]], dtype=object)
 
-    def __call__(self, role: str, layer: str) -> np.ndarray:
-        parts = layer.split("+")
+    def __call__(self, role: str, layer: LayerSpec) -> np.ndarray:
         mats = []
-        for p in parts:
+        for p in layer.parts:
             key = (role, p)
             if key not in self._cache:
                 self._cache[key] = self.store.load([s.sha256 for s in self.roles[role]], p)
@@ -116,26 +101,29 @@ class Prepared:
     split: OpenSetSplit
     backbone: Backbone
     store: FeatureStore
-    layers: list[str]
+    layers: list[LayerSpec]
     features: FeatureTable
     extraction: ExtractionReport
     problems: list[Problem] = field(default_factory=list)
 
 
 def _load(spec: str, cfg: RunConfig) -> tuple[Dataset, list[Sample], list[Problem]]:
-    ds = load_dataset(spec, class_names=cfg.class_names, root=cfg.root)
+    ds = load_dataset(spec, class_names=cfg.class_names, root=cfg.root,
+                      allow_outside_root=cfg.allow_outside_root)
     samples, problems = hash_samples(ds.samples)
     return ds, samples, list(ds.problems) + problems
 
 
-def extract_for(samples: Sequence[Sample], backbone: Backbone, cfg: RunConfig, layers: Sequence[str],
-                perturbation=None) -> tuple[FeatureStore, ExtractionReport]:
+def extract_for(samples: Sequence[Sample], backbone: Backbone, cfg: RunConfig,
+                layers: Sequence[LayerSpec], perturbation=None) -> tuple[FeatureStore, ExtractionReport]:
     """Features of `samples` (optionally perturbed images) in the matching cache namespace."""
     store = open_store(cfg.cache, backbone, variant=perturbation.key if perturbation else "")
+    desc = f"extract {backbone.name}" + (f" [{perturbation.key}]" if perturbation else "")
     report = extract_features(samples, backbone, store, base_layers(layers),
                               batch_size=cfg.batch_size, num_workers=cfg.workers,
                               device=cfg.device, progress=cfg.progress,
-                              image_transform=perturbation)
+                              image_transform=perturbation, flush_every=cfg.flush_every,
+                              flush_seconds=cfg.flush_seconds, desc=desc)
     return store, report
 
 
@@ -190,12 +178,13 @@ def _protocol_split(cfg: RunConfig, with_test: bool) -> tuple[Dataset, OpenSetSp
 def prepare(cfg: RunConfig, with_test: bool = True, perturbation=None,
             backbone: Backbone | None = None) -> Prepared:
     """`perturbation` (e.g. JPEG alignment) is applied to every image of every role."""
+    resolve_device(cfg.device)   # a bad device is an error before any work
     if cfg.protocol:
         ds, split, problems = _protocol_split(cfg, with_test)
     else:
         ds, split, problems = _data_split(cfg, with_test)
     backbone = backbone or load_backbone(cfg.backbone, weights=cfg.weights)
-    layers = parse_layers(cfg.layers, backbone)
+    layers = parse_layer_list(cfg.layers, backbone.layer_names, f"backbone {backbone.name}")
     store, report = extract_for(split.train + split.val + split.test, backbone, cfg, layers,
                                 perturbation)
     problems += report.errors
@@ -209,13 +198,42 @@ def prepare(cfg: RunConfig, with_test: bool = True, perturbation=None,
     return Prepared(cfg, ds, split, backbone, store, layers, table, report, problems)
 
 
+def extraction_dataset(cfg: RunConfig) -> Dataset:
+    """Every image a run names: its data (and test data), or every role of its protocol."""
+    if cfg.protocol:
+        rp = resolve_for(cfg)
+        return Dataset([s for d in rp.datasets.values() if d for s in d.samples], cfg.protocol,
+                       rp.problems())
+    if not cfg.data:
+        raise ValueError("give DATA or --protocol NAME --root DIR")
+    ds = load_dataset(cfg.data, class_names=cfg.class_names, root=cfg.root,
+                      allow_outside_root=cfg.allow_outside_root)
+    if cfg.test_data:
+        t = load_dataset(cfg.test_data, class_names=cfg.class_names, root=cfg.root,
+                         allow_outside_root=cfg.allow_outside_root)
+        ds = Dataset(ds.samples + t.samples, ds.source, ds.problems + t.problems)
+    return ds
+
+
+def extract_only(cfg: RunConfig) -> tuple[Backbone, FeatureStore, ExtractionReport, list[Problem]]:
+    """`originprobe extract`: cache the features of every image of a run, all layers asked."""
+    resolve_device(cfg.device)
+    ds = extraction_dataset(cfg)
+    backbone = load_backbone(cfg.backbone, weights=cfg.weights)
+    layers = parse_layer_list(cfg.layers, backbone.layer_names, f"backbone {backbone.name}")
+    store, report = extract_for(ds.samples, backbone, cfg, layers)
+    return backbone, store, report, list(ds.problems) + report.errors
+
+
 def collect_images(paths: Sequence[str | Path]) -> tuple[list[Sample], list[Problem]]:
-    """Files named on a command line; folders are walked recursively (images only)."""
-    from ..data.samples import walk_images
+    """Files named on a command line; folders are walked recursively. Every file is a candidate:
+    images are recognised by content when read, and what is not an image is reported."""
+    from ..data.samples import walk_files
     samples, problems = [], []
     for p in map(Path, paths):
         if p.is_dir():
-            samples += [Sample(path=f, label="") for f in walk_images(p)]
+            samples += [Sample(path=f, label="") for f in walk_files(p, problems,
+                                                                     allow_outside_root=True)]
         elif p.exists() or p.is_symlink():
             samples.append(Sample(path=p, label=""))
         else:

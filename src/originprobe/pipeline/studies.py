@@ -15,50 +15,46 @@ from typing import Sequence
 import numpy as np
 
 from ..data.perturb import Perturbation, parse_levels
-from ..atomic import atomic_write_text
-from ..heads import head_factory
-from ..heads.selection import Selection, select_head
+from ..fileio import atomic_write_text
+from ..features import LayerSpec
 from ..metrics import auroc, oscr
-from ..openset import scores_from_decision
+from ..model import Attributor
 from .prepare import Prepared, extract_for
 
 
-def _figures(head, X: np.ndarray, y: np.ndarray, known: Sequence[str], score: str) -> dict:
-    d = head.decision_function(X)
-    pred = head.classes_[np.argmax(d, axis=1)]
-    s = scores_from_decision(score, d)
+def _figures(att: Attributor, X: np.ndarray, y: np.ndarray, known: Sequence[str]) -> dict:
+    d = att.decide(X)
     k = np.isin(y, list(known))
     has_unknown = bool((~k).any())
-    return {"accuracy": float(np.mean(pred[k] == y[k])) if k.any() else None,
-            "auroc": auroc(s, k) if has_unknown else None,
-            "oscr": oscr(s, k, pred == y) if has_unknown else None}
+    return {"accuracy": float(np.mean(d.closest[k] == y[k])) if k.any() else None,
+            "auroc": auroc(d.score, k) if has_unknown else None,
+            "oscr": oscr(d.score, k, d.closest == y) if has_unknown else None}
 
 
-def robustness(p: Prepared, sel: Selection, score: str, spec: str | None) -> dict[str, list[dict]]:
-    """Accuracy / AUROC / OSCR of the fitted head on perturbed test images, per intensity."""
+def robustness(p: Prepared, att: Attributor, spec: str | None) -> dict[str, list[dict]]:
+    """Accuracy / AUROC / OSCR of the fitted model on perturbed test images, per intensity."""
     y = p.features.labels("test")
     known = p.split.known_classes
-    clean = {"level": "none", **_figures(sel.head, p.features("test", sel.layer), y, known, score)}
+    clean = {"level": "none", **_figures(att, p.features("test", att.layer_), y, known)}
     out: dict[str, list[dict]] = {}
-    parts = sel.layer.split("+")
     for kind, levels in parse_levels(spec).items():
         rows = [dict(clean)]
         for level in levels:
             pert = Perturbation(kind, level)
-            store, report = extract_for(p.split.test, p.backbone, p.config, parts, pert)
+            store, report = extract_for(p.split.test, p.backbone, p.config, [att.layer_], pert)
             failed = {str(e.path) for e in report.errors}
             keep = [i for i, s in enumerate(p.split.test) if str(s.path) not in failed]
             hashes = [p.split.test[i].sha256 for i in keep]
-            X = np.hstack([store.load(hashes, l) for l in parts])
-            rows.append({"level": level, **_figures(sel.head, X, y[keep], known, score)})
+            X = np.hstack([store.load(hashes, l) for l in att.layer_.parts])
+            rows.append({"level": level, **_figures(att, X, y[keep], known)})
         out[kind] = rows
     return out
 
 
-def low_data(p: Prepared, head_name: str, score: str, sizes: Sequence[int], seeds: int) -> list[dict]:
+def low_data(p: Prepared, sizes: Sequence[int], seeds: int) -> list[dict]:
     """Figures vs training samples per class: seeded subsets, selection on the same validation."""
+    from .evaluate import fit_prepared
     y_train = p.features.labels("train")
-    y_val = p.features.labels("val")
     y_test = p.features.labels("test")
     known = p.split.known_classes
     rows = []
@@ -68,13 +64,8 @@ def low_data(p: Prepared, head_name: str, score: str, sizes: Sequence[int], seed
             rng = np.random.default_rng(seed)
             idx = np.sort(np.concatenate([
                 rng.permutation(np.flatnonzero(y_train == c))[:n] for c in known]))
-
-            def features(role: str, layer: str, idx=idx):
-                X = p.features(role, layer)
-                return X[idx] if role == "train" else X
-            sel = select_head(head_factory(head_name, seed), features, p.layers, y_train[idx],
-                              y_val, known, combine=p.config.combine_layers)
-            runs.append(_figures(sel.head, p.features("test", sel.layer), y_test, known, score))
+            att = fit_prepared(p, train_index=idx)
+            runs.append(_figures(att, p.features("test", att.layer_), y_test, known))
         row = {"per_class": int(n), "seeds": seeds}
         for m in ("accuracy", "auroc", "oscr"):
             vals = [r[m] for r in runs if r[m] is not None]
@@ -84,7 +75,8 @@ def low_data(p: Prepared, head_name: str, score: str, sizes: Sequence[int], seed
     return rows
 
 
-def write_embedding(path: Path, p: Prepared, layer: str, seed: int = 0, max_points: int = 2000) -> None:
+def write_embedding(path: Path, p: Prepared, layer: LayerSpec, seed: int = 0,
+                    max_points: int = 2000) -> None:
     """t-SNE map of the test features of `layer` (standardised; at most `max_points`, seeded)."""
     from sklearn.manifold import TSNE
     X = p.features("test", layer).astype(np.float64)

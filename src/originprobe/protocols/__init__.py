@@ -155,7 +155,8 @@ def _unknown_resolver(protocol: Protocol, group: str):
 def resolve_protocol(name: str, root: str | Path, group: str = "all",
                      annotations: str | Path | None = None, seed: int = 0,
                      train_per_class: int | None = None,
-                     test_per_class: int | None = None) -> ResolvedProtocol:
+                     test_per_class: int | None = None,
+                     allow_outside_root: bool = False) -> ResolvedProtocol:
     """Find the protocol's annotation files under `annotations` (default: `root`) and read them.
 
     When they are missing and `root` holds the raw image tree the family can be built from
@@ -193,7 +194,8 @@ def resolve_protocol(name: str, root: str | Path, group: str = "all",
             datasets[role] = None
             continue
         resolver = _unknown_resolver(protocol, group) if role == "test_unknown" else known
-        datasets[role] = load_annotations(f, resolver, root=root)
+        datasets[role] = load_annotations(f, resolver, root=root,
+                                          allow_outside_root=allow_outside_root)
     notes = []
     if datasets["val"] is None:
         notes.append("validation is carved from the training file (stratified, seeded): the "

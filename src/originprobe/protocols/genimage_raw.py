@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_write_text
-from ..data.samples import walk_images
+from ..fileio import atomic_write_text
+from ..data.samples import walk_files
 from . import ProtocolError
 
 REAL = "real"
@@ -99,8 +99,8 @@ def write_annotations(protocol, tree: dict, root: Path, out_dir: Path, seed: int
     def images(part: str, gen: str) -> list[Path]:
         if gen == REAL:  # real photos: every generator folder's nature/, pooled
             return [p for g in sorted(tree) for p in
-                    (walk_images(tree[g][(part, "nature")]) if (part, "nature") in tree[g] else [])]
-        return list(walk_images(tree[gen][(part, "ai")]))
+                    (walk_files(tree[g][(part, "nature")]) if (part, "nature") in tree[g] else [])]
+        return list(walk_files(tree[gen][(part, "ai")]))
 
     def lines(part: str, classes: list[str], cap: int) -> tuple[str, dict[str, int]]:
         out, counts = [], {}

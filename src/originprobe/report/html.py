@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_write_text
+from ..fileio import atomic_write_text
 from ..metrics import oscr_curve, roc_curve
 from .results import METRIC_ROWS, fmt, fmt_params
 
@@ -100,8 +100,8 @@ def _curves(res: dict, preds: list[dict]) -> str:
     f2, ax = plt.subplots(figsize=(5.2, 4.6))
     ax.plot(ofpr, occr, lw=2, c="C2", label=f"OSCR {res['open_set']['oscr']:.3f}")
     th = res.get("selected", {}).get("threshold")
-    if th is not None:
-        acc = s >= th
+    if th is not None and preds and "decision" in preds[0]:
+        acc = np.array([p["decision"] != "unknown" for p in preds])
         px = float(np.mean(acc[~is_known]))
         py = float(np.sum(acc & is_known & correct) / is_known.sum())
         ax.scatter([px], [py], s=80, c="C3", zorder=3, label=f"threshold {th:.3g}")
@@ -279,12 +279,19 @@ def build_report(run_dir: str | Path) -> Path:
     unknown = ", ".join(res.get("unknown_classes", [])) or "(none)"
     if "compare" in res:
         parts.append(f"<p class='meta'>Backbone <b>{esc(bb)}</b>. Known: {esc(known)}. "
-                     f"Unknown: {esc(unknown)}.</p><h2>Heads × scores (best OSCR first)</h2>")
-        parts.append(_table(["head", "score", "layer", "params", "accuracy", "macro-F1", "AUROC",
-                             "OSCR", "CCR@FPR5%", "TNR@TPR95%"],
-                            [[r["head"], r["score"], r["layer"], fmt_params(r["params"]),
-                              r["accuracy"], r["macro_f1"], r["auroc"], r["oscr"],
-                              r["ccr_at_fpr05"], r["tnr_at_tpr95"]] for r in res["compare"]]))
+                     f"Unknown: {esc(unknown)}.</p><h2>Heads × scores</h2><p>Ranked by "
+                     "validation figures only (val CCR: known validation images correctly "
+                     "classified and accepted; then validation balanced accuracy). Test figures "
+                     "are shown, never used to rank.</p>")
+        parts.append(_table(["rank", "head", "score", "layer", "params", "val CCR",
+                             "val bal. acc", "accuracy", "macro-F1", "AUROC", "OSCR", "AUPR-in",
+                             "AUPR-out", "FPR@95", "CCR@FPR5%"],
+                            [[f"{r['rank']}{' (tie)' if r.get('tie') else ''}", r["head"],
+                              r["score"], r["layer"], fmt_params(r["params"]), r["val_ccr"],
+                              r["val_balanced_accuracy"], r["accuracy"], r["macro_f1"],
+                              r["auroc"], r["oscr"], r.get("aupr_in"), r.get("aupr_out"),
+                              r.get("fpr_at_tpr95"), r["ccr_at_fpr05"]]
+                             for r in res["compare"]]))
     else:
         sel = res["selected"]
         parts.append(

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ..atomic import atomic_write_text
+from ..fileio import atomic_write_text
 
 REQUIRED_KEYS = (
     "closed_set.accuracy", "closed_set.macro_f1", "open_set.auroc", "open_set.oscr",
@@ -99,13 +99,22 @@ def _th(key):
     return lambda r: (r.get("thresholded") or {}).get(key)
 
 
+def _os(key):
+    return lambda r: r["open_set"].get(key)
+
+
 METRIC_ROWS = [
     ("closed-set accuracy", lambda r: r["closed_set"]["accuracy"]),
     ("closed-set macro-F1", lambda r: r["closed_set"]["macro_f1"]),
-    ("AUROC (known vs unknown)", lambda r: r["open_set"]["auroc"]),
-    ("OSCR", lambda r: r["open_set"]["oscr"]),
-    ("CCR @ FPR 5%", lambda r: r["open_set"]["ccr_at_fpr05"]),
-    ("TNR @ TPR 95%", lambda r: r["open_set"]["tnr_at_tpr95"]),
+    ("AUROC (known vs unknown)", _os("auroc")),
+    ("OSCR", _os("oscr")),
+    ("AUPR-In (known positive)", _os("aupr_in")),
+    ("AUPR-Out (unknown positive)", _os("aupr_out")),
+    ("FPR @ TPR 95%", _os("fpr_at_tpr95")),
+    ("TNR @ TPR 95%", _os("tnr_at_tpr95")),
+    ("CCR @ FPR 1%", _os("ccr_at_fpr01")),
+    ("CCR @ FPR 5%", _os("ccr_at_fpr05")),
+    ("CCR @ FPR 10%", _os("ccr_at_fpr10")),
     ("open-set accuracy @ threshold", _th("open_set_accuracy")),
     ("known accepted @ threshold", _th("known_accepted")),
     ("unknown rejected @ threshold", _th("unknown_rejected")),
@@ -178,6 +187,22 @@ def results_markdown(res: dict) -> str:
     if res.get("errors"):
         out += ["", f"{res['errors']} file(s) skipped: see errors.csv"]
     return "\n".join(out) + "\n"
+
+
+def format_dry_run(dr) -> str:
+    """What `--dry-run` prints: the header, samples per class and role, missing files."""
+    roles = list(dr.counts)
+    labels = sorted({l for c in dr.counts.values() for l in c})
+    rows = [[l] + [dr.counts[r].get(l, 0) for r in roles] for l in labels]
+    rows.append(["**total**"] + [sum(dr.counts[r].values()) for r in roles])
+    rows.append(["missing files"] + [len(dr.missing.get(r, [])) for r in roles])
+    out = list(dr.header) + ["", markdown_table(["class"] + roles, rows)]
+    for role, paths in dr.missing.items():
+        out += [f"missing ({role}): {path}" for path in paths[:5]]
+        if len(paths) > 5:
+            out.append(f"missing ({role}): ... and {len(paths) - 5} more")
+    out += [f"unusable line {pr.path}: {pr.reason}" for pr in dr.problems[:10]]
+    return "\n".join(out)
 
 
 def write_run(out_dir: str | Path, results: dict, config: dict, problems: Sequence = ()) -> Path:

@@ -1,0 +1,65 @@
+"""Which backbone features a head reads: one layer, or several concatenated ("stage2+stage5").
+
+A `LayerSpec` is parsed once from text and carried as a value everywhere after that; no other
+module splits "a+b" strings. `parse_layer_list` reads the command-line form ("all", "a,b", "a+b,c")
+against the layers a backbone (or a fusion of backbones) can emit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+
+@dataclass(frozen=True, order=True)
+class LayerSpec:
+    parts: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.parts or any(not p or "+" in p or "," in p for p in self.parts):
+            raise ValueError(f"invalid layer spec {self.parts!r}")
+        if len(set(self.parts)) != len(self.parts):
+            raise ValueError(f"layer spec {'+'.join(self.parts)!r} names a layer twice")
+
+    @classmethod
+    def parse(cls, text: "str | LayerSpec") -> "LayerSpec":
+        if isinstance(text, LayerSpec):
+            return text
+        parts = tuple(p.strip() for p in str(text).split("+"))
+        if not all(parts):
+            raise ValueError(f"invalid layer spec {text!r}: empty layer name")
+        return cls(parts)
+
+    def with_layer(self, layer: str, order: Sequence[str]) -> "LayerSpec":
+        """This spec plus `layer`, parts kept in the backbone's layer order."""
+        return LayerSpec(tuple(sorted((*self.parts, layer), key=list(order).index)))
+
+    def __str__(self) -> str:
+        return "+".join(self.parts)
+
+    def __len__(self) -> int:
+        return len(self.parts)
+
+
+def parse_layer_list(spec: "str | Sequence[str] | None", available: Sequence[str],
+                     owner: str = "the backbone") -> list[LayerSpec]:
+    """"all"/None → every available layer; "a,b+c" → [a, b+c]. Unknown or empty lists are errors."""
+    if spec is None or spec == "all" or list(spec) == ["all"]:
+        if not available:
+            raise ValueError(f"{owner} emits no layers")
+        return [LayerSpec((l,)) for l in available]
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    items = [str(s).strip() for s in items if str(s).strip()]
+    if not items:
+        raise ValueError(f"layer list {spec!r} names no layer; use 'all' or names such as "
+                         f"{', '.join(list(available)[:3])}")
+    specs = [LayerSpec.parse(s) for s in items]
+    bad = sorted({p for s in specs for p in s.parts} - set(available))
+    if bad:
+        raise ValueError(f"{owner} has no layer(s) {', '.join(bad)}; it has "
+                         f"{', '.join(available)}")
+    return list(dict.fromkeys(specs))
+
+
+def base_layers(specs: Iterable[LayerSpec]) -> list[str]:
+    """Every single layer the specs read, first-seen order."""
+    return list(dict.fromkeys(p for s in specs for p in s.parts))

@@ -1,0 +1,7 @@
+"""The fitted model: `Attributor` (backbone → layer → head → open-set score → threshold) and its
+bundle format. Everything after it (evaluation, reports, the command line, the service) holds one
+and never re-implements its decisions."""
+from .attributor import Attribution, Attributor, Decisions
+from .bundle import BundleError
+
+__all__ = ["Attribution", "Attributor", "BundleError", "Decisions"]

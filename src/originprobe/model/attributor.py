@@ -1,0 +1,538 @@
+"""`Attributor`: the fitted model — backbone, layer, head, open-set score and reject threshold.
+
+This is the one place where the decision "which known class, or unknown" is made
+(`Attributor.decide`); evaluation, studies, reports, the command line and the HTTP service all
+call it and never re-implement argmax or thresholding.
+
+    from originprobe import Attributor
+    att = Attributor(backbone="efficientnet-lite0", head="linear", score="msp")
+    att.fit("../shared/data/realgen", known=["real", "dalle-mini", "latent-diffusion"])
+    for a in att.predict(["a.png", "b.jpg"]):
+        print(a.source, a.label, a.score, a.probabilities)
+    att.save("model/"); att = Attributor.load("model/")
+    att.enroll("midjourney-v3", ["mj1.png", "mj2.png"])
+
+Fitting splits the known-class data into train and validation (stratified, seeded): train fits
+every (layer, hyper-parameter) candidate, validation chooses among them, and calibrates the
+threshold that keeps `target_tpr` of the known validation images. Unknown classes never reach
+`fit`. With `--score msp` the score shown is the top-1 probability shown, for every head.
+"""
+from __future__ import annotations
+
+import copy
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .. import __version__
+from ..backbones import DEFAULT_BACKBONE, Backbone, Preprocessing, load_backbone
+from ..data import Dataset, Problem, Sample, hash_samples, load_dataset, make_split
+from ..data.splits import stratified_indices
+from ..features import (ImageInput, LayerSpec, base_layers, extract_arrays, extract_features,
+                        open_store, parse_layer_list)
+from ..heads import HEADS, Head, HeadStateError, head_factory
+from ..heads.selection import Selection, select_head
+from ..openset import UNKNOWN, OpenSetScore, calibrate_threshold, check_supported, fit_score
+from .bundle import BundleError, read_bundle, write_bundle
+
+FEATURES = "features"      # the layer name of features handed to `fit_features` as one array
+
+
+@dataclass
+class Attribution:
+    """The answer for one input image."""
+
+    source: str                                  # the path, or "<bytes #i>", "<image #i>" ...
+    label: str | None                            # a known class or "unknown"; None on error
+    closest: str | None = None                   # the most likely known class, even if rejected
+    score: float | None = None                   # open-set score, higher = more likely known
+    threshold: float | None = None               # below it the label is "unknown"
+    probabilities: list[tuple[str, float]] = field(default_factory=list)   # top-k, descending
+    error: str | None = None                     # why the input could not be used
+    warning: str | None = None                   # used, but something is wrong with it
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "label": self.label, "closest": self.closest,
+                "score": self.score, "threshold": self.threshold,
+                "probabilities": [{"label": l, "probability": p} for l, p in self.probabilities],
+                "error": self.error, "warning": self.warning}
+
+
+@dataclass
+class Decisions:
+    """Vectorised decisions for n feature rows (what evaluation reads)."""
+
+    classes: list[str]
+    closest: np.ndarray          # (n,) object: best known class
+    label: np.ndarray            # (n,) object: closest, or "unknown" below the threshold
+    score: np.ndarray            # (n,) float
+    proba: np.ndarray            # (n, K) the head's posterior
+    threshold: float
+
+
+def _cap_per_class(y: np.ndarray, cap: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    keep = [np.sort(rng.permutation(np.flatnonzero(y == c))[:cap]) for c in np.unique(y)]
+    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
+
+
+class Attributor:
+    """Open-set origin attribution: a known generator, "real", or unknown (see module doc)."""
+
+    def __init__(self, backbone: str = DEFAULT_BACKBONE, layers: str | Sequence[str] = "all",
+                 head: str = "linear", score: str | None = None, target_tpr: float = 0.95,
+                 combine_layers: int = 3, head_params: Mapping[str, Any] | None = None,
+                 weights: str | None = None, seed: int = 0, val_fraction: float = 0.25,
+                 reference_per_class: int = 2000, device: str | None = None,
+                 batch_size: int | None = None, workers: int | None = None,
+                 cache: str | None = None, progress: bool = False, top_k: int = 3):
+        self.backbone = backbone
+        self.layers = layers
+        self.head = head
+        self.score = score
+        self.target_tpr = target_tpr
+        self.combine_layers = combine_layers
+        self.head_params = head_params
+        self.weights = weights
+        self.seed = seed
+        self.val_fraction = val_fraction
+        self.reference_per_class = reference_per_class
+        self.device = device
+        self.batch_size = batch_size
+        self.workers = workers
+        self.cache = cache
+        self.progress = progress
+        self.top_k = top_k
+        self._backbone_obj: Backbone | None = None
+
+    # ------------------------------------------------------------------ configuration
+    def _check_config(self) -> str:
+        """Fail before any work on a bad configuration; return the score name."""
+        head_cls = HEADS.get(self.head)
+        score = self.score or head_cls.default_score
+        check_supported(head_cls, score)
+        if not 0.0 < float(self.target_tpr) <= 1.0:
+            raise ValueError(f"target TPR must be in (0, 1], got {self.target_tpr}")
+        if int(self.combine_layers) < 1:
+            raise ValueError(f"combine_layers must be ≥ 1, got {self.combine_layers}")
+        if not 0.0 < float(self.val_fraction) < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.batch_size is not None and int(self.batch_size) < 1:
+            raise ValueError(f"batch size must be ≥ 1, got {self.batch_size}")
+        if int(self.top_k) < 1:
+            raise ValueError(f"top_k must be ≥ 1, got {self.top_k}")
+        if self.head_params:
+            bad = set(self.head_params) - set(head_cls().get_params())
+            if bad:
+                raise ValueError(f"head {self.head!r} has no parameter(s) {sorted(bad)}")
+        return score
+
+    def load_backbone(self) -> Backbone:
+        """The backbone (built once, on first use)."""
+        if self._backbone_obj is None:
+            info = getattr(self, "backbone_info_", None)
+            if info is not None and not info.get("name"):
+                raise ValueError("this model was fitted on features alone (fit_features with an "
+                                 "array): it cannot read images")
+            bb = load_backbone(self.backbone, weights=self.weights)
+            if info is not None:
+                if bb.weights_id != info["weights_id"]:
+                    raise BundleError(
+                        f"the model was fitted with {info['name']} weights "
+                        f"{info['weights_id'][:16]}, but the weights found here are "
+                        f"{bb.weights_id[:16]}; pass the original weights (--weights)")
+                if bb.preprocessing != Preprocessing.from_dict(info["preprocessing"]):
+                    raise BundleError("the backbone's preprocessing differs from the one the "
+                                      "model was fitted with")
+                if bb.cache_key() != info["cache_key"]:
+                    raise BundleError("the backbone's image pipeline differs from the one the "
+                                      "model was fitted with (another originprobe version?)")
+            self.use_backbone(bb)
+        return self._backbone_obj
+
+    @staticmethod
+    def _describe_backbone(bb: Backbone | None) -> dict:
+        if bb is None:
+            return {"name": "", "weights_id": "", "preprocessing": {}, "cache_key": ""}
+        return {"name": bb.name, "weights_id": bb.weights_id,
+                "preprocessing": bb.preprocessing.to_dict(), "cache_key": bb.cache_key()}
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, data, labels: Sequence[str] | None = None, *, known: Sequence[str] | None = None,
+            root: str | None = None, class_names: str | None = None,
+            allow_outside_root: bool = False) -> "Attributor":
+        """Fit on labelled images: a folder tree, a manifest or annotation file, a `Dataset`, or
+        `(images, labels)`. Only the `known` classes are used (default: every label)."""
+        self._check_config()
+        self.problems_: list[Problem] = []
+        if labels is None and isinstance(data, tuple) and len(data) == 2:
+            data, labels = data
+        if labels is not None:
+            items, y = list(data), np.asarray([str(l) for l in labels], dtype=object)
+            if len(items) != len(y):
+                raise ValueError(f"{len(items)} images but {len(y)} labels")
+            if all(isinstance(it, (str, Path)) for it in items):
+                samples = [Sample(path=Path(it), label=l) for it, l in zip(items, y)]
+                return self._fit_samples(samples, known)
+            keep = np.isin(y, list(known)) if known is not None else np.ones(len(y), bool)
+            items, y = [it for it, k in zip(items, keep) if k], y[keep]
+            feats, order, errors, _ = extract_arrays(
+                items, self.load_backbone(), base_layers(self._layer_specs()),
+                batch_size=self.batch_size, workers=self.workers, device=self.device,
+                progress=self.progress)
+            self.problems_ += errors
+            return self.fit_features(feats, y[np.asarray(order, dtype=np.int64)])
+        ds = data if isinstance(data, Dataset) else load_dataset(
+            data, class_names=class_names, root=root, allow_outside_root=allow_outside_root)
+        self.problems_ += ds.problems
+        return self._fit_samples(ds.samples, known)
+
+    def _layer_specs(self, available: Sequence[str] | None = None) -> list[LayerSpec]:
+        if available is None:
+            bb = self.load_backbone()
+            return parse_layer_list(self.layers, bb.layer_names, f"backbone {bb.name}")
+        return parse_layer_list(self.layers, available, "the features given")
+
+    def _fit_samples(self, samples: Sequence[Sample], known: Sequence[str] | None) -> "Attributor":
+        samples, problems = hash_samples(samples)
+        self.problems_ += problems
+        labels = sorted({s.label for s in samples})
+        known = list(known) if known is not None else labels
+        if not samples:
+            raise ValueError("no usable images to fit on")
+        split = make_split(samples, known, [], [], seed=self.seed,
+                           fractions=(1.0 - self.val_fraction, self.val_fraction, 0.0))
+        bb = self.load_backbone()
+        specs = self._layer_specs()
+        with tempfile.TemporaryDirectory(prefix="originprobe-fit-") as tmp:
+            store = open_store(self.cache or tmp, bb)
+            report = extract_features(split.train + split.val, bb, store, base_layers(specs),
+                                      batch_size=self.batch_size, num_workers=self.workers,
+                                      device=self.device, progress=self.progress)
+            self.problems_ += report.errors
+            failed = {p.path for p in report.errors}
+            train = [s for s in split.train if str(s.path) not in failed]
+            val = [s for s in split.val if str(s.path) not in failed]
+            feats = {role: {l: store.load([s.sha256 for s in ss], l) for l in base_layers(specs)}
+                     for role, ss in (("train", train), ("val", val))}
+        self.counts_ = {"train": _counts(train), "val": _counts(val)}
+        return self.fit_features(feats["train"], np.array([s.label for s in train], object),
+                                 feats["val"], np.array([s.label for s in val], object))
+
+    def fit_features(self, X, y, X_val=None, y_val=None) -> "Attributor":
+        """Fit on features the caller already has: an (n, D) array, or {layer: (n, D)} of the
+        backbone's layers (then layers are selected as in `fit`). Without `X_val`, validation
+        is carved from `X` (stratified, seeded)."""
+        score = self._check_config()
+        X = self._as_layers(X)
+        y = np.asarray([str(v) for v in y], dtype=object)
+        if X_val is None:
+            tr, va = stratified_indices(y, (1.0 - self.val_fraction, self.val_fraction), self.seed)
+            X_val, y_val = {l: a[va] for l, a in X.items()}, y[va]
+            X, y = {l: a[tr] for l, a in X.items()}, y[tr]
+        else:
+            X_val = self._as_layers(X_val)
+            y_val = np.asarray([str(v) for v in y_val], dtype=object)
+        for l, a in X.items():
+            if len(a) != len(y) or len(X_val.get(l, ())) != len(y_val):
+                raise ValueError(f"layer {l}: features and labels differ in length")
+        specs = self._layer_specs(list(X))
+        params = dict(self.head_params or {})
+        grid = {k: [v] for k, v in params.items()} if params else None
+        make = head_factory(self.head, self.seed)
+        sel = select_head(make, lambda role, spec: _concat(X if role == "train" else X_val, spec),
+                          specs, y, y_val, sorted(set(y.tolist())), param_grid=grid,
+                          combine=int(self.combine_layers), progress=self.progress)
+        self.selection_ = sel
+        self._set_fitted(sel.layer, sel.head, score, _concat(X, sel.layer), y,
+                         _concat(X_val, sel.layer), y_val)
+        if not hasattr(self, "counts_") or self.counts_ is None:
+            self.counts_ = {"train": _counts_labels(y), "val": _counts_labels(y_val)}
+        self.selection_summary_ = {
+            "layer": str(sel.layer), "params": sel.params, "criterion": "validation balanced accuracy",
+            "val_balanced_accuracy": sel.val_balanced_accuracy, "fits": sel.fits,
+            "seconds": round(sel.seconds, 3)}
+        return self
+
+    def _as_layers(self, X) -> dict[str, np.ndarray]:
+        if isinstance(X, Mapping):
+            return {str(k): np.asarray(v, dtype=np.float32) for k, v in X.items()}
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2:
+            raise ValueError(f"features must be (n, D) or {{layer: (n, D)}}, got shape {X.shape}")
+        name = str(self.layers) if isinstance(self.layers, str) and self.layers != "all" \
+            and "," not in self.layers and "+" not in self.layers else FEATURES
+        return {name: X}
+
+    def _set_fitted(self, layer: LayerSpec, head: Head, score: str, X_train: np.ndarray,
+                    y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray) -> None:
+        self.layer_ = layer
+        self.head_ = head
+        self.classes_ = [str(c) for c in head.classes_]
+        ref = _cap_per_class(y_train, int(self.reference_per_class), self.seed)
+        cal = _cap_per_class(y_val, int(self.reference_per_class), self.seed)
+        self.reference_ = (np.ascontiguousarray(X_train[ref], np.float32), y_train[ref])
+        self.calibration_ = (np.ascontiguousarray(X_val[cal], np.float32), y_val[cal])
+        self.score_name_ = score
+        self.score_: OpenSetScore = fit_score(score, *self.reference_, head)
+        self.threshold_ = calibrate_threshold(self.score_.score(X_val), float(self.target_tpr))
+
+    def with_head(self, layer: LayerSpec, head: Head, X_train: np.ndarray, y_train: np.ndarray,
+                  X_val: np.ndarray, y_val: np.ndarray) -> "Attributor":
+        """A copy of this model that uses another (layer, fitted head), its score refitted and
+        its threshold recalibrated on the given known-class features (layer sweeps)."""
+        other = copy.copy(self)
+        other._set_fitted(layer, head, self.score_name_, X_train, y_train, X_val, y_val)
+        return other
+
+    def with_score(self, score: str) -> "Attributor":
+        """A copy of this model with another open-set score, fitted on the stored training
+        features, its threshold recalibrated on the stored validation features."""
+        self._check_fitted()
+        check_supported(self.head_, score)
+        other = copy.copy(self)
+        other.score = score
+        other._set_fitted(self.layer_, self.head_, score, *self.reference_, *self.calibration_)
+        return other
+
+    def use_backbone(self, backbone: Backbone) -> "Attributor":
+        """Use an already built backbone (it must be the one this model names)."""
+        if backbone.name != self.backbone:
+            raise ValueError(f"backbone {backbone.name!r} is not this model's {self.backbone!r}")
+        self._backbone_obj = backbone
+        if getattr(self, "backbone_info_", None) is None:
+            self.backbone_info_ = self._describe_backbone(backbone)
+        return self
+
+    # ------------------------------------------------------------------ deciding
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "head_"):
+            raise RuntimeError("this Attributor is not fitted: call fit(...) or Attributor.load")
+
+    def decide(self, X: np.ndarray) -> Decisions:
+        """Decisions for features of the model's layer: closest class, label, score, posterior."""
+        self._check_fitted()
+        X = np.asarray(X, dtype=np.float32)
+        decision = self.head_.decision_function(X)
+        proba = self.head_.proba_from_decision(decision)
+        score = np.asarray(self.score_.score(X, decision), dtype=np.float64)
+        closest = self.head_.classes_[np.argmax(decision, axis=1)]
+        label = closest.copy()
+        label[score < self.threshold_] = UNKNOWN
+        return Decisions(self.classes_, closest, label, score, proba, float(self.threshold_))
+
+    def features(self, images: Iterable[Any], image_transform=None
+                 ) -> tuple[np.ndarray, list[int], list[Problem], list[Problem]]:
+        """Features of the model's layer for images: (rows, input positions, errors, warnings)."""
+        self._check_fitted()
+        bb = self.load_backbone()
+        feats, order, errors, warns = extract_arrays(
+            images, bb, list(self.layer_.parts), batch_size=self.batch_size,
+            workers=self.workers, device=self.device, progress=self.progress,
+            image_transform=image_transform)
+        return _concat(feats, self.layer_), order, errors, warns
+
+    def predict(self, images: Iterable[Any], top_k: int | None = None) -> list[Attribution]:
+        """One `Attribution` per input (paths, bytes, PIL images, numpy arrays, mixed), in order;
+        an input that cannot be read gets its `error` instead of a label."""
+        inputs = [ImageInput.of(it, i) for i, it in enumerate(images)]
+        X, order, errors, warns = self.features(inputs)
+        k = int(top_k or self.top_k)
+        out = [Attribution(source=inp.name, label=None) for inp in inputs]
+        by_name_err = {}
+        for p in errors:
+            by_name_err.setdefault(p.path, p.reason)
+        for i, inp in enumerate(inputs):
+            if i not in set(order):
+                out[i].error = by_name_err.get(inp.name, "could not be read")
+        if len(order):
+            d = self.decide(X)
+            warn_by = {p.path: p.reason for p in warns}
+            for row, i in enumerate(order):
+                top = np.argsort(-d.proba[row], kind="stable")[:k]
+                out[i] = Attribution(
+                    source=inputs[i].name, label=str(d.label[row]), closest=str(d.closest[row]),
+                    score=float(d.score[row]), threshold=d.threshold,
+                    probabilities=[(self.classes_[j], float(d.proba[row, j])) for j in top],
+                    warning=warn_by.get(inputs[i].name))
+        return out
+
+    def decision_scores(self, images_or_features) -> np.ndarray:
+        """Open-set scores (higher = more likely known) of images, or of feature rows."""
+        self._check_fitted()
+        if isinstance(images_or_features, np.ndarray) and images_or_features.ndim == 2 and \
+                images_or_features.dtype != np.uint8 and \
+                images_or_features.shape[1] == self.head_.n_features_:
+            return self.decide(images_or_features).score
+        X, order, errors, _ = self.features(images_or_features)
+        out = np.full(len(order) + len(errors), np.nan)
+        if len(order):
+            out[np.asarray(order)] = self.decide(X).score
+        return out
+
+    # ------------------------------------------------------------------ enrolment
+    def enroll(self, label: str, images: Iterable[Any]) -> tuple[int, list[Problem]]:
+        """Add a new class from a few images, using only what the model holds: the head is
+        updated (or refitted on the stored training features), the score refitted, and the
+        threshold recalibrated on the stored validation features of the earlier classes."""
+        self._check_fitted()
+        if not label or label == UNKNOWN or label.strip() != label:
+            raise ValueError(f"invalid class name {label!r}")
+        if label in self.classes_:
+            raise ValueError(f"class {label!r} is already known")
+        X, order, errors, _ = self.features(images)
+        if not len(order):
+            raise ValueError(f"no readable images to enrol as {label!r}")
+        X_ref, y_ref = self.reference_
+        head = self.head_.add_class(X, label, X_ref, y_ref)
+        y_new = np.array([label] * len(X), dtype=object)
+        X_tr, y_tr = np.vstack([X_ref, X]), np.concatenate([y_ref, y_new])
+        X_val, y_val = self.calibration_
+        self._set_fitted(self.layer_, head, self.score_name_, X_tr, y_tr, X_val, y_val)
+        self.enrolled_ = list(getattr(self, "enrolled_", [])) + [{"label": label,
+                                                                  "images": int(len(X))}]
+        return len(X), errors
+
+    # ------------------------------------------------------------------ saving
+    def save(self, model_dir: str | Path) -> Path:
+        self._check_fitted()
+        tensors, head_params = self.head_.get_state()
+        X_ref, y_ref = self.reference_
+        X_val, y_val = self.calibration_
+        idx = {c: i for i, c in enumerate(self.classes_)}
+        meta = {
+            "originprobe_version": __version__,
+            "backbone": self._backbone_for_bundle(),
+            "layer": str(self.layer_), "feature_dim": int(self.head_.n_features_),
+            "head": {"name": self.head_.name, **head_params},
+            "score": {"name": self.score_name_},
+            "threshold": float(self.threshold_), "target_tpr": float(self.target_tpr),
+            "classes": list(self.classes_),
+            "config": {"combine_layers": int(self.combine_layers), "seed": int(self.seed),
+                       "val_fraction": float(self.val_fraction),
+                       "reference_per_class": int(self.reference_per_class),
+                       "top_k": int(self.top_k)},
+            "selection": getattr(self, "selection_summary_", {}),
+            "counts": getattr(self, "counts_", {}),
+            "enrolled": getattr(self, "enrolled_", []),
+        }
+        reference = {"train_features": X_ref, "train_labels": np.array([idx[v] for v in y_ref],
+                                                                       dtype=np.int64),
+                     "val_features": X_val, "val_labels": np.array([idx[v] for v in y_val],
+                                                                   dtype=np.int64)}
+        return write_bundle(model_dir, meta, tensors, reference)
+
+    def _backbone_for_bundle(self) -> dict:
+        info = getattr(self, "backbone_info_", None)
+        if info is None:
+            if FEATURES in self.layer_.parts:
+                return self._describe_backbone(None)
+            self.load_backbone()
+            info = self.backbone_info_
+        return dict(info)
+
+    @classmethod
+    def load(cls, model_dir: str | Path, weights: str | None = None, **runtime) -> "Attributor":
+        """A saved model; the whole bundle is validated first. `runtime` sets device,
+        batch_size, workers, progress, top_k."""
+        meta, tensors, ref = read_bundle(model_dir)
+        where = Path(model_dir) / "model.json"
+        head_meta = meta["head"]
+        if head_meta["name"] not in HEADS:
+            raise BundleError(f"{where}: unknown head {head_meta['name']!r} "
+                              f"(heads: {', '.join(HEADS.names())})")
+        try:
+            head = HEADS.get(head_meta["name"]).from_state(tensors, head_meta)
+        except HeadStateError as exc:
+            raise BundleError(f"{Path(model_dir) / 'head.safetensors'}: {exc}") from None
+        score = meta["score"]["name"]
+        try:
+            check_supported(head, score)
+        except ValueError as exc:
+            raise BundleError(f"{where}: {exc}") from None
+        try:
+            layer = LayerSpec.parse(meta["layer"])
+        except ValueError as exc:
+            raise BundleError(f"{where}: {exc}") from None
+        classes = list(meta["classes"])
+        dim = int(meta["feature_dim"])
+        if head.n_features_ != dim:
+            raise BundleError(f"{where}: feature_dim {dim} but the head reads "
+                              f"{head.n_features_}-d features")
+        arrays = {}
+        for part in ("train", "val"):
+            X = ref.get(f"{part}_features")
+            yi = ref.get(f"{part}_labels")
+            if X is None or yi is None:
+                raise BundleError(f"{Path(model_dir) / 'reference.safetensors'}: "
+                                  f"{part} features or labels missing")
+            if X.ndim != 2 or X.shape[1] != dim or len(yi) != len(X) or len(X) == 0 or \
+                    (len(yi) and (yi.min() < 0 or yi.max() >= len(classes))) or \
+                    not np.all(np.isfinite(X)):
+                raise BundleError(f"{Path(model_dir) / 'reference.safetensors'}: {part} "
+                                  f"features do not fit the model ({X.shape}, "
+                                  f"{len(classes)} classes, {dim}-d)")
+            arrays[part] = (X.astype(np.float32), np.array(classes, dtype=object)[yi])
+        cfg = meta.get("config") or {}
+        att = cls(backbone=meta["backbone"]["name"] or FEATURES, layers=str(layer), head=head.name,
+                  score=score, target_tpr=float(meta["target_tpr"]), weights=weights,
+                  combine_layers=int(cfg.get("combine_layers", 1)), seed=int(cfg.get("seed", 0)),
+                  val_fraction=float(cfg.get("val_fraction", 0.25)),
+                  reference_per_class=int(cfg.get("reference_per_class", 2000)),
+                  top_k=int(cfg.get("top_k", 3)))
+        for k, v in runtime.items():
+            if k not in ("device", "batch_size", "workers", "progress", "top_k", "cache"):
+                raise TypeError(f"load() got an unexpected keyword {k!r}")
+            setattr(att, k, v)
+        att.backbone_info_ = dict(meta["backbone"])
+        att.layer_, att.head_, att.classes_ = layer, head, classes
+        att.score_name_ = score
+        att.reference_, att.calibration_ = arrays["train"], arrays["val"]
+        try:
+            att.score_ = fit_score(score, *att.reference_, head)
+        except ValueError as exc:
+            raise BundleError(f"{where}: score {score!r} cannot be rebuilt ({exc})") from None
+        att.threshold_ = float(meta["threshold"])
+        att.selection_summary_ = meta.get("selection", {})
+        att.counts_ = meta.get("counts", {})
+        att.enrolled_ = meta.get("enrolled", [])
+        att.bundle_meta_ = meta
+        return att
+
+    def describe(self) -> dict:
+        """What the model is (for `GET /v1/model` and reports)."""
+        self._check_fitted()
+        return {"classes": list(self.classes_), "backbone": dict(getattr(self, "backbone_info_",
+                                                                         {}) or {}),
+                "layer": str(self.layer_), "head": {"name": self.head_.name,
+                                                    "params": self.head_.get_params()},
+                "score": self.score_name_, "threshold": float(self.threshold_),
+                "target_tpr": float(self.target_tpr), "enrolled": getattr(self, "enrolled_", []),
+                "originprobe_version": __version__}
+
+
+def _concat(feats: Mapping[str, np.ndarray], spec: LayerSpec) -> np.ndarray:
+    try:
+        mats = [feats[p] for p in spec.parts]
+    except KeyError as exc:
+        raise ValueError(f"no features for layer {exc.args[0]!r}") from None
+    return mats[0] if len(mats) == 1 else np.hstack(mats)
+
+
+def _counts(samples: Sequence[Sample]) -> dict[str, int]:
+    return _counts_labels([s.label for s in samples])
+
+
+def _counts_labels(labels) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for l in labels:
+        out[str(l)] = out.get(str(l), 0) + 1
+    return dict(sorted(out.items()))
+

@@ -1,0 +1,167 @@
+"""Model bundles: a fitted `Attributor` saved as a directory of JSON + safetensors.
+
+    MODEL_DIR/model.json             what to load: backbone (name, weights hash, preprocessing),
+                                     layer, head (name, parameters, classes), score, threshold,
+                                     target TPR, selection summary, sha256 of every tensor file,
+                                     a checksum over all of it and, optionally, a signature
+    MODEL_DIR/head.safetensors       the head's learned arrays
+    MODEL_DIR/reference.safetensors  known-class features the bundle carries so that it works on
+                                     any machine: training features (scores such as kNN and ViM
+                                     are refitted from them at load; enrolment refits from them)
+                                     and validation features (the reject threshold is recalibrated
+                                     on them after an enrolment)
+
+Loading never executes code (no pickle) and validates the whole schema before anything is used:
+types, class lists, array shapes against the class count and feature dimension, a finite
+threshold, known head and score names. A bundle that fails any check is refused with
+`BundleError` naming the file and the reason.
+
+Integrity: the checksum (sha256) detects accidental damage and edits by tools that do not
+recompute it; it is not a protection against someone who edits a bundle on purpose, since anyone
+can recompute it. For that, set `ORIGINPROBE_BUNDLE_KEY`: bundles saved with it carry an
+HMAC-SHA256 signature, and while it is set `load` refuses bundles that are unsigned or whose
+signature does not match.
+Saving is atomic: the bundle is built beside the target and swapped in by rename.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..fileio import atomic_directory, canonical_json, sha256_file
+
+FORMAT = "originprobe-model"
+FORMAT_VERSION = 2
+MODEL_JSON = "model.json"
+HEAD_FILE = "head.safetensors"
+REFERENCE_FILE = "reference.safetensors"
+KEY_ENV = "ORIGINPROBE_BUNDLE_KEY"
+
+
+class BundleError(Exception):
+    """A model directory that cannot be loaded safely; the message says which file and why."""
+
+
+def _checksum(meta: dict) -> str:
+    return hashlib.sha256(canonical_json({k: v for k, v in meta.items()
+                                          if k not in ("checksum", "signature")})).hexdigest()
+
+
+def _signature(key: str, checksum: str) -> str:
+    return hmac.new(key.encode("utf-8"), checksum.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def write_bundle(out_dir: str | Path, meta: dict, head_tensors: dict[str, np.ndarray],
+                 reference: dict[str, np.ndarray]) -> Path:
+    """Write a bundle atomically; `meta` is completed with file digests, checksum, signature."""
+    from safetensors.numpy import save_file
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise BundleError(f"{out}: exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not (out / MODEL_JSON).exists():
+        raise BundleError(f"{out}: directory is not empty and is not an originprobe model; "
+                          "refusing to overwrite it")
+    with atomic_directory(out) as tmp:
+        save_file({k: np.ascontiguousarray(v) for k, v in head_tensors.items()}, str(tmp / HEAD_FILE))
+        save_file({k: np.ascontiguousarray(v) for k, v in reference.items()},
+                  str(tmp / REFERENCE_FILE))
+        meta = dict(meta, format=FORMAT, format_version=FORMAT_VERSION,
+                    files={HEAD_FILE: sha256_file(tmp / HEAD_FILE),
+                           REFERENCE_FILE: sha256_file(tmp / REFERENCE_FILE)})
+        meta["checksum"] = _checksum(meta)
+        key = os.environ.get(KEY_ENV)
+        if key:
+            meta["signature"] = _signature(key, meta["checksum"])
+        (tmp / MODEL_JSON).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+def _need(meta: dict, key: str, kind, where: Path) -> Any:
+    if key not in meta:
+        raise BundleError(f"{where}: required entry {key!r} is missing")
+    v = meta[key]
+    if not isinstance(v, kind) or isinstance(v, bool) and kind is not bool:
+        raise BundleError(f"{where}: entry {key!r} has the wrong type ({type(v).__name__})")
+    return v
+
+
+def read_bundle(model_dir: str | Path) -> tuple[dict, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(meta, head tensors, reference arrays) after checking files, checksums and the schema of
+    everything that is not head- or score-specific (the Attributor checks those)."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+    d = Path(model_dir)
+    mj = d / MODEL_JSON
+    if not d.is_dir():
+        raise BundleError(f"{d}: not a model directory (run `originprobe fit ... --out {d}`)")
+    if not mj.is_file():
+        raise BundleError(f"{mj}: missing; {d} is not an originprobe model")
+    try:
+        meta = json.loads(mj.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{mj}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise BundleError(f"{mj}: not an originprobe model file")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise BundleError(f"{mj}: format version {meta.get('format_version')!r} is not supported "
+                          f"(this originprobe reads version {FORMAT_VERSION}); refit the model")
+    if meta.get("checksum") != _checksum(meta):
+        raise BundleError(f"{mj}: checksum mismatch — the model description was modified or "
+                          "damaged; refusing to load it")
+    key = os.environ.get(KEY_ENV)
+    if key:
+        sig = meta.get("signature")
+        if not isinstance(sig, str):
+            raise BundleError(f"{mj}: the bundle is not signed, and {KEY_ENV} is set: refusing "
+                              "to load an unsigned model")
+        if not hmac.compare_digest(sig, _signature(key, meta["checksum"])):
+            raise BundleError(f"{mj}: bad signature — not signed with the key in {KEY_ENV}; "
+                              "refusing to load it")
+    files = _need(meta, "files", dict, mj)
+    arrays = []
+    for name in (HEAD_FILE, REFERENCE_FILE):
+        f = d / name
+        if not f.is_file():
+            raise BundleError(f"{f}: missing")
+        if sha256_file(f) != files.get(name):
+            raise BundleError(f"{f}: checksum mismatch — modified or damaged; refusing to load it")
+        try:
+            arrays.append(load_file(str(f)))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise BundleError(f"{f}: unreadable ({exc})") from None
+    check_schema(meta, mj)
+    return meta, arrays[0], arrays[1]
+
+
+def check_schema(meta: dict, where: Path) -> None:
+    classes = _need(meta, "classes", list, where)
+    if not classes or not all(isinstance(c, str) and c and c != "unknown" for c in classes) \
+            or len(set(classes)) != len(classes):
+        raise BundleError(f"{where}: 'classes' must be distinct, non-empty names (not 'unknown')")
+    bb = _need(meta, "backbone", dict, where)
+    for k, kind in (("name", str), ("weights_id", str), ("preprocessing", dict)):
+        _need(bb, k, kind, where)
+    _need(meta, "layer", str, where)
+    dim = _need(meta, "feature_dim", int, where)
+    if dim < 1:
+        raise BundleError(f"{where}: 'feature_dim' must be positive")
+    head = _need(meta, "head", dict, where)
+    _need(head, "name", str, where)
+    _need(head, "params", dict, where)
+    if _need(head, "classes", list, where) != classes:
+        raise BundleError(f"{where}: the head's classes differ from the model's classes")
+    score = _need(meta, "score", dict, where)
+    _need(score, "name", str, where)
+    threshold = _need(meta, "threshold", (int, float), where)
+    if not math.isfinite(float(threshold)):
+        raise BundleError(f"{where}: threshold {threshold!r} is not a finite number")
+    tpr = _need(meta, "target_tpr", (int, float), where)
+    if not 0.0 < float(tpr) <= 1.0:
+        raise BundleError(f"{where}: target_tpr {tpr!r} is not in (0, 1]")
