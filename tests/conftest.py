@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -33,19 +34,24 @@ def read_manifest(root: Path) -> list[dict]:
 
 
 def write_subset(root: Path, out: Path, per_class: dict[str, int], skip: int = 0) -> Path:
-    """A manifest in `out` naming n images of each class of realgen (absolute paths), after the
-    first `skip` of each class in path order."""
+    """A manifest in `out` naming n images of each class of realgen, after the first `skip` of
+    each class in path order. The images are copied into `out` (a dataset's files must lie
+    inside its root), under the same relative paths."""
     rows = read_manifest(root)
     taken: dict[str, int] = {}
     keep = []
+    out.mkdir(parents=True, exist_ok=True)
     for r in sorted(rows, key=lambda r: r["path"]):
         n = per_class.get(r["label"], 0) + skip
         if skip <= taken.get(r["label"], 0) < n:
             taken[r["label"]] = taken.get(r["label"], 0) + 1
-            keep.append({"path": str(root / r["path"]), "label": r["label"]})
+            keep.append({"path": r["path"], "label": r["label"]})
+            dst = out / r["path"]
+            if not dst.exists():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(root / r["path"], dst)
         elif taken.get(r["label"], 0) < skip:
             taken[r["label"]] = taken.get(r["label"], 0) + 1
-    out.mkdir(parents=True, exist_ok=True)
     with open(out / "manifest.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=["path", "label"])
         w.writeheader()

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from originprobe import Attributor, BundleError
 from originprobe.cli import main
 from originprobe.heads import LinearHead
-from originprobe.pipeline import BundleError, load_bundle
 from originprobe.report import REQUIRED_KEYS, get_key
 
 from conftest import DEMO_KNOWN, DEMO_UNKNOWN, REPO, write_subset
@@ -21,17 +21,18 @@ KNOWN = ",".join(DEMO_KNOWN)
 
 @pytest.fixture(scope="module")
 def run_dir(small_realgen, shared_cache, tmp_path_factory, monkeypatch_module):
-    """One evaluate run; every call to the head's fit is recorded."""
+    """One evaluate run; every call that fits the head is recorded."""
     fitted = []
-    orig_fit = LinearHead.fit
+    orig_fit_grid = LinearHead.fit_grid
 
-    def spy_fit(self, X, y):
-        fitted.append((len(X), set(np.asarray(y).tolist())))
-        return orig_fit(self, X, y)
-    monkeypatch_module.setattr(LinearHead, "fit", spy_fit)
+    def spy_fit_grid(self, Xs, y, grid):
+        fitted.extend((len(X), set(np.asarray(y).tolist())) for X in Xs)
+        return orig_fit_grid(self, Xs, y, grid)
+    monkeypatch_module.setattr(LinearHead, "fit_grid", spy_fit_grid)
     out = tmp_path_factory.mktemp("run")
     rc = main(["evaluate", "--data", str(small_realgen), "--known", KNOWN, "--cache",
-               str(shared_cache), "--out", str(out), "--no-progress", "--layers", "stage4,stage5,head"])
+               str(shared_cache), "--out", str(out), "--no-progress", "--layers",
+               "stage4,stage5,head"])
     assert rc == 0
     return out, fitted
 
@@ -113,8 +114,11 @@ def test_fit_predict_and_bundle_integrity(small_realgen, shared_cache, tmp_path,
                  str(shared_cache), "--out", str(model), "--no-progress", "--layers",
                  "stage5,head"]) == 0
     meta = json.loads((model / "model.json").read_text())
-    assert meta["format_version"] == 1 and meta["known_classes"] == DEMO_KNOWN
-    assert sorted(p.name for p in model.iterdir()) == ["head.safetensors", "model.json"]
+    assert meta["format_version"] == 2 and meta["classes"] == sorted(DEMO_KNOWN)
+    assert sorted(p.name for p in model.iterdir()) == ["head.safetensors", "model.json",
+                                                       "reference.safetensors"]
+    # files the tool writes get the usual permissions, not safetensors' 0600
+    assert all((p.stat().st_mode & 0o044) == 0o044 for p in model.iterdir())
     capsys.readouterr()
     imgs = [realgen / "real" / sorted((realgen / "real").iterdir())[0].name,
             realgen / "pixray-vqgan"]
@@ -124,10 +128,11 @@ def test_fit_predict_and_bundle_integrity(small_realgen, shared_cache, tmp_path,
     assert len(preds) == 1 + len(list((realgen / "pixray-vqgan").iterdir()))
     for p in preds:
         assert p["label"] in DEMO_KNOWN + ["unknown"]
-        assert len(p["top"]) == 3
-        probs = [t["probability"] for t in p["top"]]
+        assert len(p["probabilities"]) == 3
+        probs = [t["probability"] for t in p["probabilities"]]
         assert probs == sorted(probs, reverse=True) and 0 <= probs[0] <= 1
         assert (p["label"] == "unknown") == (p["score"] < out["threshold"])
+        assert p["score"] == pytest.approx(probs[0], abs=1e-6)  # msp: the score is top-1
     # plain text output names each file and its verdict
     assert main(["predict", str(model), str(imgs[0])]) == 0
     line = capsys.readouterr().out.strip()
@@ -138,30 +143,30 @@ def test_fit_predict_and_bundle_integrity(small_realgen, shared_cache, tmp_path,
     (model / "model.json").write_text(original.replace(f'"threshold": {meta["threshold"]}',
                                                        '"threshold": -1000.0'))
     with pytest.raises(BundleError, match="checksum"):
-        load_bundle(model)
+        Attributor.load(model)
     assert main(["predict", str(model), str(imgs[0])]) == 2
     assert "checksum" in capsys.readouterr().err
     (model / "model.json").write_text(original)
-    load_bundle(model)
+    Attributor.load(model)
     blob = bytearray((model / "head.safetensors").read_bytes())
     blob[-3] ^= 0xFF
     (model / "head.safetensors").write_bytes(bytes(blob))
     with pytest.raises(BundleError, match="head.safetensors"):
-        load_bundle(model)
+        Attributor.load(model)
 
 
 def test_version_mismatch_is_refused(tmp_path):
     import hashlib
-    from originprobe.pipeline.bundle import _canonical
+    from originprobe.fileio import canonical_json
     d = tmp_path / "m"
     d.mkdir()
     meta = {"format": "originprobe-model", "format_version": 99}
-    meta["checksum"] = hashlib.sha256(_canonical(meta)).hexdigest()
+    meta["checksum"] = hashlib.sha256(canonical_json(meta)).hexdigest()
     (d / "model.json").write_text(json.dumps(meta))
     with pytest.raises(BundleError, match="version 99"):
-        load_bundle(d)
+        Attributor.load(d)
     with pytest.raises(BundleError, match="missing"):
-        load_bundle(tmp_path)
+        Attributor.load(tmp_path)
 
 
 def test_bad_input_errors_name_the_file_and_keep_previous_results(tmp_path, capsys, small_realgen):
@@ -172,8 +177,8 @@ def test_bad_input_errors_name_the_file_and_keep_previous_results(tmp_path, caps
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "results.json").write_text("{\"previous\": true}")
     assert main(["evaluate", "--data", str(small_realgen), "--known", KNOWN, "--head", "linear",
-                 "--score", "knn", "--out", str(tmp_path / "r")]) == 2
-    assert "does not support score 'knn'" in capsys.readouterr().err
+                 "--score", "reference", "--out", str(tmp_path / "r")]) == 2
+    assert "does not support score 'reference'" in capsys.readouterr().err
     assert json.loads((tmp_path / "r" / "results.json").read_text()) == {"previous": True}
     assert main(["evaluate", "--data", str(small_realgen), "--known", "real,not-a-class",
                  "--out", str(tmp_path / "r2"), "--no-progress"]) == 2
@@ -201,13 +206,13 @@ def test_enroll_a_new_generator_keeps_earlier_classes(realgen, shared_cache, tmp
     def predictions(paths):
         capsys.readouterr()
         assert main(["predict", str(model), *map(str, paths), "--json"]) == 0
-        return {Path(p["path"]).name: p["closest_known"]
+        return {Path(p["source"]).name: p["closest"]
                 for p in json.loads(capsys.readouterr().out)["predictions"]}
 
     before = [predictions(paths) for paths in check_known]
     assert main(["enroll", str(model), "--label", "midjourney-v3", *map(str, enrol),
                  "--no-progress"]) == 0
-    assert load_bundle(model).known_classes == sorted(known + ["midjourney-v3"])
+    assert Attributor.load(model).classes_ == sorted(known + ["midjourney-v3"])
     after_new = predictions(held_out)
     assert np.mean([v == "midjourney-v3" for v in after_new.values()]) >= 0.6
     after = [predictions(paths) for paths in check_known]

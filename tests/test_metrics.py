@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import f1_score, roc_auc_score
+from sklearn.metrics import average_precision_score, f1_score, roc_auc_score, roc_curve
 from sklearn.metrics import confusion_matrix as sk_confusion
 
-from originprobe.metrics import (accuracy, auroc, ccr_at_fpr, confusion_matrix, evaluate_open_set,
-                                 macro_f1, oscr, per_unknown_auroc, tnr_at_tpr)
+from originprobe.metrics import (accuracy, aupr_in, aupr_out, auroc, ccr_at_fpr, confusion_matrix,
+                                 evaluate_open_set, fpr_at_tpr, macro_f1, oscr, per_unknown_auroc,
+                                 tnr_at_tpr)
 
 
 def brute_force_curve(scores, is_known, correct):
@@ -95,10 +96,49 @@ def test_per_unknown_auroc_and_summary_keys():
         assert per[u] == pytest.approx(roc_auc_score(k[m], s[m]))
     assert per["u1"] > per["u2"]
     pred = np.where(k, y, "real")
-    res = evaluate_open_set(y, pred, s, known, threshold=1.0)
+    decided = np.where(s >= 1.0, pred, "unknown")
+    res = evaluate_open_set(y, pred, s, known, decided, threshold=1.0)
     for v in (res["closed_set"]["accuracy"], res["open_set"]["auroc"], res["open_set"]["oscr"],
               res["open_set"]["ccr_at_fpr05"], res["open_set"]["tnr_at_tpr95"]):
         assert 0.0 <= v <= 1.0
     conf = res["thresholded"]["confusion"]
     assert conf["cols"][-1] == "unknown" and conf["rows"] == ["real", "a", "u1", "u2"]
     assert sum(map(sum, conf["matrix"])) == len(y)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_aupr_in_and_out_equal_sklearn_average_precision(seed):
+    rng = np.random.default_rng(100 + seed)
+    n = int(rng.integers(20, 400))
+    is_known = rng.random(n) < rng.uniform(0.2, 0.8)
+    scores = np.round(rng.normal(is_known * rng.uniform(0, 2), 1.0), int(rng.integers(0, 3)))
+    assert aupr_in(scores, is_known) == pytest.approx(
+        average_precision_score(is_known, scores), abs=1e-12)
+    assert aupr_out(scores, is_known) == pytest.approx(
+        average_precision_score(~is_known, -scores), abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_fpr_at_95_tpr_matches_sklearn_roc_curve(seed):
+    """The FPR at the first ROC point (strictest threshold) whose TPR reaches 95%."""
+    rng = np.random.default_rng(200 + seed)
+    n = int(rng.integers(50, 400))
+    is_known = rng.random(n) < 0.6
+    scores = np.round(rng.normal(is_known * 1.5, 1.0), int(rng.integers(0, 3)))
+    fpr, tpr, _ = roc_curve(is_known, scores, drop_intermediate=False)
+    expected = fpr[np.argmax(tpr >= 0.95)]
+    assert fpr_at_tpr(scores, is_known, 0.95) == pytest.approx(expected, abs=1e-12)
+    assert tnr_at_tpr(scores, is_known, 0.95) == pytest.approx(1 - expected, abs=1e-12)
+
+
+@pytest.mark.parametrize("max_fpr", [0.01, 0.05, 0.10])
+def test_ccr_at_fpr_matches_brute_force(max_fpr):
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        n = int(rng.integers(50, 300))
+        is_known = rng.random(n) < 0.6
+        correct = rng.random(n) < 0.8
+        scores = np.round(rng.normal(is_known * 1.2, 1.0), int(rng.integers(0, 3)))
+        pts = brute_force_curve(scores, is_known, correct)
+        expected = max(c for f, c, _ in pts if f <= max_fpr + 1e-12)
+        assert ccr_at_fpr(scores, is_known, correct, max_fpr) == pytest.approx(expected)

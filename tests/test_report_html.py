@@ -91,24 +91,32 @@ def test_report_on_a_missing_run_names_the_file(tmp_path, capsys):
     assert "nope" in err and "results.json" in err
 
 
-def test_compare_table_best_first_and_its_report(small_realgen, shared_cache, tmp_path):
+def test_compare_ranks_by_validation_only_and_its_report(small_realgen, shared_cache, tmp_path):
     out = tmp_path / "cmp"
     rc = main(["compare", "--data", str(small_realgen), "--known", KNOWN, "--cache",
                str(shared_cache), "--out", str(out), "--no-progress", "--layers", "stage5",
-               "--heads", "linear,ncm"])
+               "--heads", "linear,ncm,linear"])
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
     pairs = [(r["head"], r["score"]) for r in res["compare"]]
-    assert sorted(pairs) == sorted([("linear", "msp"), ("linear", "maxlogit"),
-                                    ("linear", "energy"), ("ncm", "msp"), ("ncm", "maxlogit"),
-                                    ("ncm", "reference")])
-    oscr = [r["oscr"] for r in res["compare"]]
-    assert oscr == sorted(oscr, reverse=True)
+    from originprobe.heads import HEADS
+    expected = [(h, s) for h in ("linear", "ncm") for s in HEADS.get(h).supported_scores]
+    assert sorted(pairs) == sorted(expected)          # every pair once: no duplicate rows
+    # ranked by validation figures, never by test figures
+    keys = [(r["val_ccr"], r["val_balanced_accuracy"]) for r in res["compare"]]
+    assert keys == sorted(keys, reverse=True)
+    assert res["ranked_by"] == ["val_ccr", "val_balanced_accuracy"]
+    for a, b in zip(res["compare"], res["compare"][1:]):
+        same = (round(a["val_ccr"], 6), round(a["val_balanced_accuracy"], 6)) == \
+            (round(b["val_ccr"], 6), round(b["val_balanced_accuracy"], 6))
+        assert (a["rank"] == b["rank"]) == same and (not same or a["tie"] and b["tie"])
     # one head's selection does not depend on which score it is paired with
     linear = {(r["layer"], json.dumps(r["params"])) for r in res["compare"] if r["head"] == "linear"}
     assert len(linear) == 1
     md = (out / "results.md").read_text()
-    assert md.count("| linear |") == 3 and md.count("| ncm |") == 3
+    assert md.count("| linear |") == len(HEADS.get("linear").supported_scores)
+    if any(r["tie"] for r in res["compare"]):
+        assert "are ties" in md
     page = (out / "report.html").read_text(encoding="utf-8")
     _assert_self_contained(page)
     assert "Heads × scores" in page

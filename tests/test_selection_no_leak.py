@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from originprobe.data import Sample, SplitLeakError, hash_samples, load_dataset, make_split
+from originprobe.features import LayerSpec
 from originprobe.heads import LinearHead
 from originprobe.heads.selection import SelectionLeakError, balanced_accuracy, select_head
 from originprobe.openset import calibrate_threshold
@@ -75,19 +76,20 @@ def test_selection_refuses_unknown_labels_and_uses_validation_only():
     known = ["real", "a", "b"]
     Xtr, ytr = _blobs(rng, known)
     Xva, yva = _blobs(rng, known)
-    feats = {("train", "L"): Xtr, ("val", "L"): Xva}
+    L = LayerSpec.parse("L")
+    feats = {("train", L): Xtr, ("val", L): Xva}
     with pytest.raises(SelectionLeakError, match="not known"):
-        select_head(LinearHead, lambda r, l: feats[(r, l)], ["L"], ytr,
+        select_head(LinearHead, lambda r, l: feats[(r, l)], [L], ytr,
                     np.r_[yva, np.array(["unknown-gen"], object)], known)
     with pytest.raises(SelectionLeakError, match="not known"):
-        select_head(LinearHead, lambda r, l: feats[(r, l)], ["L"],
+        select_head(LinearHead, lambda r, l: feats[(r, l)], [L],
                     np.r_[ytr[:-1], np.array(["unknown-gen"], object)], yva, known)
     roles = []
 
     def spy(role, layer):
         roles.append(role)
         return feats[(role, layer)]
-    sel = select_head(LinearHead, spy, ["L"], ytr, yva, known, {"C": [0.01, 1.0]})
+    sel = select_head(LinearHead, spy, [L], ytr, yva, known, {"C": [0.01, 1.0]})
     assert set(roles) == {"train", "val"}
     assert balanced_accuracy(yva, sel.head.predict(Xva)) == max(
         r.val_balanced_accuracy for r in sel.rows)
@@ -114,17 +116,19 @@ def test_layers_are_combined_only_while_validation_improves():
     tr, va = np.arange(n) < 800, np.arange(n) >= 800
 
     def features(role, spec):
-        X = np.hstack([layers[p] for p in spec.split("+")])
+        X = np.hstack([layers[p] for p in spec.parts])
         return X[tr] if role == "train" else X[va]
     known = sorted(set(labels))
     grid = {"C": [1.0]}
-    single = select_head(LinearHead, features, ["noise", "a", "b"], labels[tr], labels[va],
+    specs = [LayerSpec.parse(l) for l in ("noise", "a", "b")]
+    single = select_head(LinearHead, features, specs, labels[tr], labels[va],
                          known, param_grid=grid, combine=1)
-    assert single.layer in ("a", "b")
-    combined = select_head(LinearHead, features, ["noise", "a", "b"], labels[tr], labels[va],
+    assert str(single.layer) in ("a", "b")
+    combined = select_head(LinearHead, features, specs, labels[tr], labels[va],
                            known, param_grid=grid, combine=3)
-    assert combined.layer == "a+b"  # canonical order of the given layers, noise not added
+    assert str(combined.layer) == "a+b"  # canonical order of the given layers, noise not added
     best = combined.best_per_layer()
-    assert best["a+b"].val_balanced_accuracy > 0.85 > best[single.layer].val_balanced_accuracy
-    assert "noise+a+b" in {r.layer for r in combined.rows}  # tried, and rejected
+    assert best[LayerSpec.parse("a+b")].val_balanced_accuracy > 0.85 > \
+        best[single.layer].val_balanced_accuracy
+    assert "noise+a+b" in {str(r.layer) for r in combined.rows}  # tried, and rejected
     assert combined.head.coef_.shape[1] == 4

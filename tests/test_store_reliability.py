@@ -38,13 +38,13 @@ TINY = textwrap.dedent('''
             return {"mean": x.mean(dim=(2, 3)),
                     "grid": torch.nn.functional.avg_pool2d(x, 4).flatten(1)}
 
-    def run(images, cache, delay, shard_size=16):
+    def run(images, cache, delay, flush_every=16, flush_seconds=30.0):
         from originprobe.data.samples import load_folder
         from originprobe.features import FeatureStore, extract_features
         store = FeatureStore(cache, "tiny")
         return extract_features(load_folder(images).samples, TinyBackbone(delay), store,
-                                batch_size=8, num_workers=0, shard_size=shard_size,
-                                progress=False, device="cpu")
+                                batch_size=8, num_workers=0, flush_every=flush_every,
+                                flush_seconds=flush_seconds, progress=False, device="cpu")
 ''')
 
 
@@ -63,10 +63,11 @@ def tiny(tmp_path_factory):
     sys.path.remove(str(d))
 
 
-def _spawn(tiny, cache: Path, delay: float) -> subprocess.Popen:
+def _spawn(tiny, cache: Path, delay: float, **kw) -> subprocess.Popen:
+    extra = "".join(f", {k}={v!r}" for k, v in kw.items())
     code = (f"import sys; sys.path.insert(0, {str(tiny['dir'])!r}); import tiny_backbone; "
-            f"r = tiny_backbone.run({str(tiny['images'])!r}, {str(cache)!r}, {delay}); "
-            f"print(r.computed)")
+            f"r = tiny_backbone.run({str(tiny['images'])!r}, {str(cache)!r}, {delay}{extra}); "
+            f"print(r.computed, r.shared)")
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -102,14 +103,18 @@ def test_kill_9_then_rerun_recomputes_only_what_was_not_committed(tiny, tmp_path
     assert store.missing(_all_hashes(tiny), ["mean", "grid"]) == []
 
 
-def test_two_concurrent_writers_do_not_corrupt_the_store(tiny, tmp_path):
+def test_two_concurrent_writers_share_the_work_and_keep_the_store_clean(tiny, tmp_path):
     cache = tmp_path / "cache"
-    procs = [_spawn(tiny, cache, delay=0.01) for _ in range(2)]
-    outs = [p.communicate(timeout=120) for p in procs]
+    procs = [_spawn(tiny, cache, delay=0.25) for _ in range(2)]
+    outs = [p.communicate(timeout=180) for p in procs]
     assert all(p.returncode == 0 for p in procs), [o[1][-500:] for o in outs]
+    computed = [int(o[0].split()[0]) for o in outs]
+    # each image was extracted once: the two runs split the work instead of doubling it
+    assert sum(computed) == 160 and min(computed) > 0, computed
     store = FeatureStore(cache, "tiny")
     rep = store.verify()
-    assert rep.ok and rep.rows >= 160
+    assert rep.ok and rep.rows == 160
+    assert not list((cache / "tiny" / "claims").glob("*.claim"))  # every claim released
     hashes = _all_hashes(tiny)
     ref_cache = tmp_path / "ref"
     tiny["module"].run(tiny["images"], ref_cache, delay=0.0)
@@ -155,3 +160,65 @@ def test_a_shard_becomes_visible_only_when_complete(tiny, tmp_path):
     store.write_shard(["h1"], {"mean": np.ones((1, 3), np.float32)})
     assert store.missing(["h1"], ["mean"]) == []
     assert store.load(["h1"], "mean").dtype == np.float32
+
+
+def test_a_kill_loses_at_most_the_last_flush_interval(tiny, tmp_path):
+    """Fewer images than a shard's count: the time limit still commits them as it goes."""
+    cache = tmp_path / "cache"
+    proc = _spawn(tiny, cache, delay=0.3, flush_every=1000, flush_seconds=0.5)
+    deadline = time.time() + 60
+    while time.time() < deadline and (not (cache / "tiny").is_dir() or
+                                      not list((cache / "tiny").glob("shard-*"))):
+        time.sleep(0.05)
+    time.sleep(0.8)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    committed = _committed_rows(cache)
+    assert 8 <= committed < 160, committed
+    report = tiny["module"].run(tiny["images"], cache, delay=0.0)
+    assert report.cached == committed and report.computed == 160 - committed
+
+
+def _corrupt_rows(npy: Path) -> None:
+    """Swap the first two rows of a stored array, keeping the file's length."""
+    arr = np.load(npy)
+    arr[[0, 1]] = arr[[1, 0]]
+    with open(npy, "wb") as f:
+        np.save(f, arr)
+
+
+def test_reads_are_verified_a_swapped_row_is_an_error_naming_the_shard(tiny, tmp_path):
+    from originprobe.features import StoreError
+    cache = tmp_path / "cache"
+    tiny["module"].run(tiny["images"], cache, delay=0.0)
+    hashes = _all_hashes(tiny)
+    shards = sorted((cache / "tiny").glob("shard-*"))
+    _corrupt_rows(shards[2] / "grid.npy")
+    store = FeatureStore(cache, "tiny")
+    with pytest.raises(StoreError, match=shards[2].name):
+        store.load(hashes, "grid")
+    assert store.load(hashes, "mean").shape == (160, 3)  # the other layer is intact
+    # a truncated file names its shard too
+    npy = shards[4] / "mean.npy"
+    npy.write_bytes(npy.read_bytes()[:100])
+    with pytest.raises(StoreError, match=shards[4].name):
+        FeatureStore(cache, "tiny").load(hashes, "mean")
+
+
+def test_an_edited_shard_description_is_never_read(tiny, tmp_path):
+    """meta.json carries its own checksum: swapping two image hashes in it (which would give
+    each image the other's features) makes the shard invisible, so its rows are recomputed."""
+    import json
+    cache = tmp_path / "cache"
+    tiny["module"].run(tiny["images"], cache, delay=0.0)
+    shard = sorted((cache / "tiny").glob("shard-*"))[0]
+    meta = json.loads((shard / "meta.json").read_text())
+    meta["hashes"][0], meta["hashes"][1] = meta["hashes"][1], meta["hashes"][0]
+    (shard / "meta.json").write_text(json.dumps(meta))
+    store = FeatureStore(cache, "tiny")
+    assert len(store.missing(_all_hashes(tiny), ["mean"])) == 16
+    rep = store.verify()
+    assert [Path(p).name for p, _ in rep.damaged] == [shard.name]
+    assert "checksum" in rep.damaged[0][1]
+    again = tiny["module"].run(tiny["images"], cache, delay=0.0)
+    assert again.computed == 16

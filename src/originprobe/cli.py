@@ -208,8 +208,9 @@ def cmd_evaluate(a) -> int:
     from .pipeline import evaluate
     from .pipeline.evaluate import check_out_dir
     from .report.results import results_markdown
+    cfg = _config(a)
     check_out_dir(a.out)
-    res = evaluate(_config(a), a.out)
+    res = evaluate(cfg, a.out)
     print(results_markdown(res))
     written = "results.json, results.md, config.json, predictions.csv, errors.csv"
     if not a.no_report:
@@ -233,9 +234,10 @@ def cmd_compare(a) -> int:
     from .heads import HEADS
     from .pipeline.compare import compare, compare_markdown
     from .pipeline.evaluate import check_out_dir
+    cfg = _config(a)
     check_out_dir(a.out)
     heads = _csv(a.heads) if a.heads != "all" else HEADS.names()
-    res = compare(_config(a), heads, a.out)
+    res = compare(cfg, heads, a.out)
     print(compare_markdown(res))
     from .report.html import build_report
     build_report(a.out)
@@ -248,8 +250,9 @@ def cmd_fit(a) -> int:
     from .pipeline import fit
     from .pipeline.fit import check_model_dir
     from .report.results import fmt_params
+    cfg = _config(a)
     check_model_dir(a.out)
-    att = fit(_config(a), a.out)
+    att = fit(cfg, a.out)
     sel = att.selection_summary_
     print(f"saved {a.out}: {att.head_.name} head on {att.backbone}/{att.layer_} "
           f"params {fmt_params(sel['params'])}, val balanced accuracy "

@@ -43,6 +43,8 @@ class Registry(Generic[T]):
             raise UnknownNameError(f"unknown {self.kind} {name!r}; {self.plural}: "
                                    f"{', '.join(self.names())}") from None
 
+    __getitem__ = get
+
     def names(self) -> list[str]:
         return sorted(self._entries)
 

@@ -119,24 +119,23 @@ def default_batch_size(backbone: Backbone, device: torch.device) -> int:
     return 32
 
 
-def iter_batches(inputs: Sequence[ImageInput], backbone: Backbone, batch_size: int,
-                 workers: int, transform: ImageTransform | None = None,
-                 on_start: Callable[[int], None] | None = None) -> Iterator[Batch]:
-    """Decoded, preprocessed uint8 batches in input order; decoding runs ahead in threads."""
+def iter_batches(inputs: Iterable[ImageInput], backbone: Backbone, batch_size: int,
+                 workers: int, transform: ImageTransform | None = None) -> Iterator[Batch]:
+    """Decoded, preprocessed uint8 batches in input order; decoding runs ahead in threads.
+    `inputs` is consumed lazily (a generator may claim work as it is pulled); positions in the
+    batches count the inputs in the order they were pulled."""
     pre = backbone.preprocessing
     draft = pre.draft_size
 
-    def work(i: int):
-        if on_start is not None:
-            on_start(i)
+    def work(pos: int, inp: ImageInput):
         try:
-            dec = inputs[i].decode(draft)
+            dec = inp.decode(draft)
             img = transform(dec.image) if transform is not None else dec.image
-            return i, pre.to_uint8(img), None, dec.warning
+            return pos, pre.to_uint8(img), None, dec.warning
         except ImageDecodeError as exc:
-            return i, None, exc.reason, None
+            return pos, None, exc.reason, None
         except Exception as exc:  # a bug in a transform must not kill a million-image run
-            return i, None, f"preprocessing failed: {type(exc).__name__}: {exc}", None
+            return pos, None, f"preprocessing failed: {type(exc).__name__}: {exc}", None
 
     def emit(results) -> Batch:
         ok = [(i, x) for i, x, _, _ in results if x is not None]
@@ -144,25 +143,31 @@ def iter_batches(inputs: Sequence[ImageInput], backbone: Backbone, batch_size: i
                      [(i, e) for i, x, e, _ in results if x is None],
                      [(i, w) for i, x, _, w in results if x is not None and w])
 
-    ahead = max(2 * batch_size, 4 * max(workers, 1))
+    source = enumerate(inputs)
     if workers <= 0:
         results = []
-        for i in range(len(inputs)):
-            results.append(work(i))
+        for pos, inp in source:
+            results.append(work(pos, inp))
             if len(results) == batch_size:
                 yield emit(results)
                 results = []
         if results:
             yield emit(results)
         return
+    ahead = max(2 * batch_size, 4 * workers)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
         pending: deque = deque()
-        nxt = 0
         results = []
-        while nxt < len(inputs) or pending:
-            while nxt < len(inputs) and len(pending) < ahead:
-                pending.append(pool.submit(work, nxt))
-                nxt += 1
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < ahead:
+                nxt = next(source, None)
+                if nxt is None:
+                    exhausted = True
+                else:
+                    pending.append(pool.submit(work, *nxt))
+            if not pending:
+                break
             results.append(pending.popleft().result())
             if len(results) == batch_size:
                 yield emit(results)
@@ -323,20 +328,27 @@ def _extract_buckets(todo: dict[str, list[Sample]], store: FeatureStore, runner:
                      batch_size: int, workers: int, transform, flush_every: int,
                      flush_seconds: float, report: ExtractionReport, failed: dict[str, str],
                      bar) -> dict[str, list[Sample]]:
-    """Extract the buckets this process can claim; return those another writer holds."""
+    """Extract the buckets this process can claim, claiming each as the decoders reach it;
+    return those another live writer holds (the caller waits for them)."""
     deferred: dict[str, list[Sample]] = {}
     claimed: list[str] = []
     order: list[Sample] = []
-    for b, items in todo.items():
-        if store.claim(b):
+    left_in_bucket: dict[str, int] = {}
+
+    def feed() -> Iterator[ImageInput]:
+        for b, items in todo.items():
+            if not store.claim(b):
+                deferred[b] = items
+                continue
             claimed.append(b)
-            order += items
-        else:
-            deferred[b] = items
-    left_in_bucket = {b: len(todo[b]) for b in claimed}
-    inputs = [ImageInput.of(s, i) for i, s in enumerate(order)]
+            left_in_bucket[b] = len(items)
+            for s in items:
+                order.append(s)
+                yield ImageInput.of(s, len(order) - 1)
+
     pending_hashes: list[str] = []
     pending: dict[str, list[np.ndarray]] = {l: [] for l in runner.layers}
+    unflushed: list[Sample] = []       # extracted, not yet committed
     done_buckets: list[str] = []
     last_flush = time.monotonic()
 
@@ -354,15 +366,17 @@ def _extract_buckets(todo: dict[str, list[Sample]], store: FeatureStore, runner:
             pending_hashes.clear()
             for l in runner.layers:
                 pending[l].clear()
-        store.release(done_buckets)
+        for s in unflushed:
+            settle(s)
+        unflushed.clear()
+        store.release(done_buckets)    # only once their rows are committed
         done_buckets.clear()
         store.touch_claims(b for b in claimed if left_in_bucket[b] > 0)
         last_flush = time.monotonic()
 
-    settled_at_flush: list[Sample] = []
     try:
         t_wait = time.perf_counter()
-        for batch in iter_batches(inputs, runner.backbone, batch_size, workers, transform):
+        for batch in iter_batches(feed(), runner.backbone, batch_size, workers, transform):
             report.loader_wait_seconds += time.perf_counter() - t_wait
             for i, reason in batch.errors:
                 s = order[i]
@@ -376,21 +390,16 @@ def _extract_buckets(todo: dict[str, list[Sample]], store: FeatureStore, runner:
                 for l in runner.layers:
                     pending[l].append(feats[l])
                 pending_hashes.extend(order[i].sha256 for i in batch.index)
-                settled_at_flush += [order[i] for i in batch.index]
+                unflushed.extend(order[i] for i in batch.index)
                 report.computed += len(batch.index)
             bar.update(len(batch.index) + len(batch.errors))
             if len(pending_hashes) >= flush_every or \
                     time.monotonic() - last_flush >= flush_seconds:
-                for s in settled_at_flush:
-                    settle(s)
-                settled_at_flush.clear()
                 flush()
             t_wait = time.perf_counter()
-        for s in settled_at_flush:
-            settle(s)
         flush()
     except BaseException:
-        store.release(b for b in claimed)   # what was flushed stays; the rest is free again
+        store.release(claimed)   # what was flushed stays; the rest is free again
         raise
     return deferred
 

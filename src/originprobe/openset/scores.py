@@ -159,10 +159,13 @@ class ViM(OpenSetScore):
         super().fit(X, y, head)
         if not hasattr(head, "linear_map"):
             raise UnsupportedScoreError(f"score 'vim' needs a linear head, not {head.name!r}")
-        W, b = head.linear_map()
+        W, b = (a.astype(np.float64) for a in head.linear_map())
         X = np.asarray(X, dtype=np.float64)
         D = X.shape[1]
-        self.origin_ = -np.linalg.pinv(W.astype(np.float64)) @ b.astype(np.float64)
+        # softmax ignores a shift shared by all logits, and a multinomial fit leaves W one rank
+        # short (its rows sum to zero): centre the rows and drop numerically null directions
+        Wc, bc = W - W.mean(axis=0), b - b.mean()
+        self.origin_ = -np.linalg.pinv(Wc, rcond=1e-6) @ bc
         Xc = X - self.origin_
         d = self.dim or (1000 if D >= 1500 else 512 if D >= 768 else max(1, D // 2))
         d = min(d, D - 1) if D > 1 else 1

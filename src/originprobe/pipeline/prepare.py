@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from ..backbones import DEFAULT_BACKBONE, Backbone, load_backbone, resolve_device
-from ..data import Dataset, OpenSetSplit, Problem, Sample, hash_samples, load_dataset, make_split
+from ..data import Dataset, DatasetError, OpenSetSplit, Problem, Sample, hash_samples, load_dataset, make_split
 from ..data.splits import split_from_roles
 from ..features import (ExtractionReport, FeatureStore, LayerSpec, base_layers, extract_features,
                         open_store, parse_layer_list)
@@ -111,7 +111,12 @@ def _load(spec: str, cfg: RunConfig) -> tuple[Dataset, list[Sample], list[Proble
     ds = load_dataset(spec, class_names=cfg.class_names, root=cfg.root,
                       allow_outside_root=cfg.allow_outside_root)
     samples, problems = hash_samples(ds.samples)
-    return ds, samples, list(ds.problems) + problems
+    problems = list(ds.problems) + problems
+    if not samples:
+        first = "; ".join(f"{p.path}: {p.reason}" for p in problems[:3])
+        raise DatasetError(f"{spec}: no usable image ({len(problems)} skipped"
+                           + (f"; first: {first}" if first else "") + ")")
+    return ds, samples, problems
 
 
 def extract_for(samples: Sequence[Sample], backbone: Backbone, cfg: RunConfig,

@@ -178,7 +178,8 @@ def resolve_protocol(name: str, root: str | Path, group: str = "all",
         if tree is not None:
             generated = Path(annotations) if annotations else root / "originprobe-annotations"
             write_annotations(protocol, tree, root, generated, seed=seed,
-                              train_per_class=train_per_class, test_per_class=test_per_class)
+                              train_per_class=train_per_class, test_per_class=test_per_class,
+                              allow_outside_root=allow_outside_root)
             found = {r: _find(generated, protocol.candidates(r, group)) for r in ROLES}
     missing = [r for r in needed if found[r] is None]
     if missing:

@@ -73,8 +73,8 @@ def _pick(paths: list[Path], cap: int | None, rng: np.random.Generator) -> list[
 
 
 def write_annotations(protocol, tree: dict, root: Path, out_dir: Path, seed: int = 0,
-                      train_per_class: int | None = None,
-                      test_per_class: int | None = None) -> dict[str, Path]:
+                      train_per_class: int | None = None, test_per_class: int | None = None,
+                      allow_outside_root: bool = False) -> dict[str, Path]:
     train_cap = train_per_class or DEFAULT_TRAIN_PER_CLASS
     test_cap = test_per_class or DEFAULT_TEST_PER_CLASS
     split = protocol.split
@@ -99,8 +99,9 @@ def write_annotations(protocol, tree: dict, root: Path, out_dir: Path, seed: int
     def images(part: str, gen: str) -> list[Path]:
         if gen == REAL:  # real photos: every generator folder's nature/, pooled
             return [p for g in sorted(tree) for p in
-                    (walk_files(tree[g][(part, "nature")]) if (part, "nature") in tree[g] else [])]
-        return list(walk_files(tree[gen][(part, "ai")]))
+                    (walk_files(tree[g][(part, "nature")], None, allow_outside_root)
+                     if (part, "nature") in tree[g] else [])]
+        return list(walk_files(tree[gen][(part, "ai")], None, allow_outside_root))
 
     def lines(part: str, classes: list[str], cap: int) -> tuple[str, dict[str, int]]:
         out, counts = [], {}
