@@ -332,6 +332,9 @@ class Attributor:
                  ) -> tuple[np.ndarray, list[int], list[Problem], list[Problem]]:
         """Features of the model's layer for images: (rows, input positions, errors, warnings)."""
         self._check_fitted()
+        if FEATURES in self.layer_.parts:
+            raise ValueError("this model was fitted on features alone (fit_features with an "
+                             "array): it cannot read images; pass it features")
         bb = self.load_backbone()
         feats, order, errors, warns = extract_arrays(
             images, bb, list(self.layer_.parts), batch_size=self.batch_size,
