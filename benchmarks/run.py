@@ -1,163 +1,459 @@
 """originprobe benchmarks (`make bench`): speed and memory figures, printed, never asserted.
 
-1. extraction: end-to-end images/s (decode in workers + model + store) vs the backbone's pure
-   forward images/s at the same batch size; the ratio shows whether the data pipeline keeps up.
-2. selection: time of the whole layer × C sweep of the linear head on the demo split.
-3. memory: peak RSS of extraction runs over 1×, 4× and 16× as many images (each in a fresh
-   process); it must stay flat as the number of images grows.
-4. transformer backbones (random weights): forward images/s of CLIP ViT-B/16 and ViT-L/14 on the
-   GPU when one is present, on CPU at a small batch otherwise.
+Sections (run all, or some with --only a,b):
+  sweep      the C sweep of the reference pipeline's settings (45 C values 1e-6..1e5, lbfgs,
+             tol 1e-12, max_iter 1000) on one block's cached features: a plain scikit-learn loop
+             vs originprobe's batched solver; times, the C each chooses, validation accuracy and
+             AUROC at that C, and agreement over every C
+  vit        the full 12-block run: a randomly initialised ViT-tiny (hidden 192, 12 layers,
+             3 heads, patch 16; `hf:` with local weights, saved by this script), cold cache,
+             `originprobe evaluate --layers all` on realgen (known = real + the four largest
+             generators); wall time, extraction, selection, peak RSS; and the reference
+             pipeline's time on the same machine, projected from its measured parts
+  evaluate   a cold-cache `evaluate` over every layer of the default backbone against the pure
+             forward time over the same images
+  extraction end-to-end extraction vs the pure forward pass, for PyTorch and ONNX Runtime; where
+             decoding time goes (PNG, JPEG with Pillow and with torchvision, draft mode, resize)
+  scaling    time and peak RSS of `evaluate` against the number of images (re-crops of realgen,
+             up to 20k) and of selection against the number of layers
+  gpu        (only with a GPU) a CLIP ViT-B/16-shaped random model in bf16 from JPEG files:
+             images/s, and how long the forward waited for decoded images
+  serve      the HTTP service under load vs `originprobe predict` in one process
+  ray        Ray vs local extraction on this machine
 """
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
-import torch
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 KNOWN = ["real", "dalle-mini", "latent-diffusion", "glid3-xl", "midjourney-v3"]
+SECTIONS = ("sweep", "vit", "evaluate", "extraction", "scaling", "gpu", "serve", "ray")
 
 
-def forward_speed(backbone, batch: int, device: torch.device, iters: int = 4) -> float:
+def emit(section: str, row: dict) -> None:
+    print(json.dumps({"section": section, **row}), flush=True)
+
+
+def run_measured(cmd: list[str], env: dict | None = None, cwd: Path | None = None
+                 ) -> tuple[float, float, str]:
+    """(wall seconds, peak RSS in MB of that process, output) of one command."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env, cwd=cwd)
+    out = []
+    for line in proc.stdout:
+        out.append(line)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{''.join(out)[-3000:]}")
+    return wall, usage.ru_maxrss / 1024, "".join(out)
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "originprobe", *args]
+
+
+# ---------------------------------------------------------------- models and data
+def make_vit_tiny(path: Path) -> Path:
+    """A randomly initialised ViT-tiny saved in the Hugging Face layout (seeded)."""
+    if (path / "config.json").is_file():
+        return path
+    import torch
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+    torch.manual_seed(0)
+    cfg = ViTConfig(hidden_size=192, num_hidden_layers=12, num_attention_heads=3,
+                    intermediate_size=768, patch_size=16, image_size=224)
+    ViTModel(cfg, add_pooling_layer=False).save_pretrained(path)
+    ViTImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224},
+                      do_center_crop=True, image_mean=[0.5] * 3, image_std=[0.5] * 3,
+                      resample=3).save_pretrained(path)
+    return path
+
+
+def realgen_rows(data: Path) -> list[dict]:
+    with open(data / "manifest.csv", newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def recrops(data: Path, out: Path, n: int, size: int = 200) -> Path:
+    """A manifest of `n` distinct images: lossless re-crops of realgen at seeded offsets."""
+    from PIL import Image
+    manifest = out / "manifest.csv"
+    if manifest.is_file() and sum(1 for _ in open(manifest)) - 1 == n:
+        return manifest
+    rows = realgen_rows(data)
+    rng = np.random.default_rng(0)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i in range(n):
+        r = rows[i % len(rows)]
+        img = Image.open(data / r["path"]).convert("RGB")
+        w, h = img.size
+        cw, ch = min(size, w), min(size, h)
+        x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        name = f"{r['label']}/{i:06d}.png"
+        (out / r["label"]).mkdir(exist_ok=True)
+        img.crop((x, y, x + cw, y + ch)).save(out / name, "PNG", compress_level=1)
+        written.append({"path": name, "label": r["label"]})
+    with open(manifest, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=["path", "label"])
+        w.writeheader()
+        w.writerows(written)
+    return manifest
+
+
+# ---------------------------------------------------------------- sections
+def forward_speed(backbone, batch: int = 16, iters: int = 6, runtime: str = "torch") -> float:
+    import torch
     size = backbone.preprocessing.input_size
-    x = torch.randn(batch, 3, size, size, device=device)
-    bb = backbone.to(device).eval()
-    if getattr(bb, "prefers_channels_last", True):
-        bb = bb.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    from originprobe.features.extract import _autocast
-    with torch.inference_mode(), _autocast(device):
-        bb(x)  # warm-up
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+    x = torch.randn(batch, 3, size, size)
+    if runtime == "onnx":
+        from originprobe.backbones.onnxrt import OnnxForward
+        f = OnnxForward(backbone)
+        f(x, backbone.layer_names)
         t = time.perf_counter()
         for _ in range(iters):
-            bb(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+            f(x, backbone.layer_names)
+        return batch * iters / (time.perf_counter() - t)
+    m = backbone.eval()
+    if backbone.prefers_channels_last:
+        m = m.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        m(x)
+        t = time.perf_counter()
+        for _ in range(iters):
+            m(x)
     return batch * iters / (time.perf_counter() - t)
 
 
-def bench_extraction(data: Path, n: int, batch: int) -> dict:
+def vit_features(data: Path, vit: Path, cache: Path):
+    """Train/val/test features of every block of the random ViT-tiny (cached)."""
+    from originprobe.pipeline import RunConfig, prepare
+    from originprobe.features import LayerSpec
+    p = prepare(RunConfig(data=str(data), known=KNOWN, backbone="hf:vit-tiny", weights=str(vit),
+                          cache=str(cache), progress=False))
+    return p, [LayerSpec((l,)) for l in p.backbone.layer_names]
+
+
+def bench_sweep(data: Path, work: Path, quick: bool) -> float:
+    """Returns the scikit-learn loop's seconds (the reference's sweep of one block)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from originprobe.heads import LinearHead
+    from originprobe.heads._logistic import balanced_weights, objective
+    from originprobe.heads.selection import balanced_accuracy
+    from originprobe.metrics import auroc
+    vit = make_vit_tiny(work / "vit-tiny")
+    p, layers = vit_features(data, vit, work / "cache")
+    block = layers[0]                              # the reference sweeps C at the first block
+    Xtr, Xva, Xte = (p.features(r, block).astype(np.float64) for r in ("train", "val", "test"))
+    ytr, yva, yte = (p.features.labels(r) for r in ("train", "val", "test"))
+    known_te = np.isin(yte, KNOWN)
+    Cs = [float(c) for c in np.logspace(-6, 5, 13 if quick else 45)]
+    mean, scale = Xtr.mean(0), Xtr.std(0)
+    scale[scale < 1e-8] = 1
+    Z, Zva, Zte = (Xtr - mean) / scale, (Xva - mean) / scale, (Xte - mean) / scale
+
+    def figures(proba_val, pred_val, proba_test):
+        return {"val_balanced_accuracy": balanced_accuracy(yva, pred_val),
+                "val_macro_auroc": float(roc_auc_score(yva, proba_val, multi_class="ovr",
+                                                       labels=sorted(set(ytr)))),
+                "test_open_set_auroc_msp": auroc(proba_test.max(1), known_te)}
+
+    t = time.perf_counter()
+    sk_rows = []
+    for C in Cs:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clf = LogisticRegression(C=C, tol=1e-12, max_iter=1000, class_weight="balanced")
+            clf.fit(Z, ytr)
+        sk_rows.append((clf, figures(clf.predict_proba(Zva), clf.predict(Zva),
+                                     clf.predict_proba(Zte))))
+    t_sk = time.perf_counter() - t
+    t = time.perf_counter()
+    heads = LinearHead(tol=1e-12, max_iter=1000).fit_grid([Xtr], ytr, [{"C": C} for C in Cs])[0]
+    t_ours = time.perf_counter() - t
+    ours = [figures(h.predict_proba(Xva), h.predict(Xva), h.predict_proba(Xte)) for h in heads]
+    pick_sk = int(np.argmax([f["val_balanced_accuracy"] for _, f in sk_rows]))
+    pick_ours = int(np.argmax([f["val_balanced_accuracy"] for f in ours]))
+    classes, y_idx = LinearHead._labels(ytr)
+    sw = balanced_weights(y_idx, len(classes))
+    obj_sk = [objective(Z, y_idx, sw, C, clf.coef_[[list(clf.classes_).index(c) for c in classes]],
+                        clf.intercept_[[list(clf.classes_).index(c) for c in classes]])
+              for C, (clf, _) in zip(Cs, sk_rows)]
+    obj_ours = [h.objective_ for h in heads]
+    conv = [clf.n_iter_[0] < 1000 for clf, _ in sk_rows]
+    diffs = {k: max(abs(o[k] - s[k]) for o, (_, s), c in zip(ours, sk_rows, conv) if c)
+             for k in ours[0]}
+    emit("sweep", {
+        "block": str(block), "train": len(ytr), "val": len(yva), "C_values": len(Cs),
+        "tol": 1e-12, "sklearn_s": round(t_sk, 2), "originprobe_s": round(t_ours, 3),
+        "speedup": round(t_sk / t_ours, 1),
+        "chosen_C": {"sklearn": Cs[pick_sk], "originprobe": Cs[pick_ours]},
+        "at_chosen_C": {"sklearn": sk_rows[pick_sk][1], "originprobe": ours[pick_ours]},
+        "max_abs_diff_over_C_where_sklearn_converged": diffs,
+        "sklearn_hit_max_iter": int(sum(not c for c in conv)),
+        "originprobe_converged": int(sum(h.converged_ for h in heads)),
+        "objective_ours_minus_sklearn_max": float(max(a - b for a, b in zip(obj_ours, obj_sk))),
+    })
+    return t_sk
+
+
+def _reference_extraction_one_block(data: Path, vit: Path, n: int) -> float:
+    """The reference pipeline's extraction of one block: every image resized to 224x224,
+    ImageNet-normalised, run through the whole model, one block kept (it re-extracts per
+    block). Seconds for `n` images."""
+    import torch
+    from PIL import Image
+    from transformers import ViTModel
+    model = ViTModel.from_pretrained(vit, add_pooling_layer=False).eval()
+    rows = realgen_rows(data)[:n]
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    t = time.perf_counter()
+    batch = []
+    with torch.inference_mode():
+        for i, r in enumerate(rows):
+            img = Image.open(data / r["path"]).convert("RGB").resize((224, 224),
+                                                                    Image.Resampling.BICUBIC)
+            x = torch.from_numpy(np.asarray(img, np.float32) / 255.0).permute(2, 0, 1)
+            batch.append((x - mean) / std)
+            if len(batch) == 32 or i == len(rows) - 1:
+                out = model(pixel_values=torch.stack(batch), output_hidden_states=True)
+                _ = out.hidden_states[1][:, 0].numpy().copy()
+                batch = []
+    return time.perf_counter() - t
+
+
+def bench_vit(data: Path, work: Path, quick: bool, sweep_s: float | None) -> None:
+    vit = make_vit_tiny(work / "vit-tiny")
+    cache = work / "vit-cold-cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    out = work / "vit-run"
+    shutil.rmtree(out, ignore_errors=True)
+    wall, rss, _ = run_measured(cli("evaluate", "--data", str(data), "--known", ",".join(KNOWN),
+                                    "--backbone", "hf:vit-tiny", "--weights", str(vit),
+                                    "--layers", "all", "--cache", str(cache), "--out", str(out),
+                                    "--quiet"))
+    res = json.loads((out / "results.json").read_text())
+    n = res["timing"]["extracted"]
+    ref_block = _reference_extraction_one_block(data, vit, 256 if quick else n)
+    ref_block *= n / (256 if quick else n)
+    row = {"images": n, "layers": 12, "wall_s": round(wall, 1),
+           "extraction_s": res["timing"]["extract_s"], "selection_s": res["timing"]["selection_s"],
+           "selection_fits": res.get("selection_fits"), "peak_rss_mb": round(rss),
+           "selected": res["selected"]["layer"],
+           "reference_extraction_per_block_s": round(ref_block, 1)}
+    if sweep_s is not None:
+        published = 12 * ref_block + sweep_s
+        as_paper = 12 * (ref_block + sweep_s)
+        row |= {"reference_sweep_one_block_s": round(sweep_s, 1),
+                "reference_projected_as_published_s": round(published),
+                "reference_projected_C_at_every_block_s": round(as_paper),
+                "target_s (1/20 of published)": round(published / 20, 1),
+                "originprobe_fraction_of_published": round(wall / published, 4)}
+    emit("vit", row)
+
+
+def bench_evaluate(data: Path, work: Path, quick: bool) -> None:
+    from originprobe.backbones import load_backbone
+    cache = work / "lite0-cold-cache"
+    shutil.rmtree(cache, ignore_errors=True)
+    out = work / "lite0-run"
+    shutil.rmtree(out, ignore_errors=True)
+    bb = load_backbone()
+    fwd = {rt: forward_speed(bb, runtime=rt) for rt in ("torch", "onnx")}
+    wall, rss, _ = run_measured(cli("evaluate", "--data", str(data), "--known", ",".join(KNOWN),
+                                    "--cache", str(cache), "--out", str(out), "--quiet"))
+    res = json.loads((out / "results.json").read_text())
+    n = res["timing"]["extracted"]
+    for rt, speed in fwd.items():
+        emit("evaluate", {"images": n, "layers": len(res["layer_sweep"]), "wall_s": round(wall, 1),
+                          "extraction_s": res["timing"]["extract_s"],
+                          "selection_s": res["timing"]["selection_s"], "peak_rss_mb": round(rss),
+                          "pure_forward_runtime": rt, "pure_forward_img_s": round(speed, 1),
+                          "pure_forward_s": round(n / speed, 1),
+                          "wall_over_pure_forward": round(wall / (n / speed), 2)})
+
+
+def bench_extraction(data: Path, work: Path, quick: bool) -> None:
+    import torch
+    from PIL import Image
     from originprobe.backbones import load_backbone
     from originprobe.data import load_dataset
     from originprobe.features import extract_features, open_store
+    n = 256 if quick else 1024
     samples = load_dataset(data).samples[:n]
     bb = load_backbone()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    # the pure forward speed is taken before and after and averaged: on a shared machine the
-    # speed drifts, and one measurement on one side would bias the ratio
-    before = forward_speed(bb, batch, device, iters=8)
-    with tempfile.TemporaryDirectory() as cache:
-        rep = extract_features(samples, bb, open_store(cache, bb), batch_size=batch,
-                               progress=False, device=device)
-    after = forward_speed(bb, batch, device, iters=8)
-    pure = (before + after) / 2
-    return {"images": rep.computed, "batch": batch, "device": device.type,
-            "end_to_end_img_s": round(rep.images_per_second, 1), "forward_img_s": round(pure, 1),
-            "forward_before_after": [round(before, 1), round(after, 1)],
-            "ratio": round(rep.images_per_second / pure, 3),
-            "model_waiting_for_images": round(rep.loader_wait_seconds / rep.seconds, 3)}
+    for runtime in ("torch", "onnx"):
+        before = forward_speed(bb, runtime=runtime)
+        with tempfile.TemporaryDirectory() as cache:
+            rep = extract_features(samples, bb, open_store(cache, bb), progress=False,
+                                   runtime=runtime)
+        after = forward_speed(bb, runtime=runtime)
+        pure = (before + after) / 2
+        emit("extraction", {"runtime": runtime, "images": rep.computed,
+                            "end_to_end_img_s": round(rep.images_per_second, 1),
+                            "pure_forward_img_s": round(pure, 1),
+                            "ratio": round(rep.images_per_second / pure, 3),
+                            "model_waiting_for_images": round(rep.loader_wait_seconds /
+                                                              rep.seconds, 3)})
+    # where decoding time goes, one thread
+    rows = realgen_rows(data)
+    pngs = [data / r["path"] for r in rows if r["path"].endswith(".png")][:200]
+    jpgs = [data / r["path"] for r in rows if r["path"].endswith(".jpg")][:200]
+    pre = bb.preprocessing
 
-
-def bench_sweep(data: Path, cache: Path) -> list[dict]:
-    """The whole layer × C sweep (single layers), then with greedy layer combination."""
-    from originprobe.heads import LinearHead, head_factory
-    from originprobe.heads.selection import select_head
-    from originprobe.pipeline import RunConfig, prepare
-    p = prepare(RunConfig(data=str(data), known=KNOWN, cache=str(cache), progress=False))
-    for role in ("train", "val"):
-        for layer in p.layers:
-            p.features(role, layer)  # load once, so the figure is the sweep alone
-    rows = []
-    for combine in (1, 3):
+    def per_image(fn, files):
+        blobs = [f.read_bytes() for f in files]
         t = time.perf_counter()
-        sel = select_head(head_factory("linear", 0), p.features, p.layers,
-                          p.features.labels("train"), p.features.labels("val"),
-                          p.split.known_classes, combine=combine)
-        rows.append({"combine_layers": combine, "layers": len(p.layers),
-                     "C_values": len(LinearHead.param_grid["C"]), "fits": len(sel.rows),
-                     "train_samples": len(p.split.train),
-                     "sweep_s": round(time.perf_counter() - t, 2),
-                     "selected": [sel.layer, sel.params]})
-    return rows
+        for b in blobs:
+            fn(b)
+        return round((time.perf_counter() - t) / len(blobs) * 1e3, 2)
+
+    def pil(b):
+        return Image.open(io.BytesIO(b)).convert("RGB")
+
+    from originprobe.data.images import decode_image
+    big = []
+    for f in jpgs[:40]:
+        buf = io.BytesIO()
+        Image.open(f).convert("RGB").resize((2048, 2048), Image.Resampling.BICUBIC).save(
+            buf, "JPEG", quality=92)
+        big.append(buf.getvalue())
+    t = time.perf_counter()
+    for b in big:
+        decode_image(b, draft_size=None)
+    full = (time.perf_counter() - t) / len(big) * 1e3
+    t = time.perf_counter()
+    for b in big:
+        decode_image(b, draft_size=pre.draft_size)
+    draft = (time.perf_counter() - t) / len(big) * 1e3
+    row = {"png_decode_ms": per_image(pil, pngs), "jpeg_decode_pillow_ms": per_image(pil, jpgs),
+           "decode_with_checks_png_ms": per_image(lambda b: decode_image(b), pngs),
+           "decode_with_checks_jpeg_ms": per_image(lambda b: decode_image(b), jpgs),
+           "resize_crop_to_uint8_ms": per_image(lambda b: pre.to_uint8(pil(b)), pngs)
+           - per_image(pil, pngs),
+           "jpeg_2048px_full_decode_ms": round(full, 1),
+           "jpeg_2048px_draft_decode_ms": round(draft, 1)}
+    try:
+        from torchvision.io import decode_jpeg
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            row["jpeg_decode_torchvision_ms"] = per_image(
+                lambda b: decode_jpeg(torch.frombuffer(bytearray(b), dtype=torch.uint8)), jpgs)
+    except ImportError:
+        row["jpeg_decode_torchvision_ms"] = None
+    cl = bb.prefers_channels_last
+    bb.prefers_channels_last = False
+    row["forward_contiguous_img_s"] = round(forward_speed(bb), 1)
+    bb.prefers_channels_last = cl
+    row["forward_channels_last_img_s"] = round(forward_speed(bb), 1)
+    row["forward_onnxruntime_img_s"] = round(forward_speed(bb, runtime="onnx"), 1)
+    emit("extraction", row)
 
 
-_RSS_CHILD = r"""
-import json, resource, sys, tempfile, torch
-torch.set_num_threads(2)
-from originprobe.backbones import load_backbone
-from originprobe.data import load_dataset
-from originprobe.features import extract_features, open_store
-n, data = int(sys.argv[1]), sys.argv[2]
-samples = load_dataset(data).samples[:n]
-bb = load_backbone()
-with tempfile.TemporaryDirectory() as cache:
-    rep = extract_features(samples, bb, open_store(cache, bb), batch_size=32, num_workers=2,
-                           shard_size=64, progress=False)
-print(json.dumps({"images": rep.computed,
-                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                  "peak_rss_decode_worker_mb":
-                      round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}))
-"""
-
-
-def bench_memory(data: Path, sizes: list[int]) -> list[dict]:
-    rows = []
+def bench_scaling(data: Path, work: Path, quick: bool) -> None:
+    sizes = [500, 1000, 2000, 4000] if quick else [2500, 5000, 10000, 20000]
     for n in sizes:
-        r = subprocess.run([sys.executable, "-c", _RSS_CHILD, str(n), str(data)],
-                           capture_output=True, text=True, check=True)
-        rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
-    return rows
+        manifest = recrops(data, work / "recrops" / str(n), n)
+        cache = work / "scaling-cache"
+        shutil.rmtree(cache, ignore_errors=True)
+        out = work / "scaling-run"
+        shutil.rmtree(out, ignore_errors=True)
+        wall, rss, _ = run_measured(cli("evaluate", "--data", str(manifest), "--known",
+                                        ",".join(KNOWN), "--cache", str(cache), "--out", str(out),
+                                        "--quiet", "--no-report"))
+        res = json.loads((out / "results.json").read_text())
+        emit("scaling", {"images": n, "wall_s": round(wall, 1),
+                         "extraction_s": res["timing"]["extract_s"],
+                         "selection_s": res["timing"]["selection_s"],
+                         "s_per_1000_images": round(wall / n * 1000, 1),
+                         "peak_rss_mb": round(rss)})
+    shutil.rmtree(work / "scaling-cache", ignore_errors=True)
+    # selection time against the number of layers (ViT-tiny blocks, features cached)
+    from originprobe.heads import head_factory
+    from originprobe.heads.selection import select_head
+    vit = make_vit_tiny(work / "vit-tiny")
+    p, layers = vit_features(data, vit, work / "cache")
+    for k in (1, 3, 6, 12):
+        t = time.perf_counter()
+        sel = select_head(head_factory("linear"), p.features, layers[:k],
+                          p.features.labels("train"), p.features.labels("val"),
+                          p.split.known_classes, combine=3)
+        emit("scaling", {"layers": k, "selection_s": round(time.perf_counter() - t, 2),
+                         "fits": sel.fits, "selected": str(sel.layer)})
 
 
-def bench_transformers() -> list[dict]:
+def bench_gpu(data: Path, work: Path, quick: bool) -> None:
+    import torch
+    if not torch.cuda.is_available():
+        emit("gpu", {"skipped": "no GPU on this machine"})
+        return
     from originprobe.backbones import load_backbone
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    rows = []
-    for name in ("clip-vit-b16", "clip-vit-l14"):
-        try:
-            bb = load_backbone(name, weights="random")
-        except Exception as exc:  # the family may be unavailable in a minimal install
-            rows.append({"backbone": name, "error": str(exc)[:200]})
-            continue
-        batch = 128 if device.type == "cuda" else 8
-        rows.append({"backbone": name, "device": device.type, "batch": batch,
-                     "blocks": len(bb.layer_names),
-                     "forward_img_s": round(forward_speed(bb, batch, device, iters=3), 1)})
-        del bb
-    return rows
+    from originprobe.features import extract_features, open_store
+    from originprobe.data import Sample
+    from PIL import Image
+    jpg_dir = work / "jpeg"
+    jpg_dir.mkdir(exist_ok=True)
+    rows = realgen_rows(data)
+    samples = []
+    for i in range(4096 if not quick else 1024):
+        r = rows[i % len(rows)]
+        f = jpg_dir / f"{i:05d}.jpg"
+        if not f.exists():
+            Image.open(data / r["path"]).convert("RGB").rotate(i % 4 * 90).save(f, "JPEG",
+                                                                               quality=90)
+        samples.append(Sample(path=f, label=r["label"]))
+    bb = load_backbone("clip-vit-b16", weights="random")
+    with tempfile.TemporaryDirectory() as cache:
+        rep = extract_features(samples, bb, open_store(cache, bb), progress=False,
+                               batch_size=256, num_workers=min(16, os.cpu_count() or 4))
+    emit("gpu", {"device": torch.cuda.get_device_name(), "images": rep.computed,
+                 "img_s": round(rep.images_per_second, 1),
+                 "forward_waiting_for_images": round(rep.loader_wait_seconds / rep.seconds, 3)})
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "realgen"))
-    ap.add_argument("--cache", default=str(REPO / ".cache" / "features"))
+    ap.add_argument("--work", default=str(REPO / ".cache" / "bench"))
+    ap.add_argument("--only", help=f"comma-separated sections of {', '.join(SECTIONS)}")
     ap.add_argument("--quick", action="store_true", help="smaller sizes")
     a = ap.parse_args()
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
-    data = Path(a.data)
-    n = 128 if a.quick else 1536  # long enough that worker start-up is not the figure
-    print("== extraction: end to end vs pure forward (same batch size)")
-    print(json.dumps(bench_extraction(data, n, batch=32)))
-    print("== linear head: whole layer × C sweep on the demo split (features cached); "
-          "combine_layers 3 adds the greedy layer-combination search")
-    for row in bench_sweep(data, Path(a.cache)):
-        print(json.dumps(row))
-    print("== peak RSS of extraction vs number of images (batch 32, shards of 64)")
-    sizes = [64, 256] if a.quick else [96, 384, 1536]
-    for row in bench_memory(data, sizes):
-        print(json.dumps(row))
-    print("== transformer backbones, random weights: forward images/s")
-    for row in bench_transformers():
-        print(json.dumps(row))
+    data, work = Path(a.data), Path(a.work)
+    work.mkdir(parents=True, exist_ok=True)
+    only = a.only.split(",") if a.only else list(SECTIONS)
+    sweep_s = bench_sweep(data, work, a.quick) if "sweep" in only else None
+    if "vit" in only:
+        bench_vit(data, work, a.quick, sweep_s)
+    for name, fn in (("evaluate", bench_evaluate), ("extraction", bench_extraction),
+                     ("scaling", bench_scaling), ("gpu", bench_gpu)):
+        if name in only:
+            fn(data, work, a.quick)
+    if "serve" in only:
+        from benchmarks import serve_load
+        serve_load.main(data, work, a.quick)
+    if "ray" in only:
+        from benchmarks import ray_bench
+        ray_bench.main(data, work, a.quick)
 
 
 if __name__ == "__main__":

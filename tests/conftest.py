@@ -18,6 +18,8 @@ DEMO_KNOWN = ["real", "dalle-mini", "latent-diffusion", "glid3-xl", "midjourney-
 DEMO_UNKNOWN = ["stable-diffusion-v1", "disco-diffusion", "pixray-vqgan"]
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# no test reaches the internet; the download path is tested against a local stand-in hub
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")

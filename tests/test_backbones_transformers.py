@@ -142,6 +142,7 @@ def test_hf_clip_save_pretrained_directory(tmp_path, x):
 def test_missing_weights_offline_say_which_backbone_and_where(tmp_path, monkeypatch):
     import huggingface_hub.constants as hc
     monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")       # (downloads are tested in test_hub_download)
     for name, repo in (("clip-vit-b16", "timm/vit_base_patch16_clip_224.openai"),
                        ("dinov2-vit-l14", "timm/vit_large_patch14_dinov2.lvd142m"),
                        ("open_clip:ViT-B-16/openai", "timm/vit_base_patch16_clip_224.openai"),
@@ -150,6 +151,7 @@ def test_missing_weights_offline_say_which_backbone_and_where(tmp_path, monkeypa
             load_backbone(name)
         msg = str(err.value)
         assert name in msg and repo in msg and "--weights" in msg, msg
+        assert "HF_HUB_OFFLINE" in msg and "hf download" in msg, msg
     with pytest.raises(WeightsNotFoundError, match="not found"):
         load_backbone("clip-vit-b16", weights=tmp_path / "nope.safetensors")
 

@@ -42,6 +42,42 @@ def _positive_int(s: str) -> int:
     return v
 
 
+def _nonneg_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {v}")
+    return v
+
+
+def _flush_every(s: str) -> tuple[int | None, float | None]:
+    """"512" → every 512 images; "20s" → every 20 seconds."""
+    try:
+        if s.endswith("s"):
+            v = float(s[:-1])
+            if v > 0:
+                return None, v
+        else:
+            v = int(s)
+            if v > 0:
+                return v, None
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"{s!r}: give a number of images (512) or of seconds (20s)")
+
+
+def _int_list(s: str) -> list[int]:
+    try:
+        vals = [int(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r}: give whole numbers, e.g. 5,10,20") from None
+    if not vals or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"{s!r}: give positive whole numbers, e.g. 5,10,20")
+    return vals
+
+
 def _fraction(s: str) -> float:
     try:
         v = float(s)
@@ -105,16 +141,21 @@ def _backbone_options() -> argparse.ArgumentParser:
     p.add_argument("--layers", default="all", help='"all", or layers "a,b"; "a+b" concatenates')
     p.add_argument("--cache", default=DEFAULT_CACHE, help="feature cache directory")
     _runtime_options(p)
-    p.add_argument("--flush-every", type=_positive_int, default=512, metavar="N",
-                   help="commit extracted features every N images (and every 30 s)")
+    p.add_argument("--flush-every", type=_flush_every, action="append", metavar="N|Ts",
+                   help="commit extracted features every N images and/or every T seconds, so "
+                        "that a killed run keeps what was done (default: 512 images and 30s)")
     return p
 
 
 def _runtime_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_positive_int, help="images per forward pass "
                                                             "(default: 32 on CPU, from GPU memory)")
-    p.add_argument("--workers", type=int, help="image decoding threads (default: up to 4)")
+    p.add_argument("--workers", type=_nonneg_int,
+                   help="image decoding threads; 0 decodes in the main thread (default: up to 4)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--runtime", choices=("auto", "torch", "onnx"), default="auto",
+                   help="forward pass engine; auto: ONNX Runtime on a CPU when installed and the "
+                        "backbone exports cleanly, else PyTorch")
     p.add_argument("--max-pixels", type=_positive_int,
                    help="refuse images above this many pixels (default 100000000, or "
                         "ORIGINPROBE_MAX_PIXELS)")
@@ -129,7 +170,7 @@ def _model_options() -> argparse.ArgumentParser:
     p.add_argument("--score", help="open-set score (default: the head's own)")
     p.add_argument("--target-tpr", type=_fraction, default=0.95,
                    help="fraction of known validation samples the reject threshold keeps")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_nonneg_int, default=0, help="seed of splits and heads")
     return p
 
 
@@ -166,10 +207,22 @@ def _config(a: argparse.Namespace, need_known: bool = True):
         seed=getattr(a, "seed", 0), cache=a.cache, batch_size=a.batch_size, workers=a.workers,
         device=a.device, progress=not a.quiet, strict=a.strict,
         jpeg_align=getattr(a, "jpeg_align", None), robustness=getattr(a, "robustness", None),
-        low_data=getattr(a, "low_data", None), low_data_seeds=getattr(a, "low_data_seeds", 3),
+        low_data=",".join(map(str, a.low_data)) if getattr(a, "low_data", None) else None,
+        low_data_seeds=getattr(a, "low_data_seeds", 3),
         protocol=a.protocol, group=a.group, annotations=a.annotations,
         train_per_class=a.train_per_class, test_per_class=a.test_per_class,
-        allow_outside_root=a.allow_outside_root, flush_every=a.flush_every)
+        allow_outside_root=a.allow_outside_root, runtime=a.runtime,
+        **_flush_settings(getattr(a, "flush_every", None)))
+
+
+def _flush_settings(values) -> dict:
+    out = {}
+    for images, seconds in values or []:
+        if images is not None:
+            out["flush_every"] = images
+        if seconds is not None:
+            out["flush_seconds"] = seconds
+    return out
 
 
 def _skipped_summary(n: int, where: str | None) -> None:
@@ -219,7 +272,10 @@ def cmd_evaluate(a) -> int:
         written += ", report.html"
     print(f"wrote {a.out}/: {written}")
     _skipped_summary(res["errors"], f"{a.out}/errors.csv")
-    return EXIT_SKIPPED if a.strict and res["errors"] else 0
+    if res.get("warnings"):
+        print(f"{res['warnings']} file(s) used although partly damaged; see {a.out}/warnings.csv",
+              file=sys.stderr)
+    return EXIT_SKIPPED if a.strict and (res["errors"] or res.get("warnings")) else 0
 
 
 def cmd_report(a) -> int:
@@ -266,7 +322,7 @@ def cmd_fit(a) -> int:
 def _load_model(a):
     from .model import Attributor
     return Attributor.load(a.model, weights=a.weights, device=a.device,
-                           batch_size=a.batch_size, workers=a.workers,
+                           batch_size=a.batch_size, workers=a.workers, runtime=a.runtime,
                            progress=not a.quiet and not getattr(a, "json", False))
 
 
@@ -402,12 +458,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", parents=[data, test, bb, model, out], formatter_class=_Formatter,
                        help="train, select on validation, test open-set; write a run")
-    p.add_argument("--jpeg-align", type=int, metavar="QUALITY",
+    p.add_argument("--jpeg-align", type=_positive_int, metavar="QUALITY",
                    help="also evaluate with every image JPEG-recompressed at QUALITY")
     p.add_argument("--robustness", nargs="?", const="default", metavar="SPEC",
                    help='test-time perturbation curves; SPEC like "jpeg=90,70;blur=1,2" '
                         "(default: jpeg, blur, downscale, crop at graded levels)")
-    p.add_argument("--low-data", metavar="N,N,...", help="training images per class, e.g. 5,10,20")
+    p.add_argument("--low-data", type=_int_list, metavar="N,N,...",
+                   help="training images per class, e.g. 5,10,20")
     p.add_argument("--low-data-seeds", type=_positive_int, default=3)
     p.add_argument("--no-report", action="store_true", help="skip report.html")
     p.add_argument("--out", help="run directory (required unless --dry-run)")
@@ -502,11 +559,11 @@ def main(argv: list[str] | None = None) -> int:
         if a.data:
             ap.error("give the dataset once: as DATA or as --data")
         a.data = a.dataset
-    old_show = warnings.showwarning
+    from .data import max_pixels, set_max_pixels
+    old_show, old_limit = warnings.showwarning, max_pixels()
     warnings.showwarning = _show_warning
     try:
         if getattr(a, "max_pixels", None):
-            from .data import set_max_pixels
             set_max_pixels(a.max_pixels)
         if getattr(a, "dry_run", False) and a.command in ("evaluate", "compare", "fit"):
             return cmd_dry_run(a)
@@ -524,6 +581,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         warnings.showwarning = old_show
+        set_max_pixels(old_limit)
 
 
 if __name__ == "__main__":

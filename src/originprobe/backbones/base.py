@@ -151,6 +151,8 @@ class Backbone(nn.Module):
     layer_names: list[str]
     feature_dims: dict[str, int]
     weights_id: str
+    prefers_channels_last: bool = True   # convolutional networks run faster channels-last
+    onnx_friendly: bool = False          # exports to ONNX cleanly (see backbones.onnxrt)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -5,6 +5,8 @@ from __future__ import annotations
 from .registry import BACKBONES, PREFIXES
 
 _PREFIX_HELP = {
+    "timm": ("timm:NAME", "any timm model (its own pretrained_cfg preprocessing)",
+             "block0..blockN-1 or stage0..stageN-1", "width"),
     "open_clip": ("open_clip:ARCH/PRETRAINED", "any open_clip vision transformer",
                   "block0..blockN-1", "width"),
     "hf": ("hf:ORG/NAME", "any Hugging Face vision or CLIP model (hidden states)",
@@ -26,7 +28,7 @@ def list_backbones() -> list[dict]:
         pattern, desc, layers, dim = _PREFIX_HELP.get(prefix, (f"{prefix}:...", "", "", ""))
         rows.append({"name": pattern, "source": prefix, "description": desc, "layers": layers,
                      "dim": dim, "weights_available": None,
-                     "weights": "local hub cache or --weights"})
+                     "weights": "hub (cached, or downloaded) or --weights"})
     return rows
 
 

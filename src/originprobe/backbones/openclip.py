@@ -3,7 +3,8 @@
 ARCH is an open_clip model config (built in, or added with `open_clip.add_model_config`);
 PRETRAINED a tag (`openai`, `laion2b_s34b_b88k`, ...) whose checkpoint must be in the local
 Hugging Face hub cache, or any checkpoint file passed as `weights=`. Preprocessing is open_clip's
-own for that model (mean/std, bicubic resize of the short side, centre crop). Never downloads.
+own for that model (mean/std, bicubic resize of the short side, centre crop). Weights come
+from the hub cache, downloaded there when missing and the network allows (`backbones.hub`).
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import torch
 from ..fileio import sha256_file
 from .base import Backbone, Preprocessing, WeightsNotFoundError
 from .registry import register_prefix
-from .transformer import RANDOM, TransformerBackbone, hub_cached_file, missing_weights, offline
+from .hub import fetch_file, offline
+from .transformer import RANDOM, TransformerBackbone
 
 HUB_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "model.safetensors",
              "pytorch_model.bin")
@@ -46,10 +48,10 @@ class OpenClipViT(TransformerBackbone):
             path = Path(weights) if weights is not None else None
             if path is None:
                 repo_id, _ = _hub_source(arch, tag)
-                found = hub_cached_file(repo_id, HUB_FILES) if repo_id else None
-                if found is None:
-                    raise missing_weights(name, repo_id or f"{arch}/{tag}", HUB_FILES)
-                path = Path(found)
+                if not repo_id:
+                    raise WeightsNotFoundError(f"{name}: open_clip names no hub repository for "
+                                               f"{arch}/{tag}; pass --weights FILE")
+                path = Path(fetch_file(name, repo_id, HUB_FILES))
             if not path.is_file():
                 raise WeightsNotFoundError(f"{name}: weights file {path} not found")
             with offline():

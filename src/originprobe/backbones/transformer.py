@@ -4,19 +4,18 @@ A `TransformerBackbone` runs its network's blocks one by one and records, for bl
 token (`block{i}`) and, when `patch_mean=True`, the mean of the patch tokens
 (`block{i}_patchmean`). Intermediate tokens are taken as the block emits them (the final norm is
 not applied to them), which is what "features of every block" means in the seed method.
-It never loads weights itself: the family modules (vit, openclip, hf) do, and they never
-download — weights come from a local hub cache or a file the user names.
+It never loads weights itself: the family modules (vit, openclip, hf) do, through
+`backbones.hub` (the local hub cache first, a download when the network allows it) or from a
+file the user names.
 """
 from __future__ import annotations
 
 import math
-import os
-from contextlib import contextmanager
 from typing import Iterator
 
 import torch
 
-from .base import Backbone, Preprocessing, WeightsNotFoundError
+from .base import Backbone, Preprocessing
 
 RANDOM = "random"  # weights="random": explicit random initialisation, for speed benchmarks only
 
@@ -67,51 +66,6 @@ def suggest_batch_size(backbone: Backbone, device: torch.device) -> int:
     per_image = tokens * dim * 2 * 24
     budget = free * 0.6 - params * 2
     return int(max(8, min(1024, 2 ** int(math.log2(max(budget / per_image, 8))))))
-
-
-@contextmanager
-def offline():
-    """Make hub libraries read only their local cache, never the network."""
-    keys = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    old = {k: os.environ.get(k) for k in keys}
-    os.environ.update({k: "1" for k in keys})
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def hub_cached_file(repo_id: str, filenames: tuple[str, ...]) -> str | None:
-    """Path of the first of `filenames` present in the local Hugging Face hub cache, or None."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover
-        return None
-    for name in filenames:
-        p = try_to_load_from_cache(repo_id, name)
-        if isinstance(p, str) and os.path.isfile(p):
-            return p
-    return None
-
-
-def hub_cache_dir() -> str:
-    try:
-        from huggingface_hub.constants import HF_HUB_CACHE
-        return str(HF_HUB_CACHE)
-    except ImportError:  # pragma: no cover
-        return os.path.expanduser("~/.cache/huggingface/hub")
-
-
-def missing_weights(backbone: str, repo_id: str, filenames: tuple[str, ...]) -> WeightsNotFoundError:
-    return WeightsNotFoundError(
-        f"{backbone}: weights not found on this machine (no internet here). Looked for "
-        f"{' or '.join(filenames)} of hub repository {repo_id!r} in the local cache "
-        f"{hub_cache_dir()}. Put the checkpoint there (e.g. copy a `huggingface-cli download "
-        f"{repo_id}` cache from a connected machine) or pass --weights FILE/DIR.")
 
 
 def clip_preprocessing(size: int, mean, std) -> Preprocessing:

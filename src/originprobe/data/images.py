@@ -215,7 +215,8 @@ def decode_image(source, path: str | Path = "<bytes>", draft_size: int | None = 
     except ImageDecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageDecodeError(path, f"decompression bomb: {exc}") from None
+        raise ImageDecodeError(path, f"decompression bomb: {exc} (the limit is {_max_pixels} "
+                                     "pixels: ORIGINPROBE_MAX_PIXELS or --max-pixels)") from None
     except Image.UnidentifiedImageError:
         raise ImageDecodeError(path, "not a recognised image format") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError,

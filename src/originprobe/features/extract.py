@@ -48,6 +48,7 @@ class ExtractionReport:
     seconds: float = 0.0
     loader_wait_seconds: float = 0.0   # the model idle, waiting for decoded images
     shared: int = 0                    # images another writer extracted while this run waited
+    runtime: str = ""                  # torch or onnx (the forward pass engine)
 
     @property
     def images_per_second(self) -> float:
@@ -116,7 +117,7 @@ def default_batch_size(backbone: Backbone, device: torch.device) -> int:
     if device.type == "cuda":
         from ..backbones.transformer import suggest_batch_size
         return suggest_batch_size(backbone, device)
-    return 32
+    return 16   # on a CPU larger batches are not faster, and cost memory
 
 
 def iter_batches(inputs: Iterable[ImageInput], backbone: Backbone, batch_size: int,
@@ -184,22 +185,29 @@ def _autocast(device: torch.device):
 
 
 class _Runner:
-    """The backbone on its device: uint8 batch in, one float32 numpy array per layer out."""
+    """The backbone on its device: uint8 batch in, one float32 numpy array per layer out.
+    On a CPU, ONNX Runtime runs the forward pass when `runtime` allows it (see backbones.onnxrt)."""
 
-    def __init__(self, backbone: Backbone, layers: Sequence[str], device):
+    def __init__(self, backbone: Backbone, layers: Sequence[str], device, runtime: str = "auto"):
+        from ..backbones.onnxrt import OnnxForward, choose_runtime
         self.device = resolve_device(device)
         self.layers = list(layers)
         unknown = [l for l in self.layers if l not in backbone.layer_names]
         if unknown:
             raise ValueError(f"{backbone.name} has no layers {unknown}; it has "
                              f"{backbone.layer_names}")
+        self.runtime = choose_runtime(runtime, backbone, self.device)
+        self.onnx = OnnxForward(backbone) if self.runtime == "onnx" else None
         self.channels_last = self.device.type == "cuda" or getattr(backbone,
                                                                   "prefers_channels_last", True)
-        bb = backbone.to(self.device).eval()
-        self.backbone = bb.to(memory_format=torch.channels_last) if self.channels_last else bb
+        bb = backbone.to(self.device).eval() if self.onnx is None else backbone
+        self.backbone = bb.to(memory_format=torch.channels_last) \
+            if self.channels_last and self.onnx is None else bb
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> dict[str, np.ndarray]:
+        if self.onnx is not None:
+            return self.onnx(self.backbone.preprocessing.normalize(x), self.layers)
         x = x.to(self.device, non_blocking=True)
         x = self.backbone.preprocessing.normalize(x)
         if self.channels_last:
@@ -219,12 +227,13 @@ def _progress(total: int, desc: str, enabled: bool):
 
 def extract_arrays(items: Iterable[Any], backbone: Backbone, layers: Sequence[str],
                    batch_size: int | None = None, workers: int | None = None, device=None,
-                   progress: bool = False, image_transform: ImageTransform | None = None
+                   progress: bool = False, image_transform: ImageTransform | None = None,
+                   runtime: str = "auto"
                    ) -> tuple[dict[str, np.ndarray], list[int], list[Problem], list[Problem]]:
     """Features of `items` in memory: ({layer: (n_ok, D)}, positions of the rows in the input,
     errors, warnings)."""
     inputs = [ImageInput.of(it, i) for i, it in enumerate(items)]
-    runner = _Runner(backbone, layers, device)
+    runner = _Runner(backbone, layers, device, runtime)
     batch_size = batch_size or default_batch_size(backbone, runner.device)
     workers = default_workers() if workers is None else workers
     parts: dict[str, list[np.ndarray]] = {l: [] for l in runner.layers}
@@ -261,6 +270,7 @@ def extract_features(
     flush_every: int = 512,
     flush_seconds: float = 30.0,
     desc: str | None = None,
+    runtime: str = "auto",
 ) -> ExtractionReport:
     """Make sure every sample's features for `layers` are in `store`; return what was done.
 
@@ -286,7 +296,8 @@ def extract_features(
             todo.setdefault(s.sha256[:BUCKET_CHARS], []).append(s)
     failed: dict[str, str] = {}
     if todo:
-        runner = _Runner(backbone, layers, device)
+        runner = _Runner(backbone, layers, device, runtime)
+        report.runtime = runner.runtime
         batch_size = batch_size or default_batch_size(backbone, runner.device)
         workers = default_workers() if num_workers is None else num_workers
         bar = _progress(sum(map(len, todo.values())), desc or f"extract {backbone.name}", progress)

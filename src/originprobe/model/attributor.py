@@ -92,7 +92,8 @@ class Attributor:
                  weights: str | None = None, seed: int = 0, val_fraction: float = 0.25,
                  reference_per_class: int = 2000, device: str | None = None,
                  batch_size: int | None = None, workers: int | None = None,
-                 cache: str | None = None, progress: bool = False, top_k: int = 3):
+                 cache: str | None = None, progress: bool = False, top_k: int = 3,
+                 runtime: str = "auto"):
         self.backbone = backbone
         self.layers = layers
         self.head = head
@@ -110,6 +111,7 @@ class Attributor:
         self.cache = cache
         self.progress = progress
         self.top_k = top_k
+        self.runtime = runtime
         self._backbone_obj: Backbone | None = None
 
     # ------------------------------------------------------------------ configuration
@@ -186,7 +188,7 @@ class Attributor:
             feats, order, errors, _ = extract_arrays(
                 items, self.load_backbone(), base_layers(self._layer_specs()),
                 batch_size=self.batch_size, workers=self.workers, device=self.device,
-                progress=self.progress)
+                progress=self.progress, runtime=self.runtime)
             self.problems_ += errors
             return self.fit_features(feats, y[np.asarray(order, dtype=np.int64)])
         ds = data if isinstance(data, Dataset) else load_dataset(
@@ -215,7 +217,8 @@ class Attributor:
             store = open_store(self.cache or tmp, bb)
             report = extract_features(split.train + split.val, bb, store, base_layers(specs),
                                       batch_size=self.batch_size, num_workers=self.workers,
-                                      device=self.device, progress=self.progress)
+                                      device=self.device, progress=self.progress,
+                                      runtime=self.runtime)
             self.problems_ += report.errors
             failed = {p.path for p in report.errors}
             train = [s for s in split.train if str(s.path) not in failed]
@@ -339,7 +342,7 @@ class Attributor:
         feats, order, errors, warns = extract_arrays(
             images, bb, list(self.layer_.parts), batch_size=self.batch_size,
             workers=self.workers, device=self.device, progress=self.progress,
-            image_transform=image_transform)
+            image_transform=image_transform, runtime=self.runtime)
         return _concat(feats, self.layer_), order, errors, warns
 
     def predict(self, images: Iterable[Any], top_k: int | None = None) -> list[Attribution]:
@@ -491,7 +494,8 @@ class Attributor:
                   reference_per_class=int(cfg.get("reference_per_class", 2000)),
                   top_k=int(cfg.get("top_k", 3)))
         for k, v in runtime.items():
-            if k not in ("device", "batch_size", "workers", "progress", "top_k", "cache"):
+            if k not in ("device", "batch_size", "workers", "progress", "top_k", "cache",
+                         "runtime"):
                 raise TypeError(f"load() got an unexpected keyword {k!r}")
             setattr(att, k, v)
         att.backbone_info_ = dict(meta["backbone"])

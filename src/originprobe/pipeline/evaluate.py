@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import time
 from pathlib import Path
 
@@ -36,7 +37,8 @@ def new_attributor(cfg: RunConfig, head: str | None = None, score: str | None = 
                       score=score if head else (score or cfg.score),
                       target_tpr=cfg.target_tpr, combine_layers=cfg.combine_layers,
                       weights=cfg.weights, seed=cfg.seed, device=cfg.device,
-                      batch_size=cfg.batch_size, workers=cfg.workers, progress=cfg.progress)
+                      batch_size=cfg.batch_size, workers=cfg.workers, progress=cfg.progress,
+                      runtime=cfg.runtime)
 
 
 def role_features(p: Prepared, role: str) -> dict[str, np.ndarray]:
@@ -128,7 +130,8 @@ def evaluate_prepared(p: Prepared, cfg: RunConfig) -> tuple[dict, Attributor, De
 
 
 def check_out_dir(out: str | Path) -> Path:
-    """A run directory that may be written: new, empty, or an earlier run (never a file)."""
+    """A run directory that may be written: new, empty, or an earlier run (never a file);
+    checked before any work, so that a long run does not fail at its end."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out}: exists and is not a directory; choose another --out")
@@ -136,6 +139,9 @@ def check_out_dir(out: str | Path) -> Path:
                                                     (out / "config.json").exists()):
         raise FileExistsError(f"{out}: directory is not empty and is not an originprobe run; "
                               "refusing to write into it")
+    parent = next((p for p in [out, *out.parents] if p.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"{out}: cannot write there ({parent} is not a writable folder)")
     return out
 
 
@@ -173,8 +179,9 @@ def evaluate(cfg: RunConfig, out_dir: str | Path, title: str = "") -> dict:
     if sizes:
         results["low_data"] = low_data(p, sizes, cfg.low_data_seeds)
     results["errors"] = len(problems)
+    results["warnings"] = len(p.warnings)
     out.mkdir(parents=True, exist_ok=True)
     write_predictions(out / "predictions.csv", p, d)
     write_embedding(out / "embedding.csv", p, att.layer_, cfg.seed)
-    write_run(out, results, cfg.to_dict(), problems)
+    write_run(out, results, cfg.to_dict(), problems, p.warnings)
     return results

@@ -59,6 +59,7 @@ class RunConfig:
     allow_outside_root: bool = False   # manifest/annotation paths may point outside the data root
     flush_every: int = 512             # feature store: commit every N images ...
     flush_seconds: float = 30.0        # ... or every T seconds, whichever comes first
+    runtime: str = "auto"              # forward pass engine: auto, torch or onnx (CPU)
 
     @property
     def title(self) -> str:
@@ -105,6 +106,7 @@ class Prepared:
     features: FeatureTable
     extraction: ExtractionReport
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)   # used, but damaged
 
 
 def _load(spec: str, cfg: RunConfig) -> tuple[Dataset, list[Sample], list[Problem]]:
@@ -128,7 +130,7 @@ def extract_for(samples: Sequence[Sample], backbone: Backbone, cfg: RunConfig,
                               batch_size=cfg.batch_size, num_workers=cfg.workers,
                               device=cfg.device, progress=cfg.progress,
                               image_transform=perturbation, flush_every=cfg.flush_every,
-                              flush_seconds=cfg.flush_seconds, desc=desc)
+                              flush_seconds=cfg.flush_seconds, desc=desc, runtime=cfg.runtime)
     return store, report
 
 
@@ -200,7 +202,8 @@ def prepare(cfg: RunConfig, with_test: bool = True, perturbation=None,
                              [s for s in split.val if str(s.path) not in failed],
                              [s for s in split.test if str(s.path) not in failed]).check()
     table = FeatureTable(store, {"train": split.train, "val": split.val, "test": split.test})
-    return Prepared(cfg, ds, split, backbone, store, layers, table, report, problems)
+    return Prepared(cfg, ds, split, backbone, store, layers, table, report, problems,
+                    list(report.warnings))
 
 
 def extraction_dataset(cfg: RunConfig) -> Dataset:
@@ -227,6 +230,11 @@ def extract_only(cfg: RunConfig) -> tuple[Backbone, FeatureStore, ExtractionRepo
     backbone = load_backbone(cfg.backbone, weights=cfg.weights)
     layers = parse_layer_list(cfg.layers, backbone.layer_names, f"backbone {backbone.name}")
     store, report = extract_for(ds.samples, backbone, cfg, layers)
+    if report.computed + report.cached == 0:
+        problems = list(ds.problems) + report.errors
+        first = "; ".join(f"{p.path}: {p.reason}" for p in problems[:3])
+        raise DatasetError(f"{ds.source}: no usable image ({len(problems)} skipped"
+                           + (f"; first: {first}" if first else "") + ")")
     return backbone, store, report, list(ds.problems) + report.errors
 
 

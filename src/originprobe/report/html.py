@@ -269,7 +269,10 @@ def _counts(res: dict) -> str:
 
 def build_report(run_dir: str | Path) -> Path:
     run = Path(run_dir)
-    res = json.loads((run / "results.json").read_text(encoding="utf-8"))
+    try:
+        res = json.loads((run / "results.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{run / 'results.json'}: not a valid results file ({exc})") from None
     esc = html.escape
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>originprobe: "
              f"{esc(res.get('title', 'report'))}</title><style>{CSS}</style></head><body>",

@@ -186,6 +186,8 @@ def results_markdown(res: dict) -> str:
                               [[l] + [counts[r].get(l, 0) for r in counts] for l in labels]))
     if res.get("errors"):
         out += ["", f"{res['errors']} file(s) skipped: see errors.csv"]
+    if res.get("warnings"):
+        out += ["", f"{res['warnings']} file(s) used although partly damaged: see warnings.csv"]
     return "\n".join(out) + "\n"
 
 
@@ -205,11 +207,13 @@ def format_dry_run(dr) -> str:
     return "\n".join(out)
 
 
-def write_run(out_dir: str | Path, results: dict, config: dict, problems: Sequence = ()) -> Path:
+def write_run(out_dir: str | Path, results: dict, config: dict, problems: Sequence = (),
+              warnings: Sequence = ()) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", config)
     write_errors_csv(out / "errors.csv", problems)
+    write_errors_csv(out / "warnings.csv", warnings)
     if results.get("layer_sweep"):
         write_table_csv(out / "layer_sweep.csv",
                         [{k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in r.items()}
