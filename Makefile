@@ -3,32 +3,30 @@ PY_SYS ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 DATA   ?= ../shared/data/realgen
-KNOWN  ?= real,dalle-mini,latent-diffusion,glid3-xl,midjourney-v3
-HEAD   ?= linear
-SCORE  ?= msp
+PROTOCOL ?= realgen:split1
 OUT    ?= runs/demo
 CACHE  ?= .cache/features
+BENCH_ARGS ?=
 
 .PHONY: venv demo test bench clean
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+# pyproject.toml is the one list of dependencies; constraints.txt pins the tested versions
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PY_SYS) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
-	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
 	touch $@
 
 venv: $(VENV)/.installed
 
 demo: venv
-	$(PY) -m originprobe evaluate --data $(DATA) --known $(KNOWN) --head $(HEAD) --score $(SCORE) \
-		--cache $(CACHE) --out $(OUT)
+	$(PY) -m originprobe evaluate --protocol $(PROTOCOL) --root $(DATA) --cache $(CACHE) --out $(OUT)
 
 test: venv
 	$(PY) -m pytest -q tests
 
 bench: venv
-	$(PY) benchmarks/run.py --data $(DATA)
+	$(PY) benchmarks/run.py --data $(DATA) $(BENCH_ARGS)
 
 clean:
 	rm -rf runs .pytest_cache

@@ -54,8 +54,10 @@ def test_evaluate_writes_a_self_contained_report(full_run):
     assert _sections(page) == ["Metrics", "Known vs unknown", "Confusion matrix", "Layer sweep",
                                "Robustness", "Low-data regime", "Embedding map", "Samples"]
     images = _inline_images(page)
-    # ROC, OSCR, per-unknown AUROC, confusion, layer sweep, robustness (2 kinds), low data, map
-    assert len(images) == 9
+    # ROC, OSCR, score histogram, per-unknown AUROC, confusion, layer sweep, robustness
+    # (2 kinds), low data, map
+    assert len(images) == 10
+    assert "Scores of test images" in page or "known vs unknown classes" in page
     for im in images:
         # readable: large enough to show axes and labels, not a blank canvas
         assert im.width >= 300 and im.height >= 250
@@ -82,7 +84,7 @@ def test_report_command_rebuilds_without_optional_sections(full_run, tmp_path):
     _assert_self_contained(page)
     assert "Robustness" not in _sections(page) and "Low-data regime" not in _sections(page)
     assert "Embedding map" not in _sections(page)  # no embedding.csv in this directory
-    assert len(_inline_images(page)) == 5
+    assert len(_inline_images(page)) == 6
 
 
 def test_report_on_a_missing_run_names_the_file(tmp_path, capsys):

@@ -78,6 +78,16 @@ def _int_list(s: str) -> list[int]:
     return vals
 
 
+def _seed_list(s: str) -> list[int]:
+    try:
+        vals = [int(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r}: give seeds as whole numbers, e.g. 0,1,2") from None
+    if not vals or min(vals) < 0 or len(set(vals)) != len(vals):
+        raise argparse.ArgumentTypeError(f"{s!r}: give distinct seeds ≥ 0, e.g. 0,1,2")
+    return vals
+
+
 def _fraction(s: str) -> float:
     try:
         v = float(s)
@@ -185,8 +195,10 @@ def _output_options() -> argparse.ArgumentParser:
 
 def _config(a: argparse.Namespace, need_known: bool = True):
     from .pipeline import RunConfig
+    if getattr(a, "config", None):
+        return _replay(a)
     if a.protocol:
-        for flag in ("data", "known", "unknown", "test_data"):
+        for flag in ("data", "known", "unknown"):
             if getattr(a, flag, None):
                 raise ValueError(f"--{flag.replace('_', '-')} cannot be combined with --protocol: "
                                  "the protocol fixes data and classes")
@@ -212,7 +224,40 @@ def _config(a: argparse.Namespace, need_known: bool = True):
         protocol=a.protocol, group=a.group, annotations=a.annotations,
         train_per_class=a.train_per_class, test_per_class=a.test_per_class,
         allow_outside_root=a.allow_outside_root, runtime=a.runtime,
-        **_flush_settings(getattr(a, "flush_every", None)))
+        seeds=getattr(a, "seeds", None), **_flush_settings(getattr(a, "flush_every", None)))
+
+
+_RUNTIME_FIELDS = ("cache", "batch_size", "workers", "device", "runtime")
+
+
+def _replay(a: argparse.Namespace):
+    """The configuration of an earlier run (its config.json), to run it again; only --out and
+    the runtime options (cache, device, batch size, workers, runtime, --quiet) may change."""
+    from .pipeline import RunConfig
+    for flag in ("data", "known", "unknown", "test_data", "protocol", "root"):
+        if getattr(a, flag, None):
+            raise ValueError(f"--{flag.replace('_', '-')} cannot be combined with --config: the "
+                             "configuration fixes data and classes")
+    try:
+        d = json.loads(Path(a.config).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{a.config}: cannot read a configuration ({exc})") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"{a.config}: not a configuration (a JSON object is expected)")
+    d.pop("heads", None)
+    cfg = RunConfig.from_dict(d, str(a.config))
+    from dataclasses import replace
+    changes = {f: getattr(a, f) for f in _RUNTIME_FIELDS if getattr(a, f, None) is not None}
+    changes["progress"] = not a.quiet
+    if not a.out and not a.dry_run:
+        raise ValueError("--out is required")
+    return replace(cfg, **{k: v for k, v in changes.items() if k != "cache" or
+                           v != _default_cache()})
+
+
+def _default_cache() -> str:
+    from .pipeline.prepare import DEFAULT_CACHE
+    return DEFAULT_CACHE
 
 
 def _flush_settings(values) -> dict:
@@ -264,7 +309,11 @@ def cmd_evaluate(a) -> int:
     cfg = _config(a)
     check_out_dir(a.out)
     res = evaluate(cfg, a.out)
-    print(results_markdown(res))
+    if res.get("kind") == "summary":
+        from .pipeline.multirun import summary_markdown
+        print(summary_markdown(res))
+    else:
+        print(results_markdown(res))
     written = "results.json, results.md, config.json, predictions.csv, errors.csv"
     if not a.no_report:
         from .report.html import build_report
@@ -466,6 +515,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--low-data", type=_int_list, metavar="N,N,...",
                    help="training images per class, e.g. 5,10,20")
     p.add_argument("--low-data-seeds", type=_positive_int, default=3)
+    p.add_argument("--seeds", type=_seed_list, metavar="S,S,...",
+                   help="repeat the split and fit with each seed; report mean ± std")
+    p.add_argument("--config", metavar="RUN/config.json",
+                   help="replay an earlier run's configuration (with a new --out)")
     p.add_argument("--no-report", action="store_true", help="skip report.html")
     p.add_argument("--out", help="run directory (required unless --dry-run)")
     p.set_defaults(func=cmd_evaluate)

@@ -11,6 +11,7 @@ import csv
 import io
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -56,9 +57,32 @@ def fit_prepared(p: Prepared, head: str | None = None, score: str | None = None,
     return att.fit_features(X, y, role_features(p, "val"), p.features.labels("val"))
 
 
-def test_attributor(att: Attributor, X: np.ndarray, y: np.ndarray, known) -> tuple[dict, Decisions]:
+def test_attributor(att: Attributor, X: np.ndarray, y: np.ndarray, known,
+                    bootstrap: int = 0, seed: int = 0) -> tuple[dict, Decisions]:
     d = att.decide(X)
-    return evaluate_open_set(y, d.closest, d.score, known, d.label, d.threshold), d
+    m = evaluate_open_set(y, d.closest, d.score, known, d.label, d.threshold)
+    if bootstrap:
+        m["open_set"] |= bootstrap_ci(d.score, np.isin(y, list(known)), d.closest == y,
+                                      bootstrap, seed)
+    return m, d
+
+
+def bootstrap_ci(scores, is_known, correct, n: int = 1000, seed: int = 0) -> dict:
+    """95% percentile intervals of AUROC and OSCR over test sets resampled with replacement
+    (known and unknown samples resampled separately, so every resample has both)."""
+    from ..metrics import auroc, oscr
+    rng = np.random.default_rng(seed)
+    k_idx, u_idx = np.flatnonzero(is_known), np.flatnonzero(~is_known)
+    if not len(k_idx) or not len(u_idx):
+        return {}
+    a, o = [], []
+    for _ in range(n):
+        idx = np.r_[rng.choice(k_idx, len(k_idx)), rng.choice(u_idx, len(u_idx))]
+        a.append(auroc(scores[idx], is_known[idx]))
+        o.append(oscr(scores[idx], is_known[idx], correct[idx]))
+    return {"auroc_ci95": [float(np.percentile(a, 2.5)), float(np.percentile(a, 97.5))],
+            "oscr_ci95": [float(np.percentile(o, 2.5)), float(np.percentile(o, 97.5))],
+            "bootstrap_resamples": n}
 
 
 def validation_figures(att: Attributor) -> dict:
@@ -111,7 +135,7 @@ def evaluate_prepared(p: Prepared, cfg: RunConfig) -> tuple[dict, Attributor, De
     att = fit_prepared(p)
     fit_s = time.perf_counter() - t0
     metrics, d = test_attributor(att, p.features("test", att.layer_), p.features.labels("test"),
-                                 p.split.known_classes)
+                                 p.split.known_classes, bootstrap=1000, seed=cfg.seed)
     sel = att.selection_summary_
     results = {
         **metrics,
@@ -146,6 +170,20 @@ def check_out_dir(out: str | Path) -> Path:
 
 
 def evaluate(cfg: RunConfig, out_dir: str | Path, title: str = "") -> dict:
+    """One run; or, for a protocol family or several seeds, every run and their summary."""
+    from .multirun import evaluate_many, planned_runs
+    check_out_dir(out_dir)
+    if len(planned_runs(cfg)) > 1:
+        return evaluate_many(cfg, out_dir)
+    if cfg.protocol:
+        from ..protocols import expand
+        cfg = replace(cfg, protocol=expand(cfg.protocol)[0])
+    if cfg.seeds:
+        cfg = replace(cfg, seed=cfg.seeds[0], seeds=None)
+    return evaluate_one(cfg, out_dir, title)
+
+
+def evaluate_one(cfg: RunConfig, out_dir: str | Path, title: str = "") -> dict:
     from ..data.perturb import jpeg_align, parse_levels
     from .studies import low_data, robustness, write_embedding
     out = check_out_dir(out_dir)
@@ -158,10 +196,12 @@ def evaluate(cfg: RunConfig, out_dir: str | Path, title: str = "") -> dict:
     p = prepare(cfg)
     t_extract = time.perf_counter() - t0
     core, att, d = evaluate_prepared(p, cfg)
+    from ..report.results import provenance
     results = {
         "title": title or cfg.title,
         **core,
         "backbone": {k: v for k, v in p.backbone.describe().items() if k != "feature_dims"},
+        "provenance": provenance(p.backbone, p.extraction.runtime),
         "timing": {"extract_s": round(t_extract, 2), "selection_s": core.pop("selection_seconds"),
                    "images_per_s": round(p.extraction.images_per_second, 1),
                    "extracted": p.extraction.computed, "cached": p.extraction.cached},

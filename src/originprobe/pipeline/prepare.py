@@ -60,6 +60,7 @@ class RunConfig:
     flush_every: int = 512             # feature store: commit every N images ...
     flush_seconds: float = 30.0        # ... or every T seconds, whichever comes first
     runtime: str = "auto"              # forward pass engine: auto, torch or onnx (CPU)
+    seeds: list[int] | None = None     # several runs, one per seed, summarised as mean ± std
 
     @property
     def title(self) -> str:
@@ -72,6 +73,23 @@ class RunConfig:
         d = asdict(self)
         d["fractions"] = list(self.fractions)
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "config") -> "RunConfig":
+        """A configuration written by an earlier run (its config.json), checked field by field."""
+        import dataclasses
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"{where}: unknown setting(s) {unknown}; is this an originprobe "
+                             "config.json?")
+        d = dict(d)
+        if "fractions" in d:
+            d["fractions"] = tuple(d["fractions"])
+        try:
+            return cls(**d)
+        except TypeError as exc:
+            raise ValueError(f"{where}: {exc}") from None
 
 
 class FeatureTable:
@@ -134,20 +152,24 @@ def extract_for(samples: Sequence[Sample], backbone: Backbone, cfg: RunConfig,
     return store, report
 
 
-def _data_split(cfg: RunConfig, with_test: bool) -> tuple[Dataset, OpenSetSplit, list[Problem]]:
-    if not cfg.data:
+def _data_split(cfg: RunConfig, with_test: bool, loaded=None, known=None, unknown=None
+                ) -> tuple[Dataset, OpenSetSplit, list[Problem]]:
+    """Split one labelled dataset (--data, or a protocol's) into train/val/test."""
+    if loaded is None and not cfg.data:
         raise ValueError("no data: give --data (or --protocol with --root)")
-    ds, samples, problems = _load(cfg.data, cfg)
+    ds, samples, problems = loaded or _load(cfg.data, cfg)
+    known = cfg.known if known is None else known
+    unknown = cfg.unknown if unknown is None else unknown
     test_samples = None
     if cfg.test_data:
         _, test_samples, test_problems = _load(cfg.test_data, cfg)
         problems += test_problems
     if with_test:
-        split = make_split(samples, cfg.known, cfg.unknown, test_samples, seed=cfg.seed,
+        split = make_split(samples, known, unknown, test_samples, seed=cfg.seed,
                            fractions=cfg.fractions)
     else:  # fitting a model to ship: known classes only, train + validation
         fr = cfg.fractions
-        split = make_split(samples, cfg.known, [], [], seed=cfg.seed, fractions=(fr[0], fr[1], 0.0))
+        split = make_split(samples, known, [], [], seed=cfg.seed, fractions=(fr[0], fr[1], 0.0))
     return ds, split, problems
 
 
@@ -160,11 +182,20 @@ def resolve_for(cfg: RunConfig):
     return resolve_protocol(cfg.protocol, cfg.root, group=cfg.group,
                             annotations=cfg.annotations, seed=cfg.seed,
                             train_per_class=cfg.train_per_class,
-                            test_per_class=cfg.test_per_class)
+                            test_per_class=cfg.test_per_class,
+                            allow_outside_root=cfg.allow_outside_root)
 
 
 def _protocol_split(cfg: RunConfig, with_test: bool) -> tuple[Dataset, OpenSetSplit, list[Problem]]:
     rp = resolve_for(cfg)
+    if rp.protocol.data is not None:     # one labelled dataset, split here
+        ds = rp.datasets["data"]
+        samples, hash_problems = hash_samples(ds.samples)
+        return _data_split(cfg, with_test, (ds, samples, list(ds.problems) + hash_problems),
+                           rp.known, rp.unknown)
+    if cfg.test_data:
+        raise ValueError(f"--test-data cannot be combined with --protocol {cfg.protocol}: its "
+                         "annotation files name the test set")
     problems = rp.problems()
     roles = {}
     for role, ds in rp.datasets.items():

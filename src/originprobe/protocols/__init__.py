@@ -5,6 +5,11 @@ Each family is one JSON file next to this module (`genimage.json`, `osma.json`,
 `diffusionforensics.json`). A protocol name is `family:split` (`genimage:split1`) or the family
 alone when it has a single split (`diffusionforensics`).
 
+A family either names annotation files per role, or (`"data"`) one labelled dataset under
+`--root` (a manifest or a folder tree) from which known classes are split train/validation/test
+(stratified, seeded) and unknown classes go to test; `--test-data` then gives a separate test
+set. `originprobe evaluate --protocol FAMILY` runs every split of a family.
+
 Annotation files are read unchanged (`path<TAB>integer_label`, paths relative to `--root`):
 - train, validation and known-class test files: label i is the protocol's i-th known class;
 - unknown-class files: the label is the unknown class named by a folder in the image's path, or,
@@ -45,6 +50,7 @@ class Protocol:
     unknown: dict[str, tuple[str, ...]]      # group -> unknown classes
     files: dict                              # role -> candidate paths ({split} filled in)
     raw_tree: str | None = None              # layout of raw images annotations can be made from
+    data: str | None = None                  # one labelled dataset under the root, split here
 
     def unknown_classes(self, group: str = "all") -> list[str]:
         if group not in self.unknown:
@@ -63,7 +69,8 @@ class Protocol:
                 "notes": self.notes, "known": list(self.known),
                 "unknown": {g: list(c) for g, c in self.unknown.items()},
                 "files": {r: self.candidates(r) if r != "test_unknown" else
-                          {g: self.candidates(r, g) for g in self.unknown} for r in ROLES},
+                          {g: self.candidates(r, g) for g in self.unknown} for r in ROLES}
+                if self.data is None else {"data": self.data},
                 "raw_tree": self.raw_tree}
 
 
@@ -85,7 +92,8 @@ def list_protocols() -> list[Protocol]:
                 title=spec["title"], source=spec["source"], notes=spec.get("notes", ""),
                 known=tuple(sp["known"]),
                 unknown={g: tuple(c) for g, c in sp["unknown"].items()},
-                files=spec["files"], raw_tree=spec.get("raw_tree")))
+                files=spec.get("files", {}), raw_tree=spec.get("raw_tree"),
+                data=spec.get("data")))
     return protocols
 
 
@@ -94,7 +102,20 @@ def get_protocol(name: str) -> Protocol:
         if p.name == name:
             return p
     raise ProtocolError(f"unknown protocol {name!r}; protocols: "
-                        f"{', '.join(p.name for p in list_protocols())}")
+                        f"{', '.join(p.name for p in list_protocols())} (or a family name, "
+                        "for all its splits)")
+
+
+def expand(name: str) -> list[str]:
+    """A protocol name, or a family name standing for every split of the family."""
+    names = [p.name for p in list_protocols()]
+    if name in names:
+        return [name]
+    family = [n for n in names if n.split(":")[0] == name]
+    if family:
+        return family
+    get_protocol(name)  # raises, listing the protocols
+    return []
 
 
 @dataclass
@@ -168,6 +189,16 @@ def resolve_protocol(name: str, root: str | Path, group: str = "all",
     if not root.is_dir():
         raise ProtocolError(f"{root}: protocol root is not a directory")
     unknown = protocol.unknown_classes(group)
+    if protocol.data is not None:
+        from ..data.samples import load_dataset
+        spec = root / protocol.data
+        if not spec.exists():
+            raise ProtocolError(f"{name}: {spec} not found (the protocol reads "
+                                f"{protocol.data!r} under --root)")
+        ds = load_dataset(spec, allow_outside_root=allow_outside_root)
+        notes = ["known classes are split train/validation/test (stratified, seeded); unknown "
+                 "classes are test only"]
+        return ResolvedProtocol(protocol, group, root, {"data": spec}, {"data": ds}, None, notes)
     base = Path(annotations) if annotations else root
     found = {r: _find(base, protocol.candidates(r, group)) for r in ROLES}
     generated = None

@@ -114,6 +114,31 @@ def _curves(res: dict, preds: list[dict]) -> str:
                           "reject threshold calibrated on known validation data.") + "</div>")
 
 
+def _histogram(res: dict, preds: list[dict]) -> str:
+    """Open-set scores of known and unknown test images, with the reject threshold."""
+    if not preds:
+        return ""
+    known = set(res["known_classes"])
+    s = np.array([float(p["score"]) for p in preds])
+    k = np.array([p["label"] in known for p in preds])
+    if k.all() or not k.any():
+        return ""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    bins = np.linspace(s.min(), s.max(), 41) if s.max() > s.min() else 10
+    ax.hist(s[k], bins=bins, alpha=0.6, color="C0", label=f"known ({k.sum()})", density=True)
+    ax.hist(s[~k], bins=bins, alpha=0.6, color="C3", label=f"unknown ({(~k).sum()})",
+            density=True)
+    th = res.get("selected", {}).get("threshold")
+    if th is not None:
+        ax.axvline(th, color="k", ls="--", lw=1.5, label=f"threshold {th:.3g}")
+    ax.set(xlabel=f"open-set score ({res['selected']['score']}; higher = more likely known)",
+           ylabel="density", title="Scores of test images")
+    ax.legend(loc="upper left")
+    return _figure(fig, "Open-set scores of the test images, known vs unknown classes; images "
+                        "left of the threshold are answered 'unknown'.")
+
+
 def _confusion(res: dict) -> str:
     conf = (res.get("thresholded") or {}).get("confusion") or res["closed_set"]["confusion"]
     m = np.array(conf["matrix"], dtype=float)
@@ -267,6 +292,40 @@ def _counts(res: dict) -> str:
                                              for l in labels])
 
 
+def _summary_page(run: Path, res: dict) -> Path:
+    from ..pipeline.multirun import SUMMARY_KEYS
+    esc = html.escape
+    labels = [l for l, _ in SUMMARY_KEYS]
+    rows = []
+    for r in res["runs"]:
+        link = f"<a href='{esc(r['name'])}/report.html'>{esc(r['name'])}</a>"
+        rows.append("<tr><td>" + link + "</td><td>" + esc(r["layer"]) + "</td>" + "".join(
+            f"<td class='num'>{fmt(r[l])}</td>" for l in labels) + "</tr>")
+    rows.append("<tr class='sel'><td><b>mean ± std</b></td><td></td>" + "".join(
+        "<td class='num'>–</td>" if res["mean"][l] is None else
+        f"<td class='num'>{res['mean'][l]:.3f} ± {res['std'][l]:.3f}</td>" for l in labels)
+        + "</tr>")
+    table = ("<table><tr><th>run</th><th>layer</th>" + "".join(f"<th>{esc(l)}</th>"
+                                                              for l in labels) + "</tr>"
+             + "".join(rows) + "</table>")
+    ci = _table(["run", "AUROC 95% CI", "OSCR 95% CI"],
+                [[r["name"], _fmt_ci(r.get("auroc_ci95")), _fmt_ci(r.get("oscr_ci95"))]
+                 for r in res["runs"]])
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>originprobe: "
+            f"{esc(res['title'])}</title><style>{CSS}</style></head><body>"
+            f"<h1>originprobe summary: {esc(res['title'])}</h1><p class='meta'>{len(res['runs'])} "
+            "runs; each chose its layer and parameters on its own known-class validation data. "
+            "Each run's full report is linked.</p><h2>Figures</h2>" + table
+            + "<h2>Bootstrap 95% intervals</h2>" + ci + "</body></html>")
+    out = run / "report.html"
+    atomic_write_text(out, page)
+    return out
+
+
+def _fmt_ci(v) -> str:
+    return "–" if not v else f"[{v[0]:.3f}, {v[1]:.3f}]"
+
+
 def build_report(run_dir: str | Path) -> Path:
     run = Path(run_dir)
     try:
@@ -277,6 +336,8 @@ def build_report(run_dir: str | Path) -> Path:
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>originprobe: "
              f"{esc(res.get('title', 'report'))}</title><style>{CSS}</style></head><body>",
              f"<h1>originprobe: {esc(res.get('title', ''))}</h1>"]
+    if res.get("kind") == "summary":
+        return _summary_page(run, res)
     bb = res.get("backbone", {}).get("name", "?")
     known = ", ".join(res.get("known_classes", []))
     unknown = ", ".join(res.get("unknown_classes", [])) or "(none)"
@@ -304,7 +365,8 @@ def build_report(run_dir: str | Path) -> Path:
             f"data.<br>Known: {esc(known)}<br>Unknown: {esc(unknown)}</p>")
         preds = _read_csv(run / "predictions.csv")
         parts += ["<h2>Metrics</h2>", _metrics(res), "<h2>Known vs unknown</h2>",
-                  _curves(res, preds), _bars(res), "<h2>Confusion matrix</h2>", _confusion(res)]
+                  _curves(res, preds), _histogram(res, preds), _bars(res),
+                  "<h2>Confusion matrix</h2>", _confusion(res)]
         for title, body in (("Layer sweep", _sweep(res)), ("Robustness", _robustness(res)),
                             ("Low-data regime", _low_data(res)),
                             ("Embedding map", _embedding(run, res))):

@@ -20,6 +20,41 @@ REQUIRED_KEYS = (
 )
 
 
+def provenance(backbone=None, runtime: str = "") -> dict:
+    """What produced a result: versions, the checkout's commit, the weights, the machine."""
+    import platform
+    import subprocess
+    import sys
+    from importlib import metadata
+    versions = {"python": platform.python_version()}
+    for dist in ("originprobe", "torch", "timm", "scikit-learn", "numpy", "pillow",
+                 "onnxruntime", "transformers", "open_clip_torch"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    commit = None
+    here = Path(__file__).resolve()
+    for d in here.parents:
+        if (d / ".git").exists():
+            try:
+                r = subprocess.run(["git", "-C", str(d), "rev-parse", "HEAD"], capture_output=True,
+                                   text=True, timeout=10)
+                commit = r.stdout.strip() or None
+                dirty = subprocess.run(["git", "-C", str(d), "status", "--porcelain",
+                                        "--untracked-files=no"], capture_output=True, text=True,
+                                       timeout=10).stdout.strip()
+                if commit and dirty:
+                    commit += "+uncommitted-changes"
+            except (OSError, subprocess.SubprocessError):
+                pass
+            break
+    return {"versions": versions, "git_commit": commit,
+            "weights_sha256": getattr(backbone, "weights_id", None), "runtime": runtime or None,
+            "platform": platform.platform(), "machine": platform.machine(),
+            "command": " ".join(sys.argv)}
+
+
 def get_key(d: dict, dotted: str):
     cur = d
     for part in dotted.split("."):
@@ -103,11 +138,18 @@ def _os(key):
     return lambda r: r["open_set"].get(key)
 
 
+def _ci(key):
+    return lambda r: ("–" if not r["open_set"].get(key) else
+                      "[{:.3f}, {:.3f}]".format(*r["open_set"][key]))
+
+
 METRIC_ROWS = [
     ("closed-set accuracy", lambda r: r["closed_set"]["accuracy"]),
     ("closed-set macro-F1", lambda r: r["closed_set"]["macro_f1"]),
     ("AUROC (known vs unknown)", _os("auroc")),
+    ("AUROC 95% bootstrap interval", _ci("auroc_ci95")),
     ("OSCR", _os("oscr")),
+    ("OSCR 95% bootstrap interval", _ci("oscr_ci95")),
     ("AUPR-In (known positive)", _os("aupr_in")),
     ("AUPR-Out (unknown positive)", _os("aupr_out")),
     ("FPR @ TPR 95%", _os("fpr_at_tpr95")),
