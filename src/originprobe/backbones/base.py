@@ -44,6 +44,10 @@ class Preprocessing:
     the aspect ratio (or both sides, when `squash`), centre crop `input_size`, scale to [0, 1],
     normalise with `mean`/`std`.
 
+    With `crop="native"` nothing is resampled: the centre `input_size` square is cut from the
+    picture at its own resolution (a side shorter than that is filled by mirroring), so the high
+    frequencies where generators leave their traces reach the network untouched.
+
     The resize and the crop are one resampling of the source region that survives the crop
     (Pillow's `resize(box=...)`), so the work per image is bounded by the output size, whatever the
     aspect ratio: a 20000x1 picture costs what a 224x224 one does. Images reach the model as uint8
@@ -56,17 +60,28 @@ class Preprocessing:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     squash: bool = False
+    crop: str = "resize"          # "resize" (resample, then centre crop) or "native" (no resampling)
 
     def __post_init__(self) -> None:
         if self.interpolation not in _INTERPOLATIONS:
             raise ValueError(f"unknown interpolation {self.interpolation!r}")
         if self.resize_size < self.input_size:
             raise ValueError("resize_size must be at least input_size")
+        if self.crop not in ("resize", "native"):
+            raise ValueError(f"unknown crop mode {self.crop!r} (resize or native)")
 
     @property
-    def draft_size(self) -> int:
-        """The short side a decoder must keep (JPEG draft mode may decode smaller than the file)."""
-        return self.resize_size
+    def draft_size(self) -> int | None:
+        """The short side a decoder must keep (JPEG draft mode may decode smaller than the file);
+        None: the full resolution (native crops)."""
+        return None if self.crop == "native" else self.resize_size
+
+    def native(self, size: int | None = None) -> "Preprocessing":
+        """The same normalisation on an un-resampled centre crop of `size` (default: the input
+        size, at least 256) pixels."""
+        size = int(size or max(256, self.input_size))
+        return Preprocessing(input_size=size, resize_size=size, interpolation=self.interpolation,
+                             mean=self.mean, std=self.std, crop="native")
 
     def source_box(self, w: int, h: int) -> tuple[float, float, float, float]:
         """The region of a w×h picture that the resize + centre crop keeps, in its pixels."""
@@ -83,6 +98,8 @@ class Preprocessing:
         """RGB `PIL.Image` → uint8 tensor (3, input_size, input_size), resized and cropped."""
         img = img.convert("RGB")
         s = self.input_size
+        if self.crop == "native":
+            return _native_crop(img, s)
         box = self.source_box(*img.size)
         if box != (0.0, 0.0, float(s), float(s)) or img.size != (s, s):
             img = img.resize((s, s), _INTERPOLATIONS[self.interpolation], box=box)
@@ -100,13 +117,37 @@ class Preprocessing:
         return self.normalize(self.to_uint8(img)[None])[0]
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["crop"] == "resize":   # the default is left out: keys of existing caches stay valid
+            del d["crop"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocessing":
         return cls(input_size=int(d["input_size"]), resize_size=int(d["resize_size"]),
                    interpolation=d["interpolation"], mean=tuple(d["mean"]), std=tuple(d["std"]),
-                   squash=bool(d.get("squash", False)))
+                   squash=bool(d.get("squash", False)), crop=str(d.get("crop", "resize")))
+
+
+def _native_crop(img: Image.Image, s: int) -> torch.Tensor:
+    """The centre s×s pixels of an RGB picture, unresampled; short sides mirrored out to s."""
+    w, h = img.size
+    cw, ch = min(w, s), min(h, s)
+    left, top = (w - cw) // 2, (h - ch) // 2
+    img = img.crop((left, top, left + cw, top + ch))
+    x = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(ch, cw, 3)
+    if (cw, ch) != (s, s):
+        x = _mirror_pad(x, s)
+    return x.permute(2, 0, 1).contiguous()
+
+
+def _mirror_pad(x: torch.Tensor, s: int) -> torch.Tensor:
+    """(h, w, 3) uint8 → (s, s, 3), tiling the picture with mirrored copies of itself."""
+    for dim in (0, 1):
+        while x.shape[dim] < s:
+            x = torch.cat([x, x.flip(dim)], dim=dim)
+        x = x.narrow(dim, 0, s)
+    return x.contiguous()
 
 
 #: bumped when decoding or preprocessing changes the pixels a backbone sees (keys the cache)

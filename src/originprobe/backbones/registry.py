@@ -29,6 +29,17 @@ def register_prefix(prefix: str, builder: Callable[..., Backbone]) -> None:
 
 def load_backbone(name: str = DEFAULT_BACKBONE, weights: str | Path | None = None,
                   **kw) -> Backbone:
+    """The backbone `name`: a registry entry, `prefix:identifier`, either with `@native[SIZE]`
+    (un-resampled crops), or several of those joined by `+` (a fusion; see backbones.fusion)."""
+    from .fusion import FusedBackbone, as_native, split_fusion, split_variant
+    members = split_fusion(name)
+    if len(members) > 1:
+        if weights is not None:
+            raise ValueError(f"--weights cannot be given for a fusion of backbones ({name})")
+        return FusedBackbone([load_backbone(m, **kw) for m in members])
+    base, native = split_variant(name)
+    if native is not None:
+        return as_native(load_backbone(base, weights=weights, **kw), native)
     if name in BACKBONES:
         return BACKBONES.get(name).build(weights=weights, **kw)
     prefix, sep, ident = name.partition(":")

@@ -29,10 +29,11 @@ import numpy as np
 import torch
 
 from ..backbones.base import Backbone, resolve_device
+from ..backbones.fusion import SEP, FusedBackbone
 from ..data.images import (DecodedImage, ImageDecodeError, decode_image, image_from_array,
                            read_image, to_rgb)
 from ..data.samples import Problem, Sample, hash_samples
-from .store import FeatureStore
+from .store import FeatureStore, FusedStore
 
 ImageTransform = Callable[[Any], Any]
 BUCKET_CHARS = 2          # work is claimed in buckets of images sharing a 2-hex-digit hash prefix
@@ -233,6 +234,10 @@ def extract_arrays(items: Iterable[Any], backbone: Backbone, layers: Sequence[st
     """Features of `items` in memory: ({layer: (n_ok, D)}, positions of the rows in the input,
     errors, warnings)."""
     inputs = [ImageInput.of(it, i) for i, it in enumerate(items)]
+    if isinstance(backbone, FusedBackbone):
+        return _fused_arrays(inputs, backbone, layers, batch_size=batch_size, workers=workers,
+                             device=device, progress=progress, image_transform=image_transform,
+                             runtime=runtime)
     runner = _Runner(backbone, layers, device, runtime)
     batch_size = batch_size or default_batch_size(backbone, runner.device)
     workers = default_workers() if workers is None else workers
@@ -282,6 +287,16 @@ def extract_features(
         raise ValueError("flush_every must be ≥ 1 image and flush_seconds > 0")
     t0 = time.perf_counter()
     layers = list(layers or backbone.layer_names)
+    if isinstance(backbone, FusedBackbone):
+        if not isinstance(store, FusedStore):
+            raise TypeError("a fused backbone's features go into its FusedStore (open_store)")
+        report = ExtractionReport(requested=len(samples))
+        for member, mine in backbone.by_member(layers):
+            r = extract_features(samples, member, store.member(member.name), mine, batch_size,
+                                 num_workers, device, progress, image_transform, flush_every,
+                                 flush_seconds, None, runtime)
+            _merge_report(report, r)
+        return report
     report = ExtractionReport(requested=len(samples))
     samples, problems = hash_samples(samples)
     report.errors.extend(problems)
@@ -415,9 +430,50 @@ def _extract_buckets(todo: dict[str, list[Sample]], store: FeatureStore, runner:
     return deferred
 
 
+def _merge_report(into: ExtractionReport, r: ExtractionReport) -> None:
+    """Add one member's extraction to a fusion's report (an image counts once)."""
+    into.cached = r.cached if not into.runtime else min(into.cached, r.cached)
+    into.computed = max(into.computed, r.computed)
+    seen = {p.path for p in into.errors}
+    into.errors += [p for p in r.errors if p.path not in seen]
+    seen = {(p.path, p.reason) for p in into.warnings}
+    into.warnings += [p for p in r.warnings if (p.path, p.reason) not in seen]
+    into.seconds += r.seconds
+    into.loader_wait_seconds += r.loader_wait_seconds
+    into.shared = max(into.shared, r.shared)
+    into.runtime = "+".join(x for x in (into.runtime, r.runtime or "cached") if x)
+
+
+def _fused_arrays(inputs: list[ImageInput], backbone: "FusedBackbone", layers: Sequence[str],
+                  **kw) -> tuple[dict[str, np.ndarray], list[int], list[Problem], list[Problem]]:
+    """extract_arrays for a fusion: member by member, keeping the inputs every member read."""
+    runs = [(m, extract_arrays(inputs, m, mine, **kw)) for m, mine in backbone.by_member(layers)]
+    common = set.intersection(*(set(order) for _, (_, order, _, _) in runs))
+    order = [i for i in runs[0][1][1] if i in common]
+    feats: dict[str, np.ndarray] = {}
+    errors: list[Problem] = []
+    warns: list[Problem] = []
+    for m, (f, o, e, w) in runs:
+        row = {pos: r for r, pos in enumerate(o)}
+        take = np.asarray([row[i] for i in order], dtype=np.int64)
+        for l, a in f.items():
+            feats[f"{m.name}{SEP}{l}"] = a[take] if len(a) else a
+        errors += [p for p in e if p.path not in {q.path for q in errors}]
+        warns += [p for p in w if (p.path, p.reason) not in {(q.path, q.reason) for q in warns}]
+    dropped = [i for m, (_, o, _, _) in runs for i in o if i not in common]
+    for i in sorted(set(dropped)):
+        if inputs[i].name not in {q.path for q in errors}:
+            errors.append(Problem(inputs[i].name, "unreadable for one member of the fusion"))
+    return {l: feats[l] for l in layers}, order, errors, warns
+
+
 def open_store(cache_dir: str | Path, backbone: Backbone, variant: str = "",
                dtype: str = "float16") -> FeatureStore:
-    """The store namespace for this backbone (name + weights + preprocessing [+ variant])."""
+    """The store namespace for this backbone (name + weights + preprocessing [+ variant]); for a
+    fusion, a view over one namespace per member."""
+    if isinstance(backbone, FusedBackbone):
+        return FusedStore({m.name: open_store(cache_dir, m, variant, dtype)
+                           for m in backbone.members})
     key = backbone.cache_key()
     if variant:
         import hashlib

@@ -392,6 +392,44 @@ class FeatureStore:
                          last)
 
 
+class FusedStore:
+    """The features of a fused backbone: one namespace per member, read by qualified layer name
+    (`member/layer`). Writes go to the members' own stores (see features.extract)."""
+
+    def __init__(self, members: "dict[str, FeatureStore]"):
+        self.members = dict(members)
+        self.dir = next(iter(self.members.values())).dir
+
+    def member(self, name: str) -> FeatureStore:
+        return self.members[name]
+
+    def _split(self, layer: str) -> tuple[FeatureStore, str]:
+        name, sep, inner = layer.rpartition("/")
+        if not sep or name not in self.members:
+            raise KeyError(f"no member of this fusion emits layer {layer!r}")
+        return self.members[name], inner
+
+    def load(self, hashes: Sequence[str], layer: str) -> np.ndarray:
+        store, inner = self._split(layer)
+        return store.load(hashes, inner)
+
+    def missing(self, hashes: Iterable[str], layers: Sequence[str]) -> list[str]:
+        hashes = list(hashes)
+        out: dict[str, None] = {}
+        for name, store in self.members.items():
+            mine = [self._split(l)[1] for l in layers if self._split(l)[0] is store]
+            if mine:
+                out.update(dict.fromkeys(store.missing(hashes, mine)))
+        return list(out)
+
+    def clean_stale(self) -> int:
+        return sum(s.clean_stale() for s in self.members.values())
+
+    def refresh(self) -> None:
+        for s in self.members.values():
+            s.refresh()
+
+
 def open_namespaces(root: str | Path) -> list[FeatureStore]:
     """Every namespace found under a store root (for `originprobe cache ...`)."""
     root = Path(root)
