@@ -419,6 +419,19 @@ def cmd_predict(a) -> int:
     return EXIT_SKIPPED if a.strict and (len(ok) < len(records) or flagged) else 0
 
 
+def cmd_serve(a) -> int:
+    import os
+    from .backbones import resolve_device
+    from .serve.app import TOKEN_ENV, check_serve_options, serve
+    token = os.environ.get(TOKEN_ENV) or None
+    check_serve_options(a.host, a.port, a.max_upload_mb, a.max_batch, a.max_wait_ms, token)
+    resolve_device(a.device)
+    serve(a.model, host=a.host, port=a.port, max_upload_mb=a.max_upload_mb,
+          max_batch=a.max_batch, max_wait_ms=a.max_wait_ms, token=token, weights=a.weights,
+          device=a.device, batch_size=a.batch_size, workers=a.workers, runtime=a.runtime)
+    return 0
+
+
 def cmd_enroll(a) -> int:
     from .pipeline.prepare import collect_images
     att = _load_model(a)
@@ -552,6 +565,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="backbone weights, if not found automatically")
     _runtime_options(p)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("serve", formatter_class=_Formatter,
+                       help="answer attributions over HTTP, with a web page for analysts")
+    p.add_argument("model", help="model directory written by `fit`")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="interface to bind; any other than loopback needs ORIGINPROBE_API_TOKEN")
+    p.add_argument("--port", type=_nonneg_int, default=8000, help="TCP port (0: any free one)")
+    p.add_argument("--max-upload-mb", type=float, default=20.0,
+                   help="largest request body; larger uploads get 413")
+    p.add_argument("--max-batch", type=_positive_int, default=32,
+                   help="images of concurrent requests gathered into one forward pass")
+    p.add_argument("--max-wait-ms", type=float, default=10.0,
+                   help="how long a request waits for others to share its batch")
+    p.add_argument("--weights", help="backbone weights, if not found automatically")
+    _runtime_options(p)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("enroll", parents=[out], formatter_class=_Formatter,
                        help="add a new generator to a saved model from a few images")

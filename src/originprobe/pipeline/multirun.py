@@ -17,6 +17,7 @@ from .prepare import RunConfig
 
 #: the figures a summary averages: (label, path in results.json)
 SUMMARY_KEYS = [
+    ("val bal. acc.", ("selected", "val_balanced_accuracy")),
     ("accuracy", ("closed_set", "accuracy")), ("macro-F1", ("closed_set", "macro_f1")),
     ("AUROC", ("open_set", "auroc")), ("OSCR", ("open_set", "oscr")),
     ("AUPR-in", ("open_set", "aupr_in")), ("AUPR-out", ("open_set", "aupr_out")),

@@ -15,7 +15,6 @@ names the file and the reason, and the server keeps serving. Every file of a req
 before any is attributed, so a rejected request costs no inference. URLs are never fetched.
 Off the loopback interface a bearer token is required (`ORIGINPROBE_API_TOKEN`).
 """
-from __future__ import annotations
 
 import hmac
 import io
@@ -55,6 +54,8 @@ def check_upload(name: str, data: bytes) -> tuple[int, str] | None:
     try:
         with Image.open(io.BytesIO(data), formats=[fmt]) as img:
             w, h = img.size
+    except Image.DecompressionBombError as exc:
+        return 422, f"decompression bomb: {exc} (limit {max_pixels()} pixels, --max-pixels)"
     except Exception as exc:  # noqa: BLE001 - any header failure is "not a readable image"
         return 415, f"corrupt image data ({type(exc).__name__}: {exc})"
     if w * h > max_pixels():
@@ -188,7 +189,7 @@ def create_app(model: Attributor | str | Path, max_upload_mb: float = 20.0, max_
     @app.get("/v1/model")
     async def describe():
         att = state["model"]
-        return {"model_id": state["model_id"], **att.describe(),
+        return {"model_id": state["model_id"], **att.describe(), "versions": _versions(),
                 "limits": {"max_upload_mb": max_upload_mb, "max_pixels": max_pixels(),
                            "max_batch": max_batch, "max_wait_ms": max_wait_ms}}
 
@@ -231,6 +232,15 @@ def create_app(model: Attributor | str | Path, max_upload_mb: float = 20.0, max_
     return _BodyLimit(app, int(max_upload_mb * 2**20)), app
 
 
+def _versions() -> dict:
+    from ..report.results import provenance
+    try:
+        return dict(provenance(None, "")["versions"])
+    except Exception:  # noqa: BLE001 - versions are informative only
+        import platform
+        return {"originprobe": __version__, "python": platform.python_version()}
+
+
 def is_loopback(host: str) -> bool:
     import ipaddress
     if host in ("localhost", "localhost.localdomain"):
@@ -241,14 +251,38 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+class ServeError(ValueError):
+    """A service option that cannot work; the message says why."""
+
+
+def check_serve_options(host: str, port: int, max_upload_mb: float, max_batch: int,
+                        max_wait_ms: float, token: str | None) -> None:
+    """Refuse, before loading anything, what would start a service that is unsafe or broken."""
+    if not is_loopback(host) and not token:
+        raise ServeError(f"--host {host} is reachable from other machines: refusing to start "
+                         f"without a token; set {TOKEN_ENV} (clients then send "
+                         "'Authorization: Bearer <token>'), or bind to 127.0.0.1")
+    if not 0 <= port <= 65535:
+        raise ServeError(f"--port {port}: not a TCP port (0..65535)")
+    if not max_upload_mb > 0:
+        raise ServeError(f"--max-upload-mb {max_upload_mb}: must be > 0")
+    if max_batch < 1 or not max_wait_ms >= 0:
+        raise ServeError("--max-batch must be ≥ 1 and --max-wait-ms ≥ 0")
+    try:
+        import fastapi  # noqa: F401
+        import multipart  # noqa: F401
+        import prometheus_client  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise ServeError(f"the service needs its extra ({exc.name} is missing): "
+                         "pip install 'originprobe[serve]'") from None
+
+
 def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000,
           max_upload_mb: float = 20.0, max_batch: int = 32, max_wait_ms: float = 10.0,
           token: str | None = None, **runtime) -> None:
     import uvicorn
-    if not is_loopback(host) and not token:
-        raise PermissionError(f"--host {host} is reachable from other machines: set "
-                              f"{TOKEN_ENV} (clients send 'Authorization: Bearer <token>'), or "
-                              "bind to 127.0.0.1")
+    check_serve_options(host, port, max_upload_mb, max_batch, max_wait_ms, token)
     att = Attributor.load(model_dir, **runtime)
     asgi, _ = create_app(att, max_upload_mb, max_batch, max_wait_ms, token)
     uvicorn.run(asgi, host=host, port=port, log_level="info", access_log=False)
