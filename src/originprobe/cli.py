@@ -154,6 +154,11 @@ def _backbone_options() -> argparse.ArgumentParser:
     p.add_argument("--flush-every", type=_flush_every, action="append", metavar="N|Ts",
                    help="commit extracted features every N images and/or every T seconds, so "
                         "that a killed run keeps what was done (default: 512 images and 30s)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="where extraction runs: this process, or a Ray cluster "
+                        "(pip install 'originprobe[ray]')")
+    p.add_argument("--address", help="with --engine ray: the cluster to join (auto, or "
+                                     "HOST:PORT of its head); default: start a local one")
     return p
 
 
@@ -224,10 +229,10 @@ def _config(a: argparse.Namespace, need_known: bool = True):
         protocol=a.protocol, group=a.group, annotations=a.annotations,
         train_per_class=a.train_per_class, test_per_class=a.test_per_class,
         allow_outside_root=a.allow_outside_root, runtime=a.runtime,
-        seeds=getattr(a, "seeds", None), **_flush_settings(getattr(a, "flush_every", None)))
+        engine=a.engine, address=a.address, seeds=getattr(a, "seeds", None), **_flush_settings(getattr(a, "flush_every", None)))
 
 
-_RUNTIME_FIELDS = ("cache", "batch_size", "workers", "device", "runtime")
+_RUNTIME_FIELDS = ("cache", "batch_size", "workers", "device", "runtime", "engine", "address")
 
 
 def _replay(a: argparse.Namespace):

@@ -31,6 +31,13 @@ def load_backbone(name: str = DEFAULT_BACKBONE, weights: str | Path | None = Non
                   **kw) -> Backbone:
     """The backbone `name`: a registry entry, `prefix:identifier`, either with `@native[SIZE]`
     (un-resampled crops), or several of those joined by `+` (a fusion; see backbones.fusion)."""
+    bb = _load(name, weights, **kw)
+    object.__setattr__(bb, "spec_", (name, None if weights is None else str(Path(weights).resolve())
+                                     if Path(weights).exists() else str(weights)))
+    return bb
+
+
+def _load(name: str, weights: str | Path | None, **kw) -> Backbone:
     from .fusion import FusedBackbone, as_native, split_fusion, split_variant
     members = split_fusion(name)
     if len(members) > 1:

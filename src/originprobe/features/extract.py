@@ -198,7 +198,12 @@ class _Runner:
             raise ValueError(f"{backbone.name} has no layers {unknown}; it has "
                              f"{backbone.layer_names}")
         self.runtime = choose_runtime(runtime, backbone, self.device)
-        self.onnx = OnnxForward(backbone) if self.runtime == "onnx" else None
+        self.onnx = None
+        if self.runtime == "onnx":   # one session per backbone object, reused by later calls
+            self.onnx = backbone.__dict__.get("_onnx_forward")
+            if self.onnx is None:
+                self.onnx = OnnxForward(backbone)
+                object.__setattr__(backbone, "_onnx_forward", self.onnx)
         self.channels_last = self.device.type == "cuda" or getattr(backbone,
                                                                   "prefers_channels_last", True)
         bb = backbone.to(self.device).eval() if self.onnx is None else backbone
@@ -276,6 +281,8 @@ def extract_features(
     flush_seconds: float = 30.0,
     desc: str | None = None,
     runtime: str = "auto",
+    engine: str = "local",
+    address: str | None = None,
 ) -> ExtractionReport:
     """Make sure every sample's features for `layers` are in `store`; return what was done.
 
@@ -294,7 +301,7 @@ def extract_features(
         for member, mine in backbone.by_member(layers):
             r = extract_features(samples, member, store.member(member.name), mine, batch_size,
                                  num_workers, device, progress, image_transform, flush_every,
-                                 flush_seconds, None, runtime)
+                                 flush_seconds, None, runtime, engine, address)
             _merge_report(report, r)
         return report
     report = ExtractionReport(requested=len(samples))
@@ -310,7 +317,14 @@ def extract_features(
             seen.add(s.sha256)
             todo.setdefault(s.sha256[:BUCKET_CHARS], []).append(s)
     failed: dict[str, str] = {}
-    if todo:
+    if engine not in ("local", "ray"):
+        raise ValueError(f"unknown engine {engine!r} (local or ray)")
+    if todo and engine == "ray":
+        if image_transform is not None:
+            raise ValueError("--engine ray does not run image perturbations; use --engine local")
+        _extract_ray(todo, backbone, store, layers, report, batch_size, device, runtime,
+                     address, progress, desc)
+    elif todo:
         runner = _Runner(backbone, layers, device, runtime)
         report.runtime = runner.runtime
         batch_size = batch_size or default_batch_size(backbone, runner.device)
@@ -348,6 +362,46 @@ def extract_features(
             report.errors.append(Problem(str(s.path), f"same content as an unusable file "
                                                       f"({failed[s.sha256]})"))
     return report
+
+
+def _extract_ray(todo: dict[str, list[Sample]], backbone: Backbone, store: FeatureStore,
+                 layers: list[str], report: ExtractionReport, batch_size, device, runtime,
+                 address, progress: bool, desc) -> None:
+    """The missing buckets on Ray (see features.ray_engine); buckets another writer holds are
+    waited for, then whatever they left is done too."""
+    from .ray_engine import connect, extract_on_ray
+    connect(address)
+    report.runtime = f"ray:{runtime}"
+    bar = _progress(sum(map(len, todo.values())), desc or f"extract {backbone.name} (ray)",
+                    progress)
+    t0 = time.perf_counter()
+    try:
+        while todo:
+            mine = [b for b in todo if store.claim(b)]
+            if not mine:
+                time.sleep(0.5)
+                store.refresh()
+            else:
+                try:
+                    extract_on_ray([s for b in mine for s in todo[b]], backbone, store, layers,
+                                   address=address, batch_size=batch_size, device=device,
+                                   runtime=runtime, progress=bar, report=report)
+                finally:
+                    store.release(mine)
+            for b in mine:
+                del todo[b]
+            store.refresh()
+            for b in list(todo):   # buckets of other writers: drop what they have written
+                left = [s for s in todo[b] if store.missing([s.sha256], layers)]
+                report.shared += len(todo[b]) - len(left)
+                bar.update(len(todo[b]) - len(left))
+                if left:
+                    todo[b] = left
+                else:
+                    del todo[b]
+    finally:
+        bar.close()
+    report.seconds = time.perf_counter() - t0
 
 
 def _extract_buckets(todo: dict[str, list[Sample]], store: FeatureStore, runner: _Runner,

@@ -112,6 +112,11 @@ def read_shard_meta(d: Path) -> ShardInfo:
     return ShardInfo(d, hashes, layers)
 
 
+def _host_tag() -> str:
+    import hashlib
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
 class FeatureStore:
     """Features of one backbone namespace (see module docstring)."""
 
@@ -231,7 +236,7 @@ class FeatureStore:
             if "/" in layer or layer.startswith(".") or not layer:
                 raise StoreError(f"invalid layer name {layer!r}")
         sid = uuid.uuid4().hex[:16]
-        tmp = self.dir / f".tmp-{os.getpid()}-{sid}"
+        tmp = self.dir / f".tmp-{os.getpid()}-{sid}-{_host_tag()}"
         tmp.mkdir()
         try:
             layers = {}
@@ -270,10 +275,11 @@ class FeatureStore:
             for d in self.dir.glob(".tmp-*"):
                 try:
                     pid = int(d.name.split("-")[1])
-                except (IndexError, ValueError):
+                    old = time.time() - d.stat().st_mtime > CLAIM_STALE_S
+                except (IndexError, ValueError, OSError):
                     continue
-                old = time.time() - d.stat().st_mtime > CLAIM_STALE_S
-                if (pid != os.getpid() and not _pid_alive(pid)) or old:
+                here = d.name.split("-")[3:] in ([], [_host_tag()])   # writers of other hosts
+                if (here and pid != os.getpid() and not _pid_alive(pid)) or old:   # age out
                     shutil.rmtree(d, ignore_errors=True)
                     removed += 1
         return removed

@@ -60,6 +60,8 @@ class RunConfig:
     flush_every: int = 512             # feature store: commit every N images ...
     flush_seconds: float = 30.0        # ... or every T seconds, whichever comes first
     runtime: str = "auto"              # forward pass engine: auto, torch or onnx (CPU)
+    engine: str = "local"              # extraction engine: local, or ray (features.ray_engine)
+    address: str | None = None         # Ray cluster to join (auto, HOST:PORT); None: start one
     seeds: list[int] | None = None     # several runs, one per seed, summarised as mean ± std
 
     @property
@@ -148,7 +150,8 @@ def extract_for(samples: Sequence[Sample], backbone: Backbone, cfg: RunConfig,
                               batch_size=cfg.batch_size, num_workers=cfg.workers,
                               device=cfg.device, progress=cfg.progress,
                               image_transform=perturbation, flush_every=cfg.flush_every,
-                              flush_seconds=cfg.flush_seconds, desc=desc, runtime=cfg.runtime)
+                              flush_seconds=cfg.flush_seconds, desc=desc, runtime=cfg.runtime,
+                              engine=cfg.engine, address=cfg.address)
     return store, report
 
 

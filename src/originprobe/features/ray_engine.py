@@ -1,0 +1,164 @@
+"""`--engine ray`: feature extraction on a Ray cluster, into the same feature store.
+
+The pipeline is Ray Data's: a dataset of (path, content hash) rows → decoding and preprocessing
+to uint8 at the backbone's input size as CPU tasks → the backbone in a pool of actors, each of
+which loads the model once (one per GPU when the cluster has GPUs, else sized to its CPUs) and
+commits its rows to the feature store itself, as atomic shards under unique names. The driver
+only plans, claims the work (the same bucket claims as a local run, so a local run and a Ray job
+on one cache share it) and shows progress for the whole job.
+
+The store must be on a filesystem every node sees (NFS, a cluster filesystem, or one machine).
+Rows already in the store are never recomputed: the driver skips them, and an actor re-checks
+before writing (a batch retried after a worker died is not written twice).
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+
+from ..data.samples import Problem, Sample
+from .store import FeatureStore
+
+INSTALL_HINT = "--engine ray needs Ray: pip install 'originprobe[ray]'"
+
+
+def require_ray():
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise ValueError(INSTALL_HINT) from None
+    return ray
+
+
+def connect(address: str | None):
+    """Join the cluster at `address` ("auto": the one this machine belongs to; HOST:PORT), or
+    start a private local one when None."""
+    ray = require_ray()
+    if ray.is_initialized():
+        return ray
+    kw = dict(ignore_reinit_error=True, log_to_driver=False, configure_logging=False)
+    env = {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}}
+    try:
+        if address is None:
+            ray.init(include_dashboard=False, runtime_env=env, **kw)
+        else:
+            ray.init(address=address, runtime_env=env, **kw)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise ValueError(f"--address {address}: cannot join a Ray cluster there ({exc})") from None
+    return ray
+
+
+class _Decode:
+    """CPU task: paths → uint8 pixels at the backbone's input size (failures reported)."""
+
+    def __init__(self, preprocessing: dict):
+        from ..backbones.base import Preprocessing
+        self.pre = Preprocessing.from_dict(preprocessing)
+
+    def __call__(self, batch: dict) -> dict:
+        from ..data.images import ImageDecodeError, read_image
+        s = self.pre.input_size
+        n = len(batch["path"])
+        pixels = np.zeros((n, 3, s, s), np.uint8)
+        errors, warns = [""] * n, [""] * n
+        for i, path in enumerate(batch["path"]):
+            try:
+                dec = read_image(str(path), self.pre.draft_size)
+                pixels[i] = self.pre.to_uint8(dec.image).numpy()
+                warns[i] = dec.warning or ""
+            except ImageDecodeError as exc:
+                errors[i] = exc.reason
+            except Exception as exc:  # noqa: BLE001 - one bad file never stops the job
+                errors[i] = f"preprocessing failed: {type(exc).__name__}: {exc}"
+        return {"sha256": batch["sha256"], "path": batch["path"], "pixels": pixels,
+                "error": np.array(errors, dtype=object), "warning": np.array(warns, dtype=object)}
+
+
+class _Extract:
+    """Actor: loads the backbone once; runs batches and commits them to the store."""
+
+    def __init__(self, backbone: str, weights: str | None, layers: list[str], store_root: str,
+                 namespace: str, dtype: str, device: str | None, runtime: str):
+        import torch
+        from ..backbones import load_backbone
+        from .extract import _Runner
+        torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
+                                  or torch.get_num_threads()))
+        bb = load_backbone(backbone, weights=weights)
+        self.runner = _Runner(bb, layers, device, runtime)
+        self.store = FeatureStore(store_root, namespace, dtype=dtype)
+        self.layers = list(layers)
+
+    def __call__(self, batch: dict) -> dict:
+        import torch
+        ok = np.flatnonzero(np.asarray([not e for e in batch["error"]], dtype=bool))
+        hashes = [str(batch["sha256"][i]) for i in ok]
+        if hashes:
+            self.store.refresh()
+            todo = set(self.store.missing(hashes, self.layers))
+            keep = [i for i, h in zip(ok, hashes) if h in todo]
+            seen: set[str] = set()
+            keep = [i for i in keep if not (str(batch["sha256"][i]) in seen
+                                            or seen.add(str(batch["sha256"][i])))]
+            if keep:
+                x = torch.from_numpy(np.ascontiguousarray(batch["pixels"][keep]))
+                feats = self.runner(x)
+                self.store.write_shard([str(batch["sha256"][i]) for i in keep], feats)
+        return {"sha256": batch["sha256"], "path": batch["path"], "error": batch["error"],
+                "warning": batch["warning"]}
+
+
+def _pool_size(ray, device: str | None) -> tuple[int, float, float]:
+    """(actors, CPUs per actor, GPUs per actor) for this cluster."""
+    res = ray.cluster_resources()
+    gpus = int(res.get("GPU", 0))
+    if gpus and device != "cpu":
+        return gpus, 1.0, 1.0
+    cpus = max(1, int(res.get("CPU", 1)))
+    # on CPUs: actors of 2 threads each, leaving room for the decoding tasks
+    return max(1, cpus // 2), 1.0, 0.0
+
+
+def extract_on_ray(todo: Sequence[Sample], backbone, store: FeatureStore, layers: Sequence[str],
+                   *, address: str | None, batch_size: int | None, device: str | None,
+                   runtime: str, progress, report, actors: int | None = None) -> None:
+    """Compute the features of `todo` (samples missing from `store`) on Ray, updating `report`
+    (computed, errors, warnings) and the progress bar as results come back."""
+    ray = connect(address)
+    spec = getattr(backbone, "spec_", None) or (backbone.name, None)
+    n_actors, cpus, gpus = _pool_size(ray, device)
+    n_actors = actors or n_actors
+    batch_size = batch_size or (64 if gpus else 16)
+    rows = [{"path": str(s.path), "sha256": s.sha256} for s in todo]
+    from ray.data import DataContext
+    DataContext.get_current().enable_progress_bars = False
+    ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // batch_size,
+                                                                  4 * n_actors * 4)))
+    ds = ds.map_batches(_Decode, fn_constructor_kwargs={"preprocessing":
+                                                        backbone.preprocessing.to_dict()},
+                        batch_size=batch_size, batch_format="numpy", num_cpus=0.5,
+                        concurrency=(1, max(1, int(ray.cluster_resources().get("CPU", 2)))))
+    ds = ds.map_batches(
+        _Extract, batch_size=batch_size, batch_format="numpy", num_cpus=cpus, num_gpus=gpus,
+        concurrency=n_actors, max_restarts=-1, max_task_retries=-1,
+        fn_constructor_kwargs={"backbone": spec[0], "weights": spec[1], "layers": list(layers),
+                               "store_root": str(store.root), "namespace": store.dir.name,
+                               "dtype": store.dtype, "device": device, "runtime": runtime})
+    t0 = time.perf_counter()
+    for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        for path, err, warn in zip(batch["path"], batch["error"], batch["warning"]):
+            if err:
+                report.errors.append(Problem(str(path), str(err)))
+            else:
+                report.computed += 1
+                if warn:
+                    report.warnings.append(Problem(str(path), str(warn)))
+        progress.update(len(batch["path"]))
+        progress.set_postfix_str(f"ray, {n_actors} actor(s)", refresh=False)
+    report.seconds = time.perf_counter() - t0
+    store.refresh()

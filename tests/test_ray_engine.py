@@ -1,0 +1,153 @@
+"""`--engine ray` on a real local Ray cluster: a head and a second node joined to it on 127.0.0.1.
+Features equal a local run's; killing a worker mid-run still completes the job with a clean
+store. The cluster is stopped whatever happens."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from originprobe.backbones import load_backbone
+from originprobe.cli import main
+from originprobe.data import load_dataset
+from originprobe.data.samples import hash_samples
+from originprobe.features import open_store
+
+from conftest import write_subset
+
+RAY = str(Path(sys.executable).parent / "ray")
+LAYERS = ["stage5", "head"]
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """`ray start --head` on 127.0.0.1 plus a second node joined to it; stopped at the end."""
+    port = _free_port()
+    tmp = tempfile.mkdtemp(prefix="opray-", dir="/tmp")   # short: Ray's socket paths
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
+    common = ["--disable-usage-stats", "--object-store-memory", str(150 * 2**20)]
+    try:
+        subprocess.run([RAY, "start", "--head", "--node-ip-address", "127.0.0.1",
+                        "--port", str(port), "--num-cpus", "1", "--include-dashboard", "false",
+                        "--temp-dir", tmp, *common], check=True, env=env, capture_output=True,
+                       timeout=180)
+        subprocess.run([RAY, "start", "--address", f"127.0.0.1:{port}", "--node-ip-address",
+                        "127.0.0.1", "--num-cpus", "1", *common], check=True, env=env,
+                       capture_output=True, timeout=180)
+        yield f"127.0.0.1:{port}", env
+    finally:
+        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def data(realgen, tmp_path_factory) -> Path:
+    return write_subset(realgen, tmp_path_factory.mktemp("ray-data"),
+                        {"real": 24, "dalle-mini": 24, "midjourney-v3": 24})
+
+
+def _features(cache: Path, manifest: Path) -> dict[str, np.ndarray]:
+    bb = load_backbone("efficientnet-lite0")
+    store = open_store(cache, bb)
+    samples, _ = hash_samples(load_dataset(str(manifest)).samples)
+    return {l: store.load([s.sha256 for s in samples], l) for l in LAYERS}, store
+
+
+def _extract(cache: Path, manifest: Path, *extra: str, env=None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "originprobe.cli", "extract", str(manifest),
+                             "--cache", str(cache), "--layers", ",".join(LAYERS), "--quiet",
+                             *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def test_ray_extraction_equals_local_and_survives_a_killed_worker(cluster, data, tmp_path):
+    address, env = cluster
+    local = tmp_path / "local"
+    assert main(["extract", str(data), "--cache", str(local), "--layers", ",".join(LAYERS),
+                 "--quiet"]) == 0
+    want, _ = _features(local, data)
+
+    # 1. the cluster computes the same features, written by its workers into the store
+    proc = _extract(tmp_path / "ray", data, "--engine", "ray", "--address", address,
+                    "--batch-size", "8", env=env)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out
+    got, store = _features(tmp_path / "ray", data)
+    for l in LAYERS:
+        assert got[l].dtype == want[l].dtype
+        np.testing.assert_allclose(got[l], want[l], rtol=0, atol=2e-3)  # float16 rows
+    assert store.verify().ok
+    assert "72 extracted" in out or "72 images" in out
+
+    # 2. a second run computes nothing
+    proc = _extract(tmp_path / "ray", data, "--engine", "ray", "--address", address, env=env)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0 and "72 cached, 0 extracted" in out, out
+
+    # 3. kill one model worker mid-run: the job still completes, the store is clean
+    cache = tmp_path / "ray-killed"
+    proc = _extract(cache, data, "--engine", "ray", "--address", address, "--batch-size", "4",
+                    env=env)
+    killed = None
+    try:
+        deadline = time.monotonic() + 300
+        while killed is None and time.monotonic() < deadline and proc.poll() is None:
+            shards = list(cache.glob("*/shard-*"))
+            workers = _model_workers()
+            if shards and workers:
+                os.kill(workers[0], signal.SIGKILL)
+                killed = workers[0]
+            time.sleep(0.2)
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert killed is not None, "no model worker was seen mid-run"
+    assert proc.returncode == 0, out
+    got, store = _features(cache, data)
+    for l in LAYERS:
+        np.testing.assert_allclose(got[l], want[l], rtol=0, atol=2e-3)
+    report = store.verify()
+    assert report.ok, report
+    assert main(["cache", "verify", str(cache)]) == 0
+
+
+def _model_workers() -> list[int]:
+    """PIDs of the Ray actor processes that run the backbone."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if b"_Extract" in cmd and b"ray::" in cmd:
+                pids.append(int(d.name))
+    return pids
+
+
+def test_engine_ray_without_ray_says_how_to_install(data, tmp_path, monkeypatch, capsys):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_ray(name, *a, **kw):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *a, **kw)
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    rc = main(["extract", str(data), "--cache", str(tmp_path / "c"), "--engine", "ray",
+               "--quiet"])
+    assert rc == 2 and "pip install 'originprobe[ray]'" in capsys.readouterr().err
