@@ -38,7 +38,7 @@ def _model(data: Path, work: Path) -> Path:
     from originprobe import Attributor
     out = work / "serve-model"
     if not (out / "model.json").is_file():
-        att = Attributor(layers="stage5", combine_layers=1, cache=str(work / "serve-cache"))
+        att = Attributor(backbone="efficientnet-lite0", layers="stage5", combine_layers=1, cache=str(work / "serve-cache"))
         att.fit(str(data / "manifest.csv"), known=KNOWN).save(out)
     return out
 

@@ -24,7 +24,7 @@ KNOWN = ",".join(DEMO_KNOWN)
 def first_run(small_realgen, shared_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("adopt") / "run"
     assert main(["evaluate", "--data", str(small_realgen), "--known", KNOWN, "--cache",
-                 str(shared_cache), "--out", str(out), "--quiet", "--layers", "stage4,stage5"]) == 0
+                 str(shared_cache), "--out", str(out), "--quiet", "--backbone", "efficientnet-lite0", "--layers", "stage4,stage5"]) == 0
     return out
 
 
@@ -61,7 +61,7 @@ def test_results_record_provenance_and_files_have_normal_modes(first_run, small_
     assert prov["weights_sha256"] and prov["platform"]
     model = tmp_path / "model"
     assert main(["fit", "--data", str(small_realgen), "--known", KNOWN, "--cache",
-                 str(shared_cache), "--out", str(model), "--quiet", "--layers", "stage5"]) == 0
+                 str(shared_cache), "--out", str(model), "--quiet", "--backbone", "efficientnet-lite0", "--layers", "stage5"]) == 0
     umask = os.umask(0)
     os.umask(umask)
     for f in [*model.iterdir(), *first_run.iterdir()]:
@@ -73,7 +73,7 @@ def test_results_record_provenance_and_files_have_normal_modes(first_run, small_
 def test_seeds_report_mean_and_std(small_realgen, shared_cache, tmp_path):
     out = tmp_path / "seeds"
     assert main(["evaluate", "--data", str(small_realgen), "--known", KNOWN, "--cache",
-                 str(shared_cache), "--out", str(out), "--quiet", "--layers", "stage5",
+                 str(shared_cache), "--out", str(out), "--quiet", "--backbone", "efficientnet-lite0", "--layers", "stage5",
                  "--seeds", "0,1"]) == 0
     summary = json.loads((out / "results.json").read_text())
     runs = summary["runs"]
@@ -91,7 +91,7 @@ def test_predict_writes_csv_and_jsonl_and_never_overwrites(small_realgen, shared
                                                            tmp_path, capsys):
     model = tmp_path / "model"
     assert main(["fit", "--data", str(small_realgen), "--known", KNOWN, "--cache",
-                 str(shared_cache), "--out", str(model), "--quiet", "--layers", "stage5"]) == 0
+                 str(shared_cache), "--out", str(model), "--quiet", "--backbone", "efficientnet-lite0", "--layers", "stage5"]) == 0
     folder = tmp_path / "inbox" / "nested"
     folder.mkdir(parents=True)
     imgs = sorted((realgen / "disco-diffusion").iterdir())[:3]

@@ -26,7 +26,7 @@ KNOWN3 = ["real", "dalle-mini", "latent-diffusion"]
 @pytest.fixture(scope="module")
 def fitted(realgen, shared_cache, tmp_path_factory):
     data = write_subset(realgen, tmp_path_factory.mktemp("api-data"), {c: 40 for c in KNOWN3})
-    att = Attributor(layers="stage5,head", cache=str(shared_cache)).fit(data, known=KNOWN3)
+    att = Attributor(backbone="efficientnet-lite0", layers="stage5,head", cache=str(shared_cache)).fit(data, known=KNOWN3)
     return att, data
 
 
@@ -92,7 +92,7 @@ def test_every_head_msp_score_is_the_printed_top1_probability(head, fitted, real
     att, data = fitted
     X, y = att.reference_
     Xv, yv = att.calibration_
-    model = Attributor(head=head, score="msp", layers=str(att.layer_)).use_backbone(
+    model = Attributor(backbone="efficientnet-lite0", head=head, score="msp", layers=str(att.layer_)).use_backbone(
         att.load_backbone())
     model.fit_features({p: X[:, sl] for p, sl in _slices(att)}, y,
                        {p: Xv[:, sl] for p, sl in _slices(att)}, yv)
@@ -128,7 +128,7 @@ def test_enroll_works_from_the_bundle_alone_for_every_head(head, fitted, realgen
     att, _ = fitted
     X, y = att.reference_
     Xv, yv = att.calibration_
-    model = Attributor(head=head, layers=str(att.layer_)).use_backbone(att.load_backbone())
+    model = Attributor(backbone="efficientnet-lite0", head=head, layers=str(att.layer_)).use_backbone(att.load_backbone())
     model.fit_features({p: X[:, sl] for p, sl in _slices(att)}, y,
                        {p: Xv[:, sl] for p, sl in _slices(att)}, yv)
     model.save(tmp_path / "a")

@@ -116,7 +116,7 @@ def test_extract_skips_bad_files_records_them_and_goes_on(corpus, tmp_path, caps
     errors = tmp_path / "errors.csv"
     cache = tmp_path / "cache"
     rc = main(["extract", str(corpus["root"]), "--cache", str(cache), "--errors", str(errors),
-               "--no-progress", "--layers", "head", "--workers", "2"])
+               "--no-progress", "--backbone", "efficientnet-lite0", "--layers", "head", "--workers", "2"])
     assert rc == 0
     err = capsys.readouterr().err
     with open(errors, newline="", encoding="utf-8") as f:
@@ -139,7 +139,7 @@ def test_extract_skips_bad_files_records_them_and_goes_on(corpus, tmp_path, caps
     assert np.isfinite(X).all()
     # --strict turns skipped files into exit status 1 (nothing is recomputed)
     assert main(["extract", str(corpus["root"]), "--cache", str(cache), "--no-progress",
-                 "--layers", "head", "--strict"]) == 1
+                 "--backbone", "efficientnet-lite0", "--layers", "head", "--strict"]) == 1
 
 
 def test_manifest_rows_naming_missing_files_are_reported(tmp_path, corpus):
@@ -176,7 +176,7 @@ def test_evaluate_on_a_folder_with_bad_files_writes_errors_csv(corpus, tmp_path,
         (data / "gen" / name).write_bytes((corpus["root"] / "bad" / name).read_bytes())
     out = tmp_path / "run"
     rc = main(["evaluate", "--data", str(data), "--known", "real,gen", "--out", str(out),
-               "--cache", str(tmp_path / "cache"), "--no-progress", "--layers", "head",
+               "--cache", str(tmp_path / "cache"), "--no-progress", "--backbone", "efficientnet-lite0", "--layers", "head",
                "--no-report"])
     assert rc == 0
     res = json.loads((out / "results.json").read_text())

@@ -31,7 +31,7 @@ def run_dir(small_realgen, shared_cache, tmp_path_factory, monkeypatch_module):
     monkeypatch_module.setattr(LinearHead, "fit_grid", spy_fit_grid)
     out = tmp_path_factory.mktemp("run")
     rc = main(["evaluate", "--data", str(small_realgen), "--known", KNOWN, "--cache",
-               str(shared_cache), "--out", str(out), "--no-progress", "--layers",
+               str(shared_cache), "--out", str(out), "--no-progress", "--backbone", "efficientnet-lite0", "--layers",
                "stage4,stage5,head"])
     assert rc == 0
     return out, fitted
@@ -87,7 +87,7 @@ def test_second_run_recomputes_nothing(run_dir, small_realgen, shared_cache, tmp
     out, _ = run_dir
     rc = main(["evaluate", "--data", str(small_realgen), "--known", KNOWN, "--cache",
                str(shared_cache), "--out", str(tmp_path), "--no-progress", "--seed", "5",
-               "--layers", "stage5"])
+               "--backbone", "efficientnet-lite0", "--layers", "stage5"])
     assert rc == 0
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["timing"]["extracted"] == 0
@@ -99,7 +99,7 @@ def test_separate_test_data(realgen, shared_cache, small_realgen, tmp_path):
     train = write_subset(realgen, tmp_path / "train", {c: 40 for c in DEMO_KNOWN}, skip=20)
     rc = main(["evaluate", "--data", str(train), "--test-data", str(small_realgen), "--known",
                KNOWN, "--unknown", "pixray-vqgan", "--cache", str(shared_cache), "--out",
-               str(tmp_path / "run"), "--no-progress", "--layers", "stage5"])
+               str(tmp_path / "run"), "--no-progress", "--backbone", "efficientnet-lite0", "--layers", "stage5"])
     assert rc == 0
     res = json.loads((tmp_path / "run" / "results.json").read_text())
     assert res["unknown_classes"] == ["pixray-vqgan"]
@@ -111,7 +111,7 @@ def test_separate_test_data(realgen, shared_cache, small_realgen, tmp_path):
 def test_fit_predict_and_bundle_integrity(small_realgen, shared_cache, tmp_path, capsys, realgen):
     model = tmp_path / "model"
     assert main(["fit", "--data", str(small_realgen), "--known", KNOWN, "--cache",
-                 str(shared_cache), "--out", str(model), "--no-progress", "--layers",
+                 str(shared_cache), "--out", str(model), "--no-progress", "--backbone", "efficientnet-lite0", "--layers",
                  "stage5,head"]) == 0
     meta = json.loads((model / "model.json").read_text())
     assert meta["format_version"] == 2 and meta["classes"] == sorted(DEMO_KNOWN)
@@ -197,7 +197,7 @@ def test_enroll_a_new_generator_keeps_earlier_classes(realgen, shared_cache, tmp
     data = write_subset(realgen, tmp_path / "fit", {c: 60 for c in known})
     model = tmp_path / "model"
     assert main(["fit", "--data", str(data), "--known", ",".join(known), "--cache",
-                 str(shared_cache), "--out", str(model), "--no-progress", "--layers", "stage5"]) == 0
+                 str(shared_cache), "--out", str(model), "--no-progress", "--backbone", "efficientnet-lite0", "--layers", "stage5"]) == 0
     # 20 enrolment images of midjourney-v3, then 30 different ones to check recognition
     mj = sorted((realgen / "midjourney-v3").iterdir())
     enrol, held_out = mj[:20], mj[20:50]

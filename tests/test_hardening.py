@@ -32,7 +32,7 @@ def data3(realgen, tmp_path_factory):
 @pytest.fixture(scope="module")
 def model(data3, shared_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("h-model") / "m"
-    Attributor(layers="stage5", cache=str(shared_cache)).fit(data3).save(out)
+    Attributor(backbone="efficientnet-lite0", layers="stage5", cache=str(shared_cache)).fit(data3).save(out)
     return out
 
 
@@ -98,9 +98,9 @@ def test_out_naming_an_existing_file_is_refused_before_any_work(data3, tmp_path,
 def test_bad_option_values_are_errors(data3, tmp_path, capsys):
     base = ["evaluate", "--data", str(data3), "--known", ",".join(KNOWN3), "--out",
             str(tmp_path / "r"), "--cache", str(tmp_path / "cache")]
-    for extra, what in ((["--layers", ","], "names no layer"),
-                        (["--layers", "stage5+"], "empty layer name"),
-                        (["--layers", "stage99"], "no layer(s) stage99"),
+    for extra, what in ((["--backbone", "efficientnet-lite0", "--layers", ","], "names no layer"),
+                        (["--backbone", "efficientnet-lite0", "--layers", "stage5+"], "empty layer name"),
+                        (["--backbone", "efficientnet-lite0", "--layers", "stage99"], "no layer(s) stage99"),
                         (["--unknown", "not-a-generator"], "not-a-generator"),
                         (["--known", ","], "names no class")):
         argv = base + extra
@@ -186,7 +186,7 @@ def test_a_class_too_small_for_validation_is_a_visible_warning(realgen, tmp_path
     data = write_subset(realgen, tmp_path / "d", {"real": 20, "dalle-mini": 20,
                                                   "midjourney-v3": 1})
     rc = main(["evaluate", "--data", str(data), "--known", "real,dalle-mini,midjourney-v3",
-               "--out", str(tmp_path / "r"), "--cache", str(shared_cache), "--layers", "stage5",
+               "--out", str(tmp_path / "r"), "--cache", str(shared_cache), "--backbone", "efficientnet-lite0", "--layers", "stage5",
                "--quiet", "--no-report"])
     assert rc == 0
     err = capsys.readouterr().err

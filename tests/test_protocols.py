@@ -201,7 +201,7 @@ def test_evaluate_runs_a_genimage_protocol_from_the_raw_tree(genimage_raw, share
     ann = tmp_path / "ann"
     rc = main(["evaluate", "--protocol", "genimage:split1", "--root", str(genimage_raw),
                "--annotations", str(ann), "--cache", str(shared_cache), "--out", str(out),
-               "--no-progress", "--layers", "stage5", "--no-report"])
+               "--no-progress", "--backbone", "efficientnet-lite0", "--layers", "stage5", "--no-report"])
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
     p = get_protocol("genimage:split1")
@@ -232,13 +232,13 @@ def test_extract_and_fit_take_a_protocol(genimage_raw, shared_cache, tmp_path, c
     ann = tmp_path / "ann"
     common = ["--protocol", "genimage:split3", "--root", str(genimage_raw), "--annotations",
               str(ann)]
-    assert main(["extract", *common, "--cache", str(shared_cache), "--layers", "stage5",
+    assert main(["extract", *common, "--cache", str(shared_cache), "--backbone", "efficientnet-lite0", "--layers", "stage5",
                  "--no-progress"]) == 0
     # known generators: train + val folders; unknown ones: val only; real from every folder
     n_images = 4 * (TRAIN_AI + VAL_AI) + 4 * VAL_AI + 8 * (TRAIN_NATURE + VAL_NATURE)
     assert f"{n_images} images:" in capsys.readouterr().out
     model = tmp_path / "model"
-    assert main(["fit", *common, "--cache", str(shared_cache), "--layers", "stage5",
+    assert main(["fit", *common, "--cache", str(shared_cache), "--backbone", "efficientnet-lite0", "--layers", "stage5",
                  "--no-progress", "--out", str(model)]) == 0
     meta = json.loads((model / "model.json").read_text())
     assert meta["classes"] == sorted(get_protocol("genimage:split3").known)

@@ -68,7 +68,7 @@ def _features(cache: Path, manifest: Path) -> dict[str, np.ndarray]:
 
 def _extract(cache: Path, manifest: Path, *extra: str, env=None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "originprobe.cli", "extract", str(manifest),
-                             "--cache", str(cache), "--layers", ",".join(LAYERS), "--quiet",
+                             "--cache", str(cache), "--backbone", "efficientnet-lite0", "--layers", ",".join(LAYERS), "--quiet",
                              *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
 
@@ -76,7 +76,7 @@ def _extract(cache: Path, manifest: Path, *extra: str, env=None) -> subprocess.P
 def test_ray_extraction_equals_local_and_survives_a_killed_worker(cluster, data, tmp_path):
     address, env = cluster
     local = tmp_path / "local"
-    assert main(["extract", str(data), "--cache", str(local), "--layers", ",".join(LAYERS),
+    assert main(["extract", str(data), "--cache", str(local), "--backbone", "efficientnet-lite0", "--layers", ",".join(LAYERS),
                  "--quiet"]) == 0
     want, _ = _features(local, data)
 

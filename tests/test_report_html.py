@@ -41,7 +41,7 @@ def _sections(page: str) -> list[str]:
 def full_run(small_realgen, shared_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "run"
     rc = main(["evaluate", "--data", str(small_realgen), "--known", KNOWN, "--cache",
-               str(shared_cache), "--out", str(out), "--no-progress", "--layers",
+               str(shared_cache), "--out", str(out), "--no-progress", "--backbone", "efficientnet-lite0", "--layers",
                "stage4,stage5", "--robustness", "jpeg=60;blur=2", "--low-data", "3,10",
                "--low-data-seeds", "2"])
     assert rc == 0
@@ -96,7 +96,7 @@ def test_report_on_a_missing_run_names_the_file(tmp_path, capsys):
 def test_compare_ranks_by_validation_only_and_its_report(small_realgen, shared_cache, tmp_path):
     out = tmp_path / "cmp"
     rc = main(["compare", "--data", str(small_realgen), "--known", KNOWN, "--cache",
-               str(shared_cache), "--out", str(out), "--no-progress", "--layers", "stage5",
+               str(shared_cache), "--out", str(out), "--no-progress", "--backbone", "efficientnet-lite0", "--layers", "stage5",
                "--heads", "linear,ncm,linear"])
     assert rc == 0
     res = json.loads((out / "results.json").read_text())

@@ -33,7 +33,7 @@ KNOWN3 = ["real", "dalle-mini", "latent-diffusion"]
 def model_dir(realgen, shared_cache, tmp_path_factory) -> Path:
     data = write_subset(realgen, tmp_path_factory.mktemp("serve-data"), {c: 40 for c in KNOWN3})
     out = tmp_path_factory.mktemp("serve-model") / "model"
-    Attributor(layers="stage5,head", cache=str(shared_cache)).fit(data, known=KNOWN3).save(out)
+    Attributor(backbone="efficientnet-lite0", layers="stage5,head", cache=str(shared_cache)).fit(data, known=KNOWN3).save(out)
     return out
 
 

@@ -41,7 +41,7 @@ def test_perturbations_do_what_they_say():
 def test_jpeg_aligned_robustness_and_low_data_in_one_run(small_realgen, shared_cache, tmp_path):
     out = tmp_path / "run"
     rc = main(["evaluate", "--data", str(small_realgen), "--known", ",".join(DEMO_KNOWN),
-               "--cache", str(shared_cache), "--out", str(out), "--no-progress", "--layers",
+               "--cache", str(shared_cache), "--out", str(out), "--no-progress", "--backbone", "efficientnet-lite0", "--layers",
                "stage5", "--jpeg-align", "80", "--robustness", "jpeg=60;downscale=0.5",
                "--low-data", "3,10", "--low-data-seeds", "2", "--no-report"])
     assert rc == 0
