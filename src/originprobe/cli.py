@@ -470,7 +470,13 @@ def cmd_extract(a) -> int:
 def cmd_backbones(a) -> int:
     from .backbones.catalog import format_backbones_table, list_backbones
     rows = list_backbones()
-    print(json.dumps(rows, indent=2) if a.json else format_backbones_table(rows))
+    if a.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    from .backbones import DEFAULT_BACKBONE
+    print(format_backbones_table(rows))
+    print(f"\ndefault: {DEFAULT_BACKBONE}\nany NAME@native or NAME@nativeSIZE reads un-resampled "
+          "centre crops; A+B fuses backbones (layers MEMBER/LAYER)")
     return 0
 
 

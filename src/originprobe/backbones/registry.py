@@ -15,7 +15,7 @@ from .base import Backbone, BackboneSpec, UnknownBackboneError
 
 BACKBONES: "Registry[BackboneSpec]" = Registry("backbone")
 PREFIXES: "Registry[Callable[..., Backbone]]" = Registry("backbone prefix", "backbone prefixes")
-DEFAULT_BACKBONE = "efficientnet-lite0"
+DEFAULT_BACKBONE = "efficientnet-lite0+efficientnet-lite0@native"   # chosen on validation (README)
 
 
 def register(spec: BackboneSpec) -> BackboneSpec:
