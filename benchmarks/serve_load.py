@@ -11,9 +11,6 @@ server, which the ratio includes.
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,12 +23,6 @@ KNOWN = ["real", "dalle-mini", "latent-diffusion", "glid3-xl", "midjourney-v3"]
 def _emit(row: dict) -> None:
     import json
     print(json.dumps({"section": "serve", **row}), flush=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _model(data: Path, work: Path) -> Path:
@@ -89,34 +80,11 @@ def main(data: Path, work: Path, quick: bool = False) -> None:
     att.predict(files)
     predict_ips = len(files) / (time.perf_counter() - t)
     del att
-    port = _free_port()
-    log = open(work / "serve-bench.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "originprobe", "serve", str(model),
-                             "--port", str(port), "--max-batch", "32", "--max-wait-ms", "10"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        import httpx
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not become ready; see {work / 'serve-bench.log'}")
-            try:
-                if httpx.get(base + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
+    from originprobe.serve.process import running_server
+    with running_server(model, work / "serve-bench.log", "--max-batch", "32",
+                        "--max-wait-ms", "10") as (base, proc):
         lat, wall, failures = asyncio.run(_load(base, files, requests, per_request, concurrency))
         rss = _peak_rss_mb(proc.pid)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
     ips = requests * per_request / wall
     _emit({"requests": requests, "images_per_request": per_request, "concurrency": concurrency,
            "failures": failures, "p50_ms": round(float(np.percentile(lat, 50)) * 1000, 1),

@@ -77,7 +77,6 @@ def test_fusion_store_reuses_what_each_member_has(realgen, lite0, tmp_path):
                          progress=False)
     assert r.computed == 20 and r.cached == 0      # forensic computed; lite0 rows reused
     assert len(list((cache).glob("efficientnet-lite0-*/shard-*"))) == 1   # nothing rewritten
-    hashes = [s.sha256 for s in samples] if samples[0].sha256 else None
     from originprobe.data.samples import hash_samples
     hashed, _ = hash_samples(samples)
     np.testing.assert_array_equal(store.load([s.sha256 for s in hashed], "efficientnet-lite0/stage5"),

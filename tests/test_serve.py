@@ -2,16 +2,11 @@
 in a real browser (Debian's chromium, driven by Playwright)."""
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
 import shutil
-import socket
 import struct
-import subprocess
-import sys
-import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +18,7 @@ from PIL import Image
 from originprobe import Attributor
 from originprobe.cli import main
 from originprobe.serve import create_app
+from originprobe.serve.process import running_server
 
 from conftest import write_subset
 
@@ -177,12 +173,6 @@ def test_page_and_assets_are_served_by_the_package(client):
 
 
 # ---------------------------------------------------------------- a real server and a browser
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _chromium() -> str:
     for name in ("chromium", "chromium-browser"):
         path = shutil.which(name)
@@ -194,35 +184,8 @@ def _chromium() -> str:
 
 @pytest.fixture()
 def server(model_dir, tmp_path):
-    port = _free_port()
-    log = open(tmp_path / "server.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "originprobe.cli", "serve", str(model_dir),
-                             "--port", str(port)], stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        import httpx
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"server exited {proc.returncode}: {log.read()}")
-            try:
-                if httpx.get(base + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("server not ready within 120 s")
+    with running_server(model_dir, tmp_path / "server.log", ready_timeout=120) as (base, _):
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def test_page_in_a_real_browser_shows_the_verdict(server, realgen, tmp_path):
