@@ -51,7 +51,7 @@ def test_preprocessing_travels_with_the_backbone():
 
 
 def test_every_layer_from_one_forward_pass(realgen):
-    bb = load_backbone().eval()
+    bb = load_backbone("efficientnet-lite0").eval()
     calls = {"n": 0}
     hook = bb.net.conv_stem.register_forward_hook(lambda *a: calls.__setitem__("n", calls["n"] + 1))
     ds = load_dataset(realgen)

@@ -131,7 +131,7 @@ def test_extract_skips_bad_files_records_them_and_goes_on(corpus, tmp_path, caps
     samples, _ = hash_samples(ds.samples)
     from originprobe.backbones import load_backbone
     from originprobe.features import open_store
-    store = open_store(cache, load_backbone())
+    store = open_store(cache, load_backbone("efficientnet-lite0"))
     good = [s for s in samples if corpus["cases"].get(s.path.name) == "ok"]
     assert len(good) == sum(v == "ok" for v in corpus["cases"].values())
     assert store.missing([s.sha256 for s in good], ["head"]) == []

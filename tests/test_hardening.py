@@ -203,7 +203,7 @@ def test_an_extreme_aspect_ratio_costs_what_its_output_costs(tmp_path):
         import resource
         from originprobe.backbones import load_backbone
         from originprobe.data import load_image
-        pre = load_backbone().preprocessing
+        pre = load_backbone("efficientnet-lite0").preprocessing
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         x = pre.to_uint8(load_image({str(p)!r}))
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
