@@ -457,10 +457,10 @@ def main() -> None:
         if name in only:
             fn(data, work, a.quick)
     if "serve" in only:
-        from benchmarks import serve_load
+        import serve_load  # benchmarks/serve_load.py, beside this script
         serve_load.main(data, work, a.quick)
     if "ray" in only:
-        from benchmarks import ray_bench
+        import ray_bench  # benchmarks/ray_bench.py
         ray_bench.main(data, work, a.quick)
 
 

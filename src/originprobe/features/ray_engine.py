@@ -83,12 +83,12 @@ class _Extract:
     """Actor: loads the backbone once; runs batches and commits them to the store."""
 
     def __init__(self, backbone: str, weights: str | None, layers: list[str], store_root: str,
-                 namespace: str, dtype: str, device: str | None, runtime: str):
+                 namespace: str, dtype: str, device: str | None, runtime: str, threads: int):
         import torch
         from ..backbones import load_backbone
         from .extract import _Runner
-        torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
-                                  or torch.get_num_threads()))
+        # Ray sets OMP_NUM_THREADS=1 in workers; the forward pass gets its share of the node
+        torch.set_num_threads(max(1, threads))
         bb = load_backbone(backbone, weights=weights)
         self.runner = _Runner(bb, layers, device, runtime)
         self.store = FeatureStore(store_root, namespace, dtype=dtype)
@@ -113,15 +113,16 @@ class _Extract:
                 "warning": batch["warning"]}
 
 
-def _pool_size(ray, device: str | None) -> tuple[int, float, float]:
-    """(actors, CPUs per actor, GPUs per actor) for this cluster."""
+def _pool_size(ray, device: str | None) -> tuple[int, float, float, int]:
+    """(actors, CPUs reserved per actor, GPUs per actor, forward threads per actor)."""
     res = ray.cluster_resources()
     gpus = int(res.get("GPU", 0))
     if gpus and device != "cpu":
-        return gpus, 1.0, 1.0
+        return gpus, 1.0, 1.0, 2
     cpus = max(1, int(res.get("CPU", 1)))
-    # on CPUs: actors of 2 threads each, leaving room for the decoding tasks
-    return max(1, cpus // 2), 1.0, 0.0
+    # on CPUs: one actor per two cores, each running the forward pass on two threads; one core
+    # each is reserved, so that the decoding tasks always find room beside them
+    return max(1, cpus // 2), 1.0, 0.0, 2
 
 
 def extract_on_ray(todo: Sequence[Sample], backbone, store: FeatureStore, layers: Sequence[str],
@@ -131,7 +132,7 @@ def extract_on_ray(todo: Sequence[Sample], backbone, store: FeatureStore, layers
     (computed, errors, warnings) and the progress bar as results come back."""
     ray = connect(address)
     spec = getattr(backbone, "spec_", None) or (backbone.name, None)
-    n_actors, cpus, gpus = _pool_size(ray, device)
+    n_actors, cpus, gpus, threads = _pool_size(ray, device)
     n_actors = actors or n_actors
     batch_size = batch_size or (64 if gpus else 16)
     rows = [{"path": str(s.path), "sha256": s.sha256} for s in todo]
@@ -148,7 +149,8 @@ def extract_on_ray(todo: Sequence[Sample], backbone, store: FeatureStore, layers
         concurrency=n_actors, max_restarts=-1, max_task_retries=-1,
         fn_constructor_kwargs={"backbone": spec[0], "weights": spec[1], "layers": list(layers),
                                "store_root": str(store.root), "namespace": store.dir.name,
-                               "dtype": store.dtype, "device": device, "runtime": runtime})
+                               "dtype": store.dtype, "device": device, "runtime": runtime,
+                               "threads": threads})
     t0 = time.perf_counter()
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         for path, err, warn in zip(batch["path"], batch["error"], batch["warning"]):
