@@ -98,6 +98,7 @@ def recrops(data: Path, out: Path, n: int, size: int = 200) -> Path:
         return manifest
     rows = realgen_rows(data)
     rng = np.random.default_rng(0)
+    rows = [rows[i] for i in rng.permutation(len(rows))]   # every class in every size
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for i in range(n):
