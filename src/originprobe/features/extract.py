@@ -121,23 +121,29 @@ def default_batch_size(backbone: Backbone, device: torch.device) -> int:
     return 16   # on a CPU larger batches are not faster, and cost memory
 
 
+def preprocess_one(inp: ImageInput, pre, transform: ImageTransform | None = None
+                   ) -> tuple[torch.Tensor | None, str | None, str | None]:
+    """(uint8 pixels or None, error, warning) of one input: decoded, transformed, preprocessed.
+    Never raises: a bug in a transform must not kill a million-image run."""
+    try:
+        dec = inp.decode(pre.draft_size)
+        img = transform(dec.image) if transform is not None else dec.image
+        return pre.to_uint8(img), None, dec.warning
+    except ImageDecodeError as exc:
+        return None, exc.reason, None
+    except Exception as exc:  # noqa: BLE001
+        return None, f"preprocessing failed: {type(exc).__name__}: {exc}", None
+
+
 def iter_batches(inputs: Iterable[ImageInput], backbone: Backbone, batch_size: int,
                  workers: int, transform: ImageTransform | None = None) -> Iterator[Batch]:
     """Decoded, preprocessed uint8 batches in input order; decoding runs ahead in threads.
     `inputs` is consumed lazily (a generator may claim work as it is pulled); positions in the
     batches count the inputs in the order they were pulled."""
     pre = backbone.preprocessing
-    draft = pre.draft_size
 
     def work(pos: int, inp: ImageInput):
-        try:
-            dec = inp.decode(draft)
-            img = transform(dec.image) if transform is not None else dec.image
-            return pos, pre.to_uint8(img), None, dec.warning
-        except ImageDecodeError as exc:
-            return pos, None, exc.reason, None
-        except Exception as exc:  # a bug in a transform must not kill a million-image run
-            return pos, None, f"preprocessing failed: {type(exc).__name__}: {exc}", None
+        return (pos, *preprocess_one(inp, pre, transform))
 
     def emit(results) -> Batch:
         ok = [(i, x) for i, x, _, _ in results if x is not None]
@@ -297,13 +303,11 @@ def extract_features(
     if isinstance(backbone, FusedBackbone):
         if not isinstance(store, FusedStore):
             raise TypeError("a fused backbone's features go into its FusedStore (open_store)")
-        report = ExtractionReport(requested=len(samples))
-        for member, mine in backbone.by_member(layers):
-            r = extract_features(samples, member, store.member(member.name), mine, batch_size,
-                                 num_workers, device, progress, image_transform, flush_every,
-                                 flush_seconds, None, runtime, engine, address)
-            _merge_report(report, r)
-        return report
+        return _merge_reports(len(samples), [
+            extract_features(samples, member, store.member(member.name), mine, batch_size,
+                             num_workers, device, progress, image_transform, flush_every,
+                             flush_seconds, None, runtime, engine, address)
+            for member, mine in backbone.by_member(layers)])
     report = ExtractionReport(requested=len(samples))
     samples, problems = hash_samples(samples)
     report.errors.extend(problems)
@@ -484,18 +488,21 @@ def _extract_buckets(todo: dict[str, list[Sample]], store: FeatureStore, runner:
     return deferred
 
 
-def _merge_report(into: ExtractionReport, r: ExtractionReport) -> None:
-    """Add one member's extraction to a fusion's report (an image counts once)."""
-    into.cached = r.cached if not into.runtime else min(into.cached, r.cached)
-    into.computed = max(into.computed, r.computed)
-    seen = {p.path for p in into.errors}
-    into.errors += [p for p in r.errors if p.path not in seen]
-    seen = {(p.path, p.reason) for p in into.warnings}
-    into.warnings += [p for p in r.warnings if (p.path, p.reason) not in seen]
-    into.seconds += r.seconds
-    into.loader_wait_seconds += r.loader_wait_seconds
-    into.shared = max(into.shared, r.shared)
-    into.runtime = "+".join(x for x in (into.runtime, r.runtime or "cached") if x)
+def _merge_reports(requested: int, reports: list[ExtractionReport]) -> ExtractionReport:
+    """A fusion's report from its members' (an image counts once)."""
+    out = ExtractionReport(requested=requested,
+                           cached=min(r.cached for r in reports),
+                           computed=max(r.computed for r in reports),
+                           seconds=sum(r.seconds for r in reports),
+                           loader_wait_seconds=sum(r.loader_wait_seconds for r in reports),
+                           shared=max(r.shared for r in reports),
+                           runtime="+".join(r.runtime or "cached" for r in reports))
+    for r in reports:
+        seen = {p.path for p in out.errors}
+        out.errors += [p for p in r.errors if p.path not in seen]
+        seen_w = {(p.path, p.reason) for p in out.warnings}
+        out.warnings += [p for p in r.warnings if (p.path, p.reason) not in seen_w]
+    return out
 
 
 def _fused_arrays(inputs: list[ImageInput], backbone: "FusedBackbone", layers: Sequence[str],

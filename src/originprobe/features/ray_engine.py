@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -61,22 +62,18 @@ class _Decode:
         self.pre = Preprocessing.from_dict(preprocessing)
 
     def __call__(self, batch: dict) -> dict:
-        from ..data.images import ImageDecodeError, read_image
+        from .extract import ImageInput, preprocess_one
         s = self.pre.input_size
         n = len(batch["path"])
         pixels = np.zeros((n, 3, s, s), np.uint8)
         errors, warns = [""] * n, [""] * n
         for i, path in enumerate(batch["path"]):
-            try:
-                dec = read_image(str(path), self.pre.draft_size)
-                pixels[i] = self.pre.to_uint8(dec.image).numpy()
-                warns[i] = dec.warning or ""
-            except ImageDecodeError as exc:
-                errors[i] = exc.reason
-            except Exception as exc:  # noqa: BLE001 - one bad file never stops the job
-                errors[i] = f"preprocessing failed: {type(exc).__name__}: {exc}"
+            x, errors[i], warns[i] = preprocess_one(ImageInput.of(Path(str(path)), i), self.pre)
+            if x is not None:
+                pixels[i] = x.numpy()
         return {"sha256": batch["sha256"], "path": batch["path"], "pixels": pixels,
-                "error": np.array(errors, dtype=object), "warning": np.array(warns, dtype=object)}
+                "error": np.array([e or "" for e in errors], dtype=object),
+                "warning": np.array([w or "" for w in warns], dtype=object)}
 
 
 class _Extract:
@@ -101,10 +98,11 @@ class _Extract:
         if hashes:
             self.store.refresh()
             todo = set(self.store.missing(hashes, self.layers))
-            keep = [i for i, h in zip(ok, hashes) if h in todo]
-            seen: set[str] = set()
-            keep = [i for i in keep if not (str(batch["sha256"][i]) in seen
-                                            or seen.add(str(batch["sha256"][i])))]
+            first = {}   # one row per missing hash (a batch may hold the same image twice)
+            for i, h in zip(ok, hashes):
+                if h in todo:
+                    first.setdefault(h, i)
+            keep = list(first.values())
             if keep:
                 x = torch.from_numpy(np.ascontiguousarray(batch["pixels"][keep]))
                 feats = self.runner(x)

@@ -421,11 +421,13 @@ class FusedStore:
 
     def missing(self, hashes: Iterable[str], layers: Sequence[str]) -> list[str]:
         hashes = list(hashes)
+        by_store: dict[int, tuple[FeatureStore, list[str]]] = {}
+        for l in layers:
+            store, inner = self._split(l)
+            by_store.setdefault(id(store), (store, []))[1].append(inner)
         out: dict[str, None] = {}
-        for name, store in self.members.items():
-            mine = [self._split(l)[1] for l in layers if self._split(l)[0] is store]
-            if mine:
-                out.update(dict.fromkeys(store.missing(hashes, mine)))
+        for store, mine in by_store.values():
+            out.update(dict.fromkeys(store.missing(hashes, mine)))
         return list(out)
 
     def clean_stale(self) -> int:
