@@ -2,8 +2,10 @@
 unchanged, dry runs, and a full evaluate on a protocol built from realgen images."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -30,11 +32,8 @@ def _link(src: Path, dst: Path) -> None:
     shutil.copyfile(src, dst)
 
 
-@pytest.fixture(scope="module")
-def genimage_raw(realgen, tmp_path_factory) -> Path:
-    """A raw GenImage-shaped tree: <gen>/imagenet_ai_<gen>/{train,val}/{ai,nature}, realgen
-    images copied in; every image appears once."""
-    root = tmp_path_factory.mktemp("genimage")
+def _build_genimage_tree(realgen: Path, root: Path, place=_link) -> Path:
+    """<gen>/imagenet_ai_<gen>/{train,val}/{ai,nature} with realgen images placed by `place`."""
     by_label: dict[str, list[Path]] = {}
     for r in sorted(read_manifest(realgen), key=lambda r: r["path"]):
         by_label.setdefault(r["label"], []).append(realgen / r["path"])
@@ -45,11 +44,17 @@ def genimage_raw(realgen, tmp_path_factory) -> Path:
         base = root / gen / f"imagenet_ai_{gen.lower()}"
         for i, p in enumerate(imgs):
             part = "train" if i < TRAIN_AI else "val"
-            _link(p, base / part / "ai" / f"{i:03d}_{gen}.png")
+            place(p, base / part / "ai" / f"{i:03d}_{gen}.png")
         for part, n in (("train", TRAIN_NATURE), ("val", VAL_NATURE)):
             for i in range(n):
-                _link(next(real), base / part / "nature" / f"n{i:03d}.JPEG.png")
+                place(next(real), base / part / "nature" / f"n{i:03d}.JPEG.png")
     return root
+
+
+@pytest.fixture(scope="module")
+def genimage_raw(realgen, tmp_path_factory) -> Path:
+    """A raw GenImage-shaped tree, realgen images copied in; every image appears once."""
+    return _build_genimage_tree(realgen, tmp_path_factory.mktemp("genimage"))
 
 
 def _read(path: Path) -> list[tuple[str, int]]:
@@ -259,3 +264,47 @@ def test_unwritable_annotation_folder_is_a_clear_error(genimage_raw, tmp_path, c
     err = capsys.readouterr().err
     assert rc == 2 and str(blocked) in err and "--annotations DIR" in err
     assert blocked.read_text() == "a file where the annotation folder should go"
+
+
+def test_a_genimage_tree_of_symlinked_files_runs_without_options(realgen, genimage_raw,
+                                                                 shared_cache, tmp_path):
+    """A hub-cache-shaped tree: every file is a link into a blob folder outside the root."""
+    blobs = tmp_path / "blobs"
+    blobs.mkdir()
+
+    def place(src: Path, dst: Path) -> None:
+        blob = blobs / hashlib.sha256(src.read_bytes()).hexdigest()
+        if not blob.exists():
+            shutil.copyfile(src, blob)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.symlink_to(os.path.relpath(blob, dst.parent))
+
+    root = _build_genimage_tree(realgen, tmp_path / "linked", place)
+    out = tmp_path / "run"
+    rc = main(["evaluate", "--protocol", "genimage:split1", "--root", str(root),
+               "--cache", str(shared_cache), "--out", str(out), "--no-progress",
+               "--backbone", "efficientnet-lite0", "--layers", "stage5", "--no-report"])
+    assert rc == 0
+    counts = json.loads((out / "results.json").read_text())["counts"]
+    p = get_protocol("genimage:split1")
+    for c in p.known[1:]:
+        assert counts["train"][c] + counts["val"][c] == TRAIN_AI and counts["test"][c] == VAL_AI
+    # the dataset records where each link leads
+    ds = resolve_protocol("genimage:split1", root).datasets["train"]
+    assert all(Path(s.extra["resolved_path"]).parent == blobs.resolve() for s in ds.samples)
+
+
+def test_a_tree_of_broken_links_says_how_many_were_skipped_and_why(tmp_path, capsys):
+    root = tmp_path / "broken"
+    for gen in STAND_INS:
+        for part in ("train", "val"):
+            d = root / gen / "imagenet" / part / "ai"
+            d.mkdir(parents=True)
+            (d / "a.png").symlink_to(tmp_path / "gone.png")
+    rc = main(["evaluate", "--protocol", "genimage:split1", "--root", str(root),
+               "--out", str(tmp_path / "run"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc != 0
+    assert "no images found" in err
+    n = int(re.search(r"(\d+) file\(s\) skipped: broken symbolic link", err).group(1))
+    assert 8 <= n <= 2 * len(STAND_INS)   # every link walked before giving up was counted

@@ -15,10 +15,13 @@ recognised by content (`hash_samples` sniffs the first bytes while hashing), nev
 what is not an image is listed as skipped. Hidden files and folders (names starting with ".") are
 not walked.
 
-Where files may come from: a path in a manifest or annotation file must resolve, symbolic links
-followed, inside the dataset root (the manifest's folder, or `root`); a folder tree's symbolic
-links must not leave the tree. Anything else is skipped with the reason, unless the caller passes
-`allow_outside_root=True` (`--allow-outside-root`).
+Where files may come from: a path written in a manifest or annotation file must resolve, symbolic
+links followed, inside the dataset root (the manifest's folder, or `root`); anything else is skipped
+with the reason, unless the caller passes `allow_outside_root=True` (`--allow-outside-root`). A
+folder tree the user points at is the user's own arrangement: its symbolic links are followed
+wherever they lead (a Hugging Face hub cache, DVC and git-annex link every file into a blob store),
+and the resolved path is kept in `Sample.extra["resolved_path"]`. Annotation files that originprobe
+itself wrote from such a tree are read the same way (`follow_links=True`).
 """
 from __future__ import annotations
 
@@ -124,30 +127,53 @@ def hash_samples(samples: Sequence[Sample], workers: int = 8) -> tuple[list[Samp
     return ok, problems
 
 
-def walk_files(root: Path, problems: list[Problem] | None = None,
-               allow_outside_root: bool = False) -> Iterable[Path]:
-    """Every non-hidden file under `root`, sorted; images are told apart later, by content.
-    Symbolic links that leave `root` are skipped (into `problems`) unless allowed."""
-    top = root.resolve()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+def walk_files(root: Path, problems: list[Problem] | None = None) -> Iterable[Path]:
+    """Every non-hidden file under `root`, sorted, symbolic links followed (a linked folder is
+    walked once, even in a cycle); images are told apart later, by content. Broken links are
+    skipped into `problems`."""
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:            # a link cycle, or the same folder linked twice
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
             p = Path(dirpath) / name
-            if p.is_symlink() and not allow_outside_root and p.exists() \
-                    and not p.resolve().is_relative_to(top):
+            if p.is_symlink() and not p.exists():
                 if problems is not None:
-                    problems.append(Problem(str(p), f"symbolic link leaves the folder {root} "
-                                                    "(--allow-outside-root to follow it)"))
+                    problems.append(Problem(str(p), "broken symbolic link (its target is "
+                                                    "missing)"))
                 continue
             yield p
 
 
-def _inside(path: Path, base: Path, allow: bool) -> str | None:
-    """Why `path` may not be read from a dataset rooted at `base` (None when it may)."""
+def skipped_summary(problems: Sequence[Problem]) -> str:
+    """'N file(s) skipped: reason (n), ...' for an error message; '' when nothing was skipped."""
+    if not problems:
+        return ""
+    why = Counter(p.reason for p in problems)
+    return (f"{len(problems)} file(s) skipped: "
+            + "; ".join(f"{r} ({n})" for r, n in why.most_common(3))
+            + (f"; {len(why) - 3} other reason(s)" if len(why) > 3 else ""))
+
+
+def _resolved_extra(path: Path) -> dict[str, str]:
+    return {"resolved_path": str(path.resolve())} if path.is_symlink() else {}
+
+
+def _inside(path: Path, base: Path, allow: bool, follow_links: bool = False) -> str | None:
+    """Why `path` may not be read from a dataset rooted at `base` (None when it may). With
+    `follow_links` only the path as written must stay inside (the links are the tree's own)."""
     if allow:
         return None
+    if follow_links:
+        if Path(os.path.normpath(base / path)).is_relative_to(Path(os.path.normpath(base))):
+            return None
+        return f"path leads outside the dataset root {base}"
     try:
         resolved = path.resolve()
     except (OSError, RuntimeError):
@@ -158,21 +184,18 @@ def _inside(path: Path, base: Path, allow: bool) -> str | None:
     return f"{how} outside the dataset root {base} (pass --allow-outside-root to read it)"
 
 
-def load_folder(root: str | Path, allow_outside_root: bool = False) -> Dataset:
+def load_folder(root: str | Path) -> Dataset:
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"{root}: not a directory")
     samples, problems = [], []
     for label_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if label_dir.is_symlink() and not allow_outside_root and \
-                not label_dir.resolve().is_relative_to(root.resolve()):
-            problems.append(Problem(str(label_dir), "symbolic link leaves the dataset folder "
-                                                    "(--allow-outside-root to follow it)"))
-            continue
-        for f in walk_files(label_dir, problems, allow_outside_root):
-            samples.append(Sample(path=f, label=label_dir.name))
+        for f in walk_files(label_dir, problems):
+            samples.append(Sample(path=f, label=label_dir.name, extra=_resolved_extra(f)))
     if not samples:
-        raise DatasetError(f"{root}: no files found under <root>/<label>/")
+        skipped = skipped_summary(problems)
+        raise DatasetError(f"{root}: no files found under <root>/<label>/"
+                           + (f" ({skipped})" if skipped else ""))
     return Dataset(samples=samples, source=str(root), problems=problems)
 
 
@@ -218,12 +241,13 @@ def read_class_names(path: str | Path) -> list[str]:
 
 def load_annotations(
     annotation_file: str | Path, class_names: Sequence[str] | LabelResolver,
-    root: str | Path | None = None, allow_outside_root: bool = False,
+    root: str | Path | None = None, allow_outside_root: bool = False, follow_links: bool = False,
 ) -> Dataset:
     """Read `path<TAB>integer_label` lines; paths resolve against `root` (default: the file's folder).
 
     `class_names` maps the integer label to a name: a list indexed by it, or a function
     `(relative_path, index) -> name or None` (None: the line is reported as a problem).
+    `follow_links`: the file lists a folder tree originprobe walked itself; its links are followed.
     """
     annotation_file = Path(annotation_file)
     base = Path(root) if root is not None else annotation_file.parent
@@ -260,12 +284,12 @@ def load_annotations(
             continue
         p = Path(rel)
         path = p if p.is_absolute() else base / p
-        why = _inside(path, base, allow_outside_root)
+        why = _inside(path, base, allow_outside_root, follow_links)
         if why:
             problems.append(Problem(f"{annotation_file}:{lineno}", f"{rel}: {why}"))
             continue
         samples.append(Sample(path=path, label=label,
-                              extra={"label_index": idx}))
+                              extra={"label_index": idx, **_resolved_extra(path)}))
     return Dataset(samples=samples, source=str(annotation_file), problems=problems)
 
 
@@ -280,7 +304,7 @@ def load_dataset(spec: str | Path, class_names: str | Path | None = None,
         for name in MANIFEST_NAMES:
             if (p / name).is_file():
                 return load_manifest(p / name, allow_outside_root)
-        return load_folder(p, allow_outside_root)
+        return load_folder(p)
     if p.suffix.lower() == ".csv":
         return load_manifest(p, allow_outside_root)
     if class_names is None:
@@ -294,5 +318,5 @@ def load_dataset(spec: str | Path, class_names: str | Path | None = None,
 __all__ = [
     "Dataset", "DatasetError", "ImageDecodeError", "Problem", "Sample", "hash_samples",
     "load_annotations", "load_dataset", "load_folder", "load_manifest", "read_class_names",
-    "walk_files",
+    "skipped_summary", "walk_files",
 ]

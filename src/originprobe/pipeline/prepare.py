@@ -279,8 +279,7 @@ def collect_images(paths: Sequence[str | Path]) -> tuple[list[Sample], list[Prob
     samples, problems = [], []
     for p in map(Path, paths):
         if p.is_dir():
-            samples += [Sample(path=f, label="") for f in walk_files(p, problems,
-                                                                     allow_outside_root=True)]
+            samples += [Sample(path=f, label="") for f in walk_files(p, problems)]
         elif p.exists() or p.is_symlink():
             samples.append(Sample(path=p, label=""))
         else:

@@ -209,8 +209,7 @@ def resolve_protocol(name: str, root: str | Path, group: str = "all",
         if tree is not None:
             generated = Path(annotations) if annotations else root / "originprobe-annotations"
             write_annotations(protocol, tree, root, generated, seed=seed,
-                              train_per_class=train_per_class, test_per_class=test_per_class,
-                              allow_outside_root=allow_outside_root)
+                              train_per_class=train_per_class, test_per_class=test_per_class)
             found = {r: _find(generated, protocol.candidates(r, group)) for r in ROLES}
     missing = [r for r in needed if found[r] is None]
     if missing:
@@ -226,8 +225,10 @@ def resolve_protocol(name: str, root: str | Path, group: str = "all",
             datasets[role] = None
             continue
         resolver = _unknown_resolver(protocol, group) if role == "test_unknown" else known
+        # files originprobe wrote from the user's folder tree follow that tree's links
         datasets[role] = load_annotations(f, resolver, root=root,
-                                          allow_outside_root=allow_outside_root)
+                                          allow_outside_root=allow_outside_root,
+                                          follow_links=generated is not None)
     notes = []
     if datasets["val"] is None:
         notes.append("validation is carved from the training file (stratified, seeded): the "

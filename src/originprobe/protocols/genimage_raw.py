@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import atomic_write_text
-from ..data.samples import walk_files
+from ..data.samples import Problem, skipped_summary, walk_files
 from . import ProtocolError
 
 REAL = "real"
@@ -73,8 +73,8 @@ def _pick(paths: list[Path], cap: int | None, rng: np.random.Generator) -> list[
 
 
 def write_annotations(protocol, tree: dict, root: Path, out_dir: Path, seed: int = 0,
-                      train_per_class: int | None = None, test_per_class: int | None = None,
-                      allow_outside_root: bool = False) -> dict[str, Path]:
+                      train_per_class: int | None = None, test_per_class: int | None = None
+                      ) -> dict[str, Path]:
     train_cap = train_per_class or DEFAULT_TRAIN_PER_CLASS
     test_cap = test_per_class or DEFAULT_TEST_PER_CLASS
     split = protocol.split
@@ -95,13 +95,19 @@ def write_annotations(protocol, tree: dict, root: Path, out_dir: Path, seed: int
 
     known = list(protocol.known)
     unknown = protocol.unknown_classes("all")
+    skipped: dict[str, Problem] = {}       # the folder tree's links are followed; broken ones not
+
+    def walk(folder: Path) -> list[Path]:
+        problems: list[Problem] = []
+        files = list(walk_files(folder, problems))
+        skipped.update((p.path, p) for p in problems)
+        return files
 
     def images(part: str, gen: str) -> list[Path]:
         if gen == REAL:  # real photos: every generator folder's nature/, pooled
             return [p for g in sorted(tree) for p in
-                    (walk_files(tree[g][(part, "nature")], None, allow_outside_root)
-                     if (part, "nature") in tree[g] else [])]
-        return list(walk_files(tree[gen][(part, "ai")], None, allow_outside_root))
+                    (walk(tree[g][(part, "nature")]) if (part, "nature") in tree[g] else [])]
+        return walk(tree[gen][(part, "ai")])
 
     def lines(part: str, classes: list[str], cap: int) -> tuple[str, dict[str, int]]:
         out, counts = [], {}
@@ -117,8 +123,10 @@ def write_annotations(protocol, tree: dict, root: Path, out_dir: Path, seed: int
     out_text, out_counts = lines("val", unknown, test_cap)
     empty = [c for c, n in {**train_counts, **test_counts, **out_counts}.items() if n == 0]
     if empty:
+        why = skipped_summary(list(skipped.values()))
         raise ProtocolError(f"{root}: no images found for {sorted(set(empty))} in the raw "
-                            f"GenImage tree ({{train,val}}/ai, or nature/ for real)")
+                            f"GenImage tree ({{train,val}}/ai, or nature/ for real)"
+                            + (f"; {why}" if why else ""))
     try:
         for key, text in (("train", train_text), ("test_known", test_text),
                           ("test_unknown", out_text)):
