@@ -173,6 +173,13 @@ def _runtime_options(p: argparse.ArgumentParser) -> None:
                         "ORIGINPROBE_MAX_PIXELS)")
 
 
+def _provenance_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--c2pa-trust", metavar="FILE",
+                   help="PEM bundle of C2PA trust anchors: says whether each signer is on it")
+    p.add_argument("--no-evidence", dest="provenance", action="store_false",
+                   help="do not read the files' provenance metadata (C2PA, PNG text, EXIF, XMP)")
+
+
 def _model_options() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--combine-layers", type=_positive_int, default=3, metavar="N",
@@ -374,6 +381,8 @@ def _load_model(a):
     from .model import Attributor
     return Attributor.load(a.model, weights=a.weights, device=a.device,
                            batch_size=a.batch_size, workers=a.workers, runtime=a.runtime,
+                           provenance=getattr(a, "provenance", True),
+                           c2pa_trust=getattr(a, "c2pa_trust", None),
                            progress=not a.quiet and not getattr(a, "json", False))
 
 
@@ -381,12 +390,18 @@ def cmd_predict(a) -> int:
     from .backbones import resolve_device
     from .pipeline.prepare import collect_images
     from .report.attributions import output_format, text_line, write_records
+    for target in (a.out, a.report):
+        if target and Path(target).exists() and not a.overwrite:
+            raise FileExistsError(f"{target}: exists; pass --overwrite to replace it")
     if a.out:
         output_format(a.out)
-        if Path(a.out).exists() and not a.overwrite:
-            raise FileExistsError(f"{a.out}: exists; pass --overwrite to replace it")
+    if a.report and Path(a.report).suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"--report {a.report}: name it FILE.html")
     resolve_device(a.device)
     att = _load_model(a)
+    reader = att.evidence_reader()
+    if reader is not None and reader.note:
+        print(f"note: {reader.note}", file=sys.stderr)
     if a.threshold is not None:
         att.threshold_ = float(a.threshold)
     samples, problems = collect_images(a.paths)
@@ -397,9 +412,13 @@ def cmd_predict(a) -> int:
     flagged = [r for r in records if r.warning]
     if a.out:
         write_records(a.out, records)
+    if a.report:
+        from .report.analyst import write_report
+        write_report(a.report, records, att.describe(), reader.note if reader else None)
     if a.json:
         print(json.dumps({"model": str(a.model), "model_id": att.bundle_meta_.get("checksum"),
                           "score": att.score_name_, "threshold": att.threshold_,
+                          "evidence_note": reader.note if reader else None,
                           "predictions": [r.to_dict() for r in ok],
                           "skipped": [r.to_dict() for r in records if not r.ok]}, indent=2))
     elif not a.out:
@@ -412,8 +431,9 @@ def cmd_predict(a) -> int:
         print(f"{r.source}\twarning: {r.warning}", file=sys.stderr)
     summary = (f"{len(ok)} image(s) attributed, {len(records) - len(ok)} skipped, "
                f"{len(flagged)} flagged as damaged")
-    if a.out:
-        summary += f"; wrote {a.out}"
+    for target in (a.out, a.report):
+        if target:
+            summary += f"; wrote {target}"
     print(summary, file=sys.stderr)
     if not ok:
         print("originprobe predict: error: no usable image among the inputs", file=sys.stderr)
@@ -430,7 +450,8 @@ def cmd_serve(a) -> int:
     resolve_device(a.device)
     serve(a.model, host=a.host, port=a.port, max_upload_mb=a.max_upload_mb,
           max_batch=a.max_batch, max_wait_ms=a.max_wait_ms, token=token, weights=a.weights,
-          device=a.device, batch_size=a.batch_size, workers=a.workers, runtime=a.runtime)
+          device=a.device, batch_size=a.batch_size, workers=a.workers, runtime=a.runtime,
+          provenance=a.provenance, c2pa_trust=a.c2pa_trust)
     return 0
 
 
@@ -571,6 +592,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, help="reject threshold (default: the model's)")
     p.add_argument("--top-k", type=_positive_int, default=3, help="classes shown per image")
     p.add_argument("--weights", help="backbone weights, if not found automatically")
+    p.add_argument("--report", metavar="FILE.html",
+                   help="also write an analyst's report: one offline page with thumbnails, "
+                        "verdicts, scores and provenance evidence, with filters")
+    _provenance_options(p)
     _runtime_options(p)
     p.set_defaults(func=cmd_predict)
 
@@ -587,6 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-wait-ms", type=float, default=10.0,
                    help="how long a request waits for others to share its batch")
     p.add_argument("--weights", help="backbone weights, if not found automatically")
+    _provenance_options(p)
     _runtime_options(p)
     p.set_defaults(func=cmd_serve)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -36,6 +37,7 @@ from ..features import (ImageInput, LayerSpec, base_layers, extract_arrays, extr
 from ..heads import HEADS, Head, HeadStateError, head_factory
 from ..heads.selection import Selection, select_head
 from ..openset import UNKNOWN, OpenSetScore, calibrate_threshold, check_supported, fit_score
+from ..provenance import Evidence, EvidenceReader, compare
 from .bundle import BundleError, read_bundle, write_bundle
 
 FEATURES = "features"      # the layer name of features handed to `fit_features` as one array
@@ -53,6 +55,8 @@ class Attribution:
     probabilities: list[tuple[str, float]] = field(default_factory=list)   # top-k, descending
     error: str | None = None                     # why the input could not be used
     warning: str | None = None                   # used, but something is wrong with it
+    evidence: Evidence | None = None             # what the file's metadata claims (never mixed
+                                                 # into the verdict); None for in-memory images
 
     @property
     def ok(self) -> bool:
@@ -62,7 +66,8 @@ class Attribution:
         return {"source": self.source, "label": self.label, "closest": self.closest,
                 "score": self.score, "threshold": self.threshold,
                 "probabilities": [{"label": l, "probability": p} for l, p in self.probabilities],
-                "error": self.error, "warning": self.warning}
+                "error": self.error, "warning": self.warning,
+                "evidence": self.evidence.to_dict() if self.evidence is not None else None}
 
 
 @dataclass
@@ -93,7 +98,7 @@ class Attributor:
                  reference_per_class: int = 2000, device: str | None = None,
                  batch_size: int | None = None, workers: int | None = None,
                  cache: str | None = None, progress: bool = False, top_k: int = 3,
-                 runtime: str = "auto"):
+                 runtime: str = "auto", provenance: bool = True, c2pa_trust: str | None = None):
         self.backbone = backbone
         self.layers = layers
         self.head = head
@@ -112,7 +117,10 @@ class Attributor:
         self.progress = progress
         self.top_k = top_k
         self.runtime = runtime
+        self.provenance = provenance
+        self.c2pa_trust = c2pa_trust
         self._backbone_obj: Backbone | None = None
+        self._evidence_reader: EvidenceReader | None = None
 
     # ------------------------------------------------------------------ configuration
     def _check_config(self) -> str:
@@ -345,10 +353,28 @@ class Attributor:
             image_transform=image_transform, runtime=self.runtime)
         return _concat(feats, self.layer_), order, errors, warns
 
+    def evidence_reader(self) -> EvidenceReader | None:
+        """The provenance reader (built once), or None when `provenance` is off."""
+        if not self.provenance:
+            return None
+        if self._evidence_reader is None or \
+                self._evidence_reader.trust_anchors != self.c2pa_trust:
+            self._evidence_reader = EvidenceReader(self.c2pa_trust)
+        return self._evidence_reader
+
     def predict(self, images: Iterable[Any], top_k: int | None = None) -> list[Attribution]:
         """One `Attribution` per input (paths, bytes, PIL images, numpy arrays, mixed), in order;
-        an input that cannot be read gets its `error` instead of a label."""
+        an input that cannot be read gets its `error` instead of a label. Files and bytes also
+        get `evidence`: what their metadata claims, read while the backbone runs."""
         inputs = [ImageInput.of(it, i) for i, it in enumerate(images)]
+        reader = self.evidence_reader()
+        pending = None
+        if reader is not None:
+            files = [(i, inp.source) for i, inp in enumerate(inputs)
+                     if isinstance(inp.source, (Path, bytes))]
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="provenance")
+            pending = pool.submit(lambda: {i: reader.read(src) for i, src in files})
+            pool.shutdown(wait=False)
         X, order, errors, warns = self.features(inputs)
         k = int(top_k or self.top_k)
         out = [Attribution(source=inp.name, label=None) for inp in inputs]
@@ -368,6 +394,9 @@ class Attributor:
                     score=float(d.score[row]), threshold=d.threshold,
                     probabilities=[(self.classes_[j], float(d.proba[row, j])) for j in top],
                     warning=warn_by.get(inputs[i].name))
+        if pending is not None:
+            for i, ev in pending.result().items():
+                out[i].evidence = compare(ev, out[i].label, self.classes_) if out[i].ok else ev
         return out
 
     def decision_scores(self, images_or_features) -> np.ndarray:
@@ -495,7 +524,7 @@ class Attributor:
                   top_k=int(cfg.get("top_k", 3)))
         for k, v in runtime.items():
             if k not in ("device", "batch_size", "workers", "progress", "top_k", "cache",
-                         "runtime"):
+                         "runtime", "provenance", "c2pa_trust"):
                 raise TypeError(f"load() got an unexpected keyword {k!r}")
             setattr(att, k, v)
         att.backbone_info_ = dict(meta["backbone"])

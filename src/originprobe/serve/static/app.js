@@ -73,7 +73,34 @@ function card(file, result) {
     c.append(row);
   }
   c.append(gauge(result.score, result.threshold));
+  c.append(evidence(result.evidence));
   return c;
+}
+
+// the file's own claims: a separate line of evidence, never mixed into the verdict above
+function evidence(ev) {
+  const box = el("div", "evidence");
+  if (!ev) { box.append(el("div", "ev-none", "no file metadata read")); return box; }
+  box.dataset.agreement = ev.agreement;
+  box.dataset.signed = ev.signed ? "1" : "0";
+  if (ev.c2pa) {
+    const trust = ev.c2pa.trusted === null ? "no trust list configured"
+      : (ev.c2pa.trusted ? "signer on the trust list" : "signer NOT on the trust list");
+    box.append(el("div", "ev-c2pa " + (ev.c2pa.validation === "valid" ? "signed" : "invalid"),
+      `C2PA: ${ev.c2pa.validation.replace("_", " ")} · ${trust} · signer ${ev.c2pa.signer || "?"}`));
+  }
+  if (ev.agreement !== "no claim") {
+    box.append(el("div", "ev-reason " + (ev.disagreement ? "disagree" : "agree"),
+      (ev.disagreement ? "⚠ metadata disagrees: " : "metadata agrees: ") + ev.reason));
+  } else {
+    box.append(el("div", "ev-none", ev.reason || "no provenance metadata"));
+  }
+  for (const c of ev.claims) {
+    box.append(el("div", "ev-claim", `${c.signed ? "signed" : "bare text"} · ${c.source}: ` +
+      `${c.value.slice(0, 160)}${c.generator ? " → " + c.generator : ""}`));
+  }
+  for (const w of ev.warnings) box.append(el("div", "warning", "metadata warning: " + w));
+  return box;
 }
 
 async function attribute(files) {
