@@ -20,6 +20,7 @@ Sections (run all, or some with --only a,b):
              images/s, and how long the forward waited for decoded images
   serve      the HTTP service under load vs `originprobe predict` in one process
   ray        Ray vs local extraction on this machine
+  provenance predict on 1,000 images without metadata, with and without the evidence record
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 KNOWN = ["real", "dalle-mini", "latent-diffusion", "glid3-xl", "midjourney-v3"]
-SECTIONS = ("sweep", "vit", "evaluate", "extraction", "scaling", "gpu", "serve", "ray")
+SECTIONS = ("sweep", "vit", "evaluate", "extraction", "scaling", "gpu", "serve", "ray",
+            "provenance")
 
 
 def emit(section: str, row: dict) -> None:
@@ -463,6 +465,9 @@ def main() -> None:
     if "ray" in only:
         import ray_bench  # benchmarks/ray_bench.py
         ray_bench.main(data, work, a.quick)
+    if "provenance" in only:
+        import provenance_bench  # benchmarks/provenance_bench.py
+        provenance_bench.main(data, work, a.quick)
 
 
 if __name__ == "__main__":

@@ -218,9 +218,14 @@ def read_metadata(source: Path | bytes) -> tuple[list[Claim], list[str]]:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 im = Image.open(f)
-                if im.format == "PNG":
-                    claims += _png_claims(dict(getattr(im, "text", {}) or {}))
-                readers = [("EXIF", lambda: _exif_claims(im.getexif())),
+                png = im.format == "PNG"
+                if png:   # text chunks before the image data; `im.text` would decode the pixels
+                    claims += _png_claims({k: v for k, v in im.info.items()
+                                           if isinstance(k, str) and isinstance(v, str)
+                                           and k != "XML:com.adobe.xmp"})
+                # a PNG without an eXIf chunk up front: Pillow would decode it to look further
+                has_exif = not png or "exif" in im.info
+                readers = [("EXIF", lambda: _exif_claims(im.getexif()) if has_exif else []),
                            ("XMP", lambda: _xmp_claims(im.getxmp())),
                            ("IPTC", lambda: _iptc_claims(im))]
                 for what, read in readers:
