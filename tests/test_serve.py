@@ -208,6 +208,9 @@ def test_page_in_a_real_browser_shows_the_verdict(server, realgen, tmp_path):
             assert label in KNOWN3 + ["unknown"]
             assert page.locator(".card .bar").count() == 3
             assert page.locator(".card .gauge").count() == 1
+            # the file's own claims are drawn beside the verdict, never in it
+            assert page.locator(".card .evidence").count() == 1
+            assert page.locator(".card .evidence").get_attribute("data-agreement") == "no claim"
             page.screenshot(path=str(shot), full_page=True)
         finally:
             browser.close()

@@ -6,8 +6,11 @@ against the layers a backbone (or a fusion of backbones) can emit.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
 
 
 @dataclass(frozen=True, order=True)
@@ -63,3 +66,50 @@ def parse_layer_list(spec: "str | Sequence[str] | None", available: Sequence[str
 def base_layers(specs: Iterable[LayerSpec]) -> list[str]:
     """Every single layer the specs read, first-seen order."""
     return list(dict.fromkeys(p for s in specs for p in s.parts))
+
+
+class LayerRows(Mapping):
+    """The features of one set of rows, one layer at a time: `rows[layer]` returns a fresh float32
+    copy of that layer only, read from `arrays` (in-memory arrays, memory-mapped `.npy` files or
+    a store loader) and restricted to `index` when given. Nothing is kept between reads, so a
+    layer sweep over `LayerRows` holds at most the layers it is fitting."""
+
+    def __init__(self, arrays: Mapping[str, Any], index: np.ndarray | None = None):
+        self.arrays = arrays
+        self.index = None if index is None else np.asarray(index, dtype=np.int64)
+
+    def __getitem__(self, layer: str) -> np.ndarray:
+        a = self.arrays[layer]
+        if self.index is not None:
+            a = a[self.index]
+        return np.asarray(a, dtype=np.float32)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.arrays)
+
+    def __len__(self) -> int:
+        return len(self.arrays)
+
+    def rows(self, layer: str) -> int:
+        return len(self.index) if self.index is not None else len(self.arrays[layer])
+
+    def width(self, layer: str) -> int | None:
+        """The layer's dims when known without reading it (arrays with a shape), else None."""
+        shape = getattr(self.arrays.get(layer), "shape", None) if isinstance(self.arrays, dict) \
+            else None
+        return int(shape[1]) if shape is not None else None
+
+    def concat(self, spec: LayerSpec) -> np.ndarray:
+        """(n, Σ dims) float32 of the spec's layers, filled part by part (one output copy)."""
+        if len(spec.parts) == 1:
+            return self[spec.parts[0]]
+        shapes = [getattr(self.arrays.get(p), "shape", None) if isinstance(self.arrays, dict)
+                  else None for p in spec.parts]
+        if any(s is None for s in shapes):
+            return np.hstack([self[p] for p in spec.parts])
+        out = np.empty((self.rows(spec.parts[0]), sum(s[1] for s in shapes)), dtype=np.float32)
+        col = 0
+        for p, shape in zip(spec.parts, shapes):
+            out[:, col:col + shape[1]] = self[p]
+            col += shape[1]
+        return out

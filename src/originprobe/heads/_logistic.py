@@ -12,7 +12,11 @@ extraction pass. Here every problem of a sweep is solved together:
   preconditioner that makes every C about as well conditioned as the smallest, so large C values
   converge in tens of iterations instead of hitting the iteration cap;
 - all problems of similar width advance together: one matrix product per feature matrix and
-  step computes the logits of every C value; converged problems leave the batch.
+  step computes the logits of every C value; converged problems leave the batch;
+- memory: each feature matrix is held once, as its principal coordinates plus the intercept
+  column; above `F32_ELEMS` values (n × D) that copy and the matrix products are float32 (the
+  objective, softmax and L-BFGS state stay float64), and the caller's matrices are released
+  as soon as their basis is built (`fit_multinomial` consumes its list).
 Stopping rule per problem (as scipy's L-BFGS-B used by scikit-learn): max-abs gradient ≤ tol, or
 relative decrease of the objective ≤ 64·eps, or `max_iter` iterations.
 """
@@ -25,6 +29,8 @@ import numpy as np
 
 _A = 0.25          # p(1-p) at p = ½: the curvature scale of the log-loss
 _MAX_BATCH_ELEMS = 6_000_000  # problems × classes × samples held at once (memory bound)
+F32_ELEMS = 20_000_000        # n × D above which a basis is kept, and multiplied, in float32
+_ROWS = 1024                  # row chunk of the passes over a feature matrix
 
 
 @dataclass
@@ -53,31 +59,65 @@ def objective(Z: np.ndarray, y_idx: np.ndarray, sample_weight: np.ndarray, C: fl
 
 
 class _Basis:
-    """A feature matrix in its principal basis: V = Z·Q (null directions dropped)."""
+    """A feature matrix in its principal basis plus an intercept column: Vp = [Z·Q, 1] (null
+    directions dropped). Built in row chunks (`Z[a:b]`: an array, or rows standardised on
+    demand); Z itself is not kept."""
 
-    def __init__(self, Z: np.ndarray, w8: np.ndarray):
-        Z = np.asarray(Z, dtype=np.float64)
-        M = (Z * w8[:, None]).T @ Z
+    def __init__(self, Z, w8: np.ndarray):
+        n, D = Z.shape
+        self.dtype = np.float32 if n * D > F32_ELEMS else np.float64
+        M = np.zeros((D, D))
+        for s in range(0, n, _ROWS):
+            z = np.asarray(Z[s:s + _ROWS], dtype=np.float64)
+            M += (z * w8[s:s + _ROWS, None]).T @ z
         ev, Q = np.linalg.eigh(M)
+        del M
         keep = ev > max(float(ev.max()), 1e-300) * 1e-12
         self.Q, self.ev = Q[:, keep], np.maximum(ev[keep], 0.0)
-        self.V = Z @ self.Q
         self.dim = int(keep.sum())
+        self.Vp = np.empty((n, self.dim + 1), dtype=self.dtype)
+        Qd = self.Q.astype(self.dtype)
+        for s in range(0, n, _ROWS):
+            self.Vp[s:s + _ROWS, :self.dim] = np.asarray(Z[s:s + _ROWS], self.dtype) @ Qd
+        self.Vp[:, self.dim] = 1.0
+
+    def logits(self, W: np.ndarray) -> np.ndarray:
+        """(m, n) logits of m rows of weights (m, dim + 1) in these coordinates (float64)."""
+        return np.asarray(W.astype(self.dtype, copy=False) @ self.Vp.T, dtype=np.float64)
+
+    def backproject(self, R: np.ndarray) -> np.ndarray:
+        """(m, dim + 1) = R · Vp for residuals R (m, n) (float64)."""
+        return np.asarray(R.astype(self.dtype, copy=False) @ self.Vp, dtype=np.float64)
 
 
-def fit_multinomial(Zs: Sequence[np.ndarray], y_idx: np.ndarray, n_classes: int,
+def _objective_in_basis(b: _Basis, y_idx: np.ndarray, w8: np.ndarray, C: float, S: float,
+                        v: np.ndarray) -> float:
+    """The objective at v (K, dim + 1), computed in the basis (‖coef‖ = ‖v[:, :dim]‖)."""
+    L = b.logits(v)
+    m = L.max(0, keepdims=True)
+    lse = (m + np.log(np.exp(L - m).sum(0, keepdims=True)))[0]
+    ce = lse - L[y_idx, np.arange(len(y_idx))]
+    return float(w8 @ ce + 0.5 / (C * S) * np.sum(v[:, :b.dim] ** 2))
+
+
+def fit_multinomial(Zs: list, y_idx: np.ndarray, n_classes: int,
                     sample_weight: np.ndarray, Cs: Sequence[float], tol: float = 1e-4,
                     max_iter: int = 1000, memory: int = 10) -> list[list[LogisticFit]]:
-    """Solve every (Z in Zs, C in Cs) problem; result[i][j] is for Zs[i] and Cs[j]."""
+    """Solve every (Z in Zs, C in Cs) problem; result[i][j] is for Zs[i] and Cs[j]. The list is
+    consumed: each entry is released once its basis is built (so a caller holding only the list
+    holds each matrix once)."""
     y_idx = np.asarray(y_idx, dtype=np.int64)
     sw = np.asarray(sample_weight, dtype=np.float64)
     S = float(sw.sum())
     w8 = sw / S
-    bases = [_Basis(Z, w8) for Z in Zs]
-    problems = [(i, float(C)) for i in range(len(Zs)) for C in Cs]
+    bases = []
+    for i in range(len(Zs)):
+        bases.append(_Basis(Zs[i], w8))
+        Zs[i] = None
+    problems = [(i, float(C)) for i in range(len(bases)) for C in Cs]
     # group problems of similar width so that padding to the widest wastes little
     order = sorted(range(len(problems)), key=lambda p: bases[problems[p][0]].dim)
-    out: dict[int, LogisticFit] = {}
+    out: dict[int, tuple[np.ndarray, LogisticFit]] = {}
     n = len(y_idx)
     start = 0
     while start < len(order):
@@ -95,19 +135,19 @@ def fit_multinomial(Zs: Sequence[np.ndarray], y_idx: np.ndarray, n_classes: int,
             out[p] = fit
         start = end
     res = []
-    for i, Z in enumerate(Zs):
+    for i, b in enumerate(bases):
         row = []
         for j, C in enumerate(Cs):
-            fit = out[i * len(Cs) + j]
-            fit.objective = objective(np.asarray(Z, np.float64), y_idx, sw, float(C), fit.coef,
-                                      fit.intercept)
+            v, fit = out[i * len(Cs) + j]
+            fit.objective = _objective_in_basis(b, y_idx, w8, float(C), S, v)
             row.append(fit)
         res.append(row)
     return res
 
 
 def _solve_batch(bases: list[_Basis], Cs: list[float], y_idx: np.ndarray, K: int,
-                 w8: np.ndarray, S: float, tol: float, max_iter: int, m: int) -> list[LogisticFit]:
+                 w8: np.ndarray, S: float, tol: float, max_iter: int, m: int
+                 ) -> list[tuple[np.ndarray, LogisticFit]]:
     n = len(y_idx)
     B = len(bases)
     uniq = list(dict.fromkeys(id(b) for b in bases))
@@ -115,12 +155,8 @@ def _solve_batch(bases: list[_Basis], Cs: list[float], y_idx: np.ndarray, K: int
     mats = {groups[id(b)]: b for b in bases}
     Dp = max(b.dim for b in bases)
     W1 = Dp + 1                                   # padded width + intercept column
-    Vs, VTs = {}, {}
-    for gi, b in mats.items():
-        V = np.zeros((n, W1))
-        V[:, :b.dim] = b.V
-        V[:, Dp] = 1.0
-        Vs[gi], VTs[gi] = V, np.ascontiguousarray(V.T)
+    # the columns of the padded coordinates each basis uses: its own, then the intercept at Dp
+    cols = {gi: np.r_[0:b.dim, Dp] for gi, b in mats.items()}
     grp = np.array([groups[id(b)] for b in bases])
     lam = np.array([1.0 / (C * S) for C in Cs])
     scale = np.zeros((B, W1))                     # u → v: v = scale·u (preconditioner)
@@ -145,16 +181,19 @@ def _solve_batch(bases: list[_Basis], Cs: list[float], y_idx: np.ndarray, K: int
         present = np.unique(grp)
         sels = {g: (np.flatnonzero(grp == g) if len(present) > 1 else slice(None)) for g in present}
         for g, sel in sels.items():
-            L[sel] = (W[sel].reshape(-1, W1) @ VTs[g]).reshape(-1, K, n)
+            Wg = W[sel][:, :, cols[g]].reshape(-1, len(cols[g]))
+            L[sel] = mats[g].logits(Wg).reshape(-1, K, n)
         mx = L.max(1, keepdims=True)
         E = np.exp(L - mx)
         se = E.sum(1, keepdims=True)
         lse = mx[:, 0] + np.log(se[:, 0])
         f = ((lse - L[:, y_idx, rows]) * sw).sum(1)
         R = (E / se - Yk) * sw[:, None, :]
-        Gv = np.empty((b, K, W1))
+        Gv = np.zeros((b, K, W1))
         for g, sel in sels.items():
-            Gv[sel] = (R[sel].reshape(-1, n) @ Vs[g]).reshape(-1, K, W1)
+            idx = sel if isinstance(sel, np.ndarray) else np.arange(b)
+            Gv[np.ix_(idx, np.arange(K), cols[g])] = \
+                mats[g].backproject(R[sel].reshape(-1, n)).reshape(-1, K, len(cols[g]))
         Gv = Gv.reshape(b, P)
         vp = v * pen
         f = f + 0.5 * lam * np.einsum("bp,bp->b", vp, v)
@@ -237,7 +276,9 @@ def _solve_batch(bases: list[_Basis], Cs: list[float], y_idx: np.ndarray, K: int
     fits = []
     for j, b in enumerate(bases):
         coef = V[j, :, :b.dim] @ b.Q.T
-        fits.append(LogisticFit(coef=coef, intercept=V[j, :, Dp].copy(), n_iter=int(n_iter[j]),
-                                converged=bool(converged[j]), objective=float("nan")))
+        v = np.concatenate([V[j, :, :b.dim], V[j, :, Dp:Dp + 1]], axis=1)
+        fits.append((v, LogisticFit(coef=coef, intercept=V[j, :, Dp].copy(),
+                                    n_iter=int(n_iter[j]), converged=bool(converged[j]),
+                                    objective=float("nan"))))
     return fits
 

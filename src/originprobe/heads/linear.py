@@ -17,6 +17,37 @@ from .base import HEADS, Head
 C_GRID = [float(c) for c in np.logspace(-4, 2, 13)]
 
 
+def _moments(X: np.ndarray, standardize: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation, accumulated in float64 over row chunks (X may
+    be float16 or memory-mapped)."""
+    D = X.shape[1]
+    if not standardize:
+        return np.zeros(D), np.ones(D)
+    s1, s2 = np.zeros(D), np.zeros(D)
+    for s in range(0, len(X), 1024):
+        x = np.asarray(X[s:s + 1024], dtype=np.float64)
+        s1 += x.sum(0)
+        s2 += (x * x).sum(0)
+    mean = s1 / len(X)
+    scale = np.sqrt(np.maximum(s2 / len(X) - mean * mean, 0.0))
+    scale[scale < 1e-8] = 1.0
+    return mean, scale
+
+
+class StandardizedRows:
+    """(X − mean) / scale, computed for the rows asked (`Z[a:b]`, float64); X stays as given."""
+
+    def __init__(self, X: np.ndarray, mean: np.ndarray, scale: np.ndarray):
+        self.X, self.mean, self.scale = X, mean, scale
+        self.shape = tuple(np.shape(X))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows) -> np.ndarray:
+        return (np.asarray(self.X[rows], dtype=np.float64) - self.mean) / self.scale
+
+
 @HEADS.register("linear")
 class LinearHead(Head):
     name: ClassVar[str] = "linear"
@@ -62,11 +93,10 @@ class LinearHead(Head):
             raise ValueError(f"class_weight must be 'balanced' or None, got {self.class_weight!r}")
         Zs, moments = [], []
         for X in Xs:
-            X = self._as_2d(X).astype(np.float64)
-            mean = X.mean(axis=0) if self.standardize else np.zeros(X.shape[1])
-            scale = X.std(axis=0) if self.standardize else np.ones(X.shape[1])
-            scale[scale < 1e-8] = 1.0
-            Zs.append((X - mean) / scale)
+            if np.ndim(X) != 2:
+                raise ValueError(f"features must be (n, D), got shape {np.shape(X)}")
+            mean, scale = _moments(X, self.standardize)
+            Zs.append(StandardizedRows(X, mean, scale))   # standardised chunk by chunk, never whole
             moments.append((mean, scale))
         solved = fit_multinomial(Zs, y_idx, len(classes), sw, [h.C for h in heads], tol=self.tol,
                                  max_iter=self.max_iter)

@@ -24,7 +24,8 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Mapping
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -32,7 +33,7 @@ from .. import __version__
 from ..backbones import DEFAULT_BACKBONE, Backbone, Preprocessing, load_backbone
 from ..data import Dataset, Problem, Sample, hash_samples, load_dataset, make_split
 from ..data.splits import stratified_indices
-from ..features import (ImageInput, LayerSpec, base_layers, extract_arrays, extract_features,
+from ..features import (ImageInput, LayerRows, LayerSpec, base_layers, extract_arrays, extract_features,
                         open_store, parse_layer_list)
 from ..heads import HEADS, Head, HeadStateError, head_factory
 from ..heads.selection import Selection, select_head
@@ -231,50 +232,68 @@ class Attributor:
             failed = {p.path for p in report.errors}
             train = [s for s in split.train if str(s.path) not in failed]
             val = [s for s in split.val if str(s.path) not in failed]
-            feats = {role: {l: store.load([s.sha256 for s in ss], l) for l in base_layers(specs)}
+            self.counts_ = {"train": _counts(train), "val": _counts(val)}
+            # layers are read from the store one at a time, as selection asks for them
+            feats = {role: _StoreLayers(store, [s.sha256 for s in ss], base_layers(specs))
                      for role, ss in (("train", train), ("val", val))}
-        self.counts_ = {"train": _counts(train), "val": _counts(val)}
-        return self.fit_features(feats["train"], np.array([s.label for s in train], object),
-                                 feats["val"], np.array([s.label for s in val], object))
+            return self.fit_features(feats["train"], np.array([s.label for s in train], object),
+                                     feats["val"], np.array([s.label for s in val], object))
 
     def fit_features(self, X, y, X_val=None, y_val=None) -> "Attributor":
         """Fit on features the caller already has: an (n, D) array, or {layer: (n, D)} of the
-        backbone's layers (then layers are selected as in `fit`). Without `X_val`, validation
-        is carved from `X` (stratified, seeded)."""
+        backbone's layers (then layers are selected as in `fit`). Arrays may be memory-mapped
+        (`np.load(path, mmap_mode="r")`) and float16: selection reads one layer group at a time.
+        Without `X_val`, validation is carved from `X` (stratified, seeded)."""
         score = self._check_config()
         X = self._as_layers(X)
         y = np.asarray([str(v) for v in y], dtype=object)
         if X_val is None:
             tr, va = stratified_indices(y, (1.0 - self.val_fraction, self.val_fraction), self.seed)
-            X_val, y_val = {l: a[va] for l, a in X.items()}, y[va]
-            X, y = {l: a[tr] for l, a in X.items()}, y[tr]
+            Xtr, Xva = LayerRows(X, tr), LayerRows(X, va)
+            y, y_val = y[tr], y[va]
         else:
-            X_val = self._as_layers(X_val)
+            Xtr, Xva = LayerRows(X), LayerRows(self._as_layers(X_val))
             y_val = np.asarray([str(v) for v in y_val], dtype=object)
-        for l, a in X.items():
-            if len(a) != len(y) or len(X_val.get(l, ())) != len(y_val):
+        for l in Xtr:
+            if Xtr.rows(l) != len(y) or l not in Xva.arrays or Xva.rows(l) != len(y_val):
                 raise ValueError(f"layer {l}: features and labels differ in length")
         specs = self._layer_specs(list(X))
         params = dict(self.head_params or {})
         grid = {k: [v] for k, v in params.items()} if params else None
         make = head_factory(self.head, self.seed)
-        sel = select_head(make, lambda role, spec: _concat(X if role == "train" else X_val, spec),
+        widths = {l: w for l in Xtr if (w := Xtr.width(l)) is not None}
+        sel = select_head(make, lambda role, spec: (Xtr if role == "train" else Xva).concat(spec),
                           specs, y, y_val, sorted(set(y.tolist())), param_grid=grid,
-                          combine=int(self.combine_layers), progress=self.progress)
+                          combine=int(self.combine_layers), progress=self.progress,
+                          widths=widths)
         self.selection_ = sel
-        self._set_fitted(sel.layer, sel.head, score, _concat(X, sel.layer), y,
-                         _concat(X_val, sel.layer), y_val)
+        self._set_fitted(sel.layer, sel.head, score, Xtr.concat(sel.layer), y,
+                         Xva.concat(sel.layer), y_val)
         if not hasattr(self, "counts_") or self.counts_ is None:
             self.counts_ = {"train": _counts_labels(y), "val": _counts_labels(y_val)}
         self.selection_summary_ = {
             "layer": str(sel.layer), "params": sel.params, "criterion": "validation balanced accuracy",
             "val_balanced_accuracy": sel.val_balanced_accuracy, "fits": sel.fits,
             "seconds": round(sel.seconds, 3)}
+        if sel.proxy:
+            self.selection_summary_["screened"] = {
+                "proxy": "shrinkage LDA, validation balanced accuracy",
+                "scores": {str(k): round(v, 4) for k, v in sel.proxy.items()}}
         return self
 
-    def _as_layers(self, X) -> dict[str, np.ndarray]:
+    def _as_layers(self, X) -> Mapping[str, Any]:
+        """{layer: (n, D) array-like}, kept as given (memory-mapped, float16) until read."""
+        if isinstance(X, _StoreLayers):
+            return X
         if isinstance(X, Mapping):
-            return {str(k): np.asarray(v, dtype=np.float32) for k, v in X.items()}
+            out = {}
+            for k, v in X.items():
+                if not hasattr(v, "shape") or len(v.shape) != 2:
+                    v = np.asarray(v, dtype=np.float32)
+                    if v.ndim != 2:
+                        raise ValueError(f"layer {k}: features must be (n, D), got {v.shape}")
+                out[str(k)] = v
+            return out
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2:
             raise ValueError(f"features must be (n, D) or {{layer: (n, D)}}, got shape {X.shape}")
@@ -552,6 +571,24 @@ class Attributor:
                 "score": self.score_name_, "threshold": float(self.threshold_),
                 "target_tpr": float(self.target_tpr), "enrolled": getattr(self, "enrolled_", []),
                 "originprobe_version": __version__}
+
+
+class _StoreLayers(Mapping):
+    """{layer: features of `hashes`} read from a feature store on each access (nothing kept)."""
+
+    def __init__(self, store, hashes: Sequence[str], layers: Sequence[str]):
+        self.store, self.hashes, self.layers = store, list(hashes), list(layers)
+
+    def __getitem__(self, layer: str) -> np.ndarray:
+        if layer not in self.layers:
+            raise KeyError(layer)
+        return self.store.load(self.hashes, layer)
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
 
 
 def _concat(feats: Mapping[str, np.ndarray], spec: LayerSpec) -> np.ndarray:
