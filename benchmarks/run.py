@@ -21,6 +21,9 @@ Sections (run all, or some with --only a,b):
   serve      the HTTP service under load vs `originprobe predict` in one process
   ray        Ray vs local extraction on this machine
   provenance predict on 1,000 images without metadata, with and without the evidence record
+  selection  head selection at CLIP ViT-L/14 × OSMA scale on synthetic features in a feature
+             store (24 × 1024 dims, 15 classes, 6k-48k rows): wall, peak RSS, the choice; the
+             exhaustive scikit-learn sweep against the screened one on a small instance
 """
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 KNOWN = ["real", "dalle-mini", "latent-diffusion", "glid3-xl", "midjourney-v3"]
 SECTIONS = ("sweep", "vit", "evaluate", "extraction", "scaling", "gpu", "serve", "ray",
-            "provenance")
+            "provenance", "selection")
 
 
 def emit(section: str, row: dict) -> None:
@@ -468,6 +471,9 @@ def main() -> None:
     if "provenance" in only:
         import provenance_bench  # benchmarks/provenance_bench.py
         provenance_bench.main(data, work, a.quick)
+    if "selection" in only:
+        import selection_bench  # benchmarks/selection_bench.py
+        selection_bench.main(work, a.quick)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ process (wall time and peak RSS of that process):
 - the same at 48k from `{layer: np.load(path, mmap_mode="r")}` (one .npy file per layer);
 - the kNN, Gaussian, NCM and reference heads fitted on one 1024-d layer of 48k rows and
   predicting 12k: time and peak RSS;
-- on a small instance (24 × 128 dims, 1,200 rows), the exhaustive sweep (every layer × every C,
+- on a small instance (24 × 128 dims, 2,400 + 600 rows), the exhaustive sweep (every layer × every C,
   sequential scikit-learn) against originprobe's screened selection: the layer and C each
   chooses and their validation balanced accuracy.
 """
@@ -33,7 +33,7 @@ def _layer_names() -> list[str]:
     return [f"block{i}" for i in range(BLOCKS)]
 
 
-def _structure(dim: int, seed: int = 0):
+def _structure(dim: int, seed: int = 0, gain: float = 1.0):
     """Class codes and one drifting projection per block, and each block's signal strength."""
     rng = np.random.default_rng(seed)
     codes = rng.standard_normal((CLASSES, RANK)).astype(np.float32)
@@ -42,7 +42,8 @@ def _structure(dim: int, seed: int = 0):
     for _ in range(BLOCKS):
         U = U + 0.35 * rng.standard_normal((dim, RANK)).astype(np.float32)
         proj.append(U / np.linalg.norm(U, axis=0, keepdims=True))
-    strength = [0.12 + 0.5 * float(np.exp(-((b - 14) / 5.0) ** 2)) for b in range(BLOCKS)]
+    strength = [gain * (0.04 + 0.22 * float(np.exp(-((b - 14) / 5.0) ** 2)))
+                for b in range(BLOCKS)]
     return codes, proj, strength
 
 
@@ -135,8 +136,8 @@ def exhaustive_vs_screened() -> dict:
     from originprobe.heads import LinearHead
     from originprobe.heads.linear import C_GRID
     from originprobe.heads.selection import balanced_accuracy, select_head
-    dim, n_tr, n_va = 128, 1200, 400
-    structure = _structure(dim, seed=3)
+    dim, n_tr, n_va = 128, 2400, 600
+    structure = _structure(dim, seed=3, gain=2.0)
     rng = np.random.default_rng(7)
     y = np.arange(n_tr + n_va) % CLASSES
     rng.shuffle(y)
