@@ -9,8 +9,9 @@ and `serve` expose them.
     att = Attributor().fit("path/to/labelled/images", known=["real", "gen-a", "gen-b"])
     att.predict(["image.png"])
 """
-__version__ = "0.2.0"
+from ._version import __version__
+from .errors import ConfigError, OriginprobeError
+from .model import Attribution, Attributor, BundleError
 
-from .model import Attribution, Attributor, BundleError  # noqa: E402
-
-__all__ = ["Attribution", "Attributor", "BundleError", "__version__"]
+__all__ = ["Attribution", "Attributor", "BundleError", "ConfigError", "OriginprobeError",
+           "__version__"]

@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from .errors import OutputExistsError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -131,3 +133,27 @@ def sha256_bytes(data: bytes) -> str:
 def canonical_json(obj) -> bytes:
     """The bytes a checksum or signature of a JSON document is computed over."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def check_output_dir(out: str | Path, markers: tuple[str, ...], what: str) -> Path:
+    """A directory that may be written: new, empty, or an earlier originprobe `what` (one of
+    `markers` in it), never a file or someone else's folder; checked before any work, so that a
+    long run does not fail at its end."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"{out}: exists and is not a directory; choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not any((out / m).exists() for m in markers):
+        raise OutputExistsError(f"{out}: directory is not empty and is not an originprobe {what}; "
+                                "refusing to write into it")
+    parent = next((p for p in [out, *out.parents] if p.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"{out}: cannot write there ({parent} is not a writable folder)")
+    return out
+
+
+def check_run_dir(out: str | Path) -> Path:
+    return check_output_dir(out, ("results.json", "config.json"), "run")
+
+
+def check_model_dir(out: str | Path) -> Path:
+    return check_output_dir(out, ("model.json",), "model")

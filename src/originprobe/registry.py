@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from typing import Generic, Iterator, TypeVar
 
+from .errors import ConfigError
+
 T = TypeVar("T")
 
 
-class UnknownNameError(ValueError):
+class UnknownNameError(ConfigError):
     """A name that no registry entry has; the message lists the names that exist."""
 
 
@@ -31,7 +33,7 @@ class Registry(Generic[T]):
         """`register(name, obj)`, or `@register(name)` as a decorator."""
         def add(o: T) -> T:
             if name in self._entries and self._entries[name] is not o:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
+                raise ConfigError(f"{self.kind} {name!r} is registered twice")
             self._entries[name] = o
             return o
         return add(obj) if obj is not None else add

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ..errors import ConfigError, OriginprobeError
+
 import torch
 from PIL import Image
 from torch import nn
@@ -26,15 +28,15 @@ _INTERPOLATIONS = {
 }
 
 
-class WeightsNotFoundError(Exception):
+class WeightsNotFoundError(OriginprobeError):
     """Weights of a backbone are not on this machine; the message says where to put them."""
 
 
-class UnknownBackboneError(ValueError):
+class UnknownBackboneError(ConfigError):
     """A backbone name that no registry entry or prefix builds."""
 
 
-class DeviceError(ValueError):
+class DeviceError(ConfigError):
     """A device that does not exist or is not available on this machine."""
 
 
@@ -64,11 +66,11 @@ class Preprocessing:
 
     def __post_init__(self) -> None:
         if self.interpolation not in _INTERPOLATIONS:
-            raise ValueError(f"unknown interpolation {self.interpolation!r}")
+            raise ConfigError(f"unknown interpolation {self.interpolation!r}")
         if self.resize_size < self.input_size:
-            raise ValueError("resize_size must be at least input_size")
+            raise ConfigError("resize_size must be at least input_size")
         if self.crop not in ("resize", "native"):
-            raise ValueError(f"unknown crop mode {self.crop!r} (resize or native)")
+            raise ConfigError(f"unknown crop mode {self.crop!r} (resize or native)")
 
     @property
     def draft_size(self) -> int | None:

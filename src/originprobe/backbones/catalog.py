@@ -41,3 +41,16 @@ def format_backbones_table(rows: list[dict]) -> str:
     lines = ["  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip()
              for row in [head, ["-" * w for w in widths], *body]]
     return "\n".join(lines)
+
+
+def backbones_text(as_json: bool = False) -> str:
+    """What `originprobe backbones` prints."""
+    import json
+
+    from .registry import DEFAULT_BACKBONE
+    rows = list_backbones()
+    if as_json:
+        return json.dumps(rows, indent=2)
+    return (format_backbones_table(rows) + f"\n\ndefault: {DEFAULT_BACKBONE}\nany NAME@native or "
+            "NAME@nativeSIZE reads un-resampled centre crops; A+B fuses backbones (layers "
+            "MEMBER/LAYER)")

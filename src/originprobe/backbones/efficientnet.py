@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..fileio import sha256_file
 from .base import Backbone, BackboneSpec, Preprocessing, WeightsNotFoundError
 from .registry import register
@@ -69,11 +70,11 @@ def map_package_state_dict(src: "OrderedDict[str, torch.Tensor]", model: nn.Modu
     """Rename the package's tensors to timm's names, position by position, checking shapes."""
     dst = model.state_dict()
     if len(src) != len(dst):
-        raise ValueError(f"weights have {len(src)} tensors, the timm model has {len(dst)}")
+        raise ConfigError(f"weights have {len(src)} tensors, the timm model has {len(dst)}")
     mapped = {}
     for (sk, sv), (dk, dv) in zip(src.items(), dst.items()):
         if tuple(sv.shape) != tuple(dv.shape):
-            raise ValueError(f"shape mismatch mapping {sk} {tuple(sv.shape)} -> {dk} {tuple(dv.shape)}")
+            raise ConfigError(f"shape mismatch mapping {sk} {tuple(sv.shape)} -> {dk} {tuple(dv.shape)}")
         mapped[dk] = sv
     return mapped
 

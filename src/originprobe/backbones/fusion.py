@@ -17,6 +17,7 @@ import re
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .base import Backbone
 
 _NATIVE = re.compile(r"^native(\d+)?$")
@@ -27,9 +28,9 @@ def split_fusion(name: str) -> list[str]:
     """'a+b' → ['a', 'b']; a name without '+' is one member."""
     parts = [p.strip() for p in name.split("+")]
     if not all(parts):
-        raise ValueError(f"backbone {name!r}: empty member in a fusion")
+        raise ConfigError(f"backbone {name!r}: empty member in a fusion")
     if len(set(parts)) != len(parts):
-        raise ValueError(f"backbone {name!r} names a member twice")
+        raise ConfigError(f"backbone {name!r} names a member twice")
     return parts
 
 
@@ -40,10 +41,10 @@ def split_variant(name: str) -> tuple[str, int | None]:
         return name, None
     m = _NATIVE.match(mod)
     if not m:
-        raise ValueError(f"backbone {name!r}: unknown variant @{mod} (use @native or @nativeSIZE)")
+        raise ConfigError(f"backbone {name!r}: unknown variant @{mod} (use @native or @nativeSIZE)")
     size = int(m.group(1) or 0)
     if m.group(1) and not 32 <= size <= 4096:
-        raise ValueError(f"backbone {name!r}: native crop size must be 32..4096 pixels")
+        raise ConfigError(f"backbone {name!r}: native crop size must be 32..4096 pixels")
     return base, size
 
 
@@ -61,7 +62,7 @@ class FusedBackbone(Backbone):
     def __init__(self, members: list[Backbone]):
         super().__init__()
         if len(members) < 2:
-            raise ValueError("a fusion needs at least two backbones")
+            raise ConfigError("a fusion needs at least two backbones")
         self.members = nn.ModuleList(members)
         self.name = "+".join(m.name for m in members)
         self.preprocessing = members[0].preprocessing   # each member applies its own
@@ -86,7 +87,7 @@ class FusedBackbone(Backbone):
         want = list(layers)
         unknown = [l for l in want if l not in self.feature_dims]
         if unknown:
-            raise ValueError(f"{self.name} has no layers {unknown}")
+            raise ConfigError(f"{self.name} has no layers {unknown}")
         out = []
         for m in self.members:
             mine = [l.rpartition(SEP)[2] for l in want if l.rpartition(SEP)[0] == m.name]

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from ..fileio import normal_mode
 from .base import Backbone
 
@@ -35,12 +36,12 @@ def onnx_installed() -> bool:
 
 def choose_runtime(runtime: str, backbone: Backbone, device: torch.device) -> str:
     if runtime not in RUNTIMES:
-        raise ValueError(f"unknown runtime {runtime!r}; runtimes: {', '.join(RUNTIMES)}")
+        raise ConfigError(f"unknown runtime {runtime!r}; runtimes: {', '.join(RUNTIMES)}")
     if runtime == "onnx":
         if device.type != "cpu":
-            raise ValueError(f"--runtime onnx runs on the CPU, not on {device}")
+            raise ConfigError(f"--runtime onnx runs on the CPU, not on {device}")
         if not onnx_installed():
-            raise ValueError("--runtime onnx needs onnxruntime and onnx: "
+            raise ConfigError("--runtime onnx needs onnxruntime and onnx: "
                              "pip install 'originprobe[onnx]'")
         return "onnx"
     if runtime == "auto" and device.type == "cpu" and getattr(backbone, "onnx_friendly", False) \

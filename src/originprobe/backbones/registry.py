@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from ..errors import ConfigError
 from ..registry import Registry
 from .base import Backbone, BackboneSpec, UnknownBackboneError
 
@@ -42,7 +43,7 @@ def _load(name: str, weights: str | Path | None, **kw) -> Backbone:
     members = split_fusion(name)
     if len(members) > 1:
         if weights is not None:
-            raise ValueError(f"--weights cannot be given for a fusion of backbones ({name})")
+            raise ConfigError(f"--weights cannot be given for a fusion of backbones ({name})")
         return FusedBackbone([load_backbone(m, **kw) for m in members])
     base, native = split_variant(name)
     if native is not None:

@@ -29,6 +29,8 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import ConfigError, OriginprobeError
+
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -52,7 +54,7 @@ def set_max_pixels(n: int) -> None:
     """The one pixel limit: refused here before decoding, and Pillow's own bomb limit."""
     global _max_pixels
     if n < 1:
-        raise ValueError(f"the pixel limit must be positive, got {n}")
+        raise ConfigError(f"the pixel limit must be positive, got {n}")
     _max_pixels = int(n)
     Image.MAX_IMAGE_PIXELS = _max_pixels
 
@@ -60,7 +62,7 @@ def set_max_pixels(n: int) -> None:
 set_max_pixels(_max_pixels)
 
 
-class ImageDecodeError(Exception):
+class ImageDecodeError(OriginprobeError):
     """An image file that cannot be used; `path` and `reason` say which and why."""
 
     def __init__(self, path: str | Path, reason: str):

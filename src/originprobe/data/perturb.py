@@ -11,6 +11,8 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 
+from ..errors import ConfigError
+
 from PIL import Image, ImageFilter
 
 PERTURBATIONS = ("jpeg", "blur", "downscale", "crop")
@@ -30,13 +32,13 @@ class Perturbation:
 
     def __post_init__(self) -> None:
         if self.kind not in PERTURBATIONS:
-            raise ValueError(f"unknown perturbation {self.kind!r}; known: {PERTURBATIONS}")
+            raise ConfigError(f"unknown perturbation {self.kind!r}; known: {PERTURBATIONS}")
         if self.kind == "jpeg" and not 1 <= self.level <= 100:
-            raise ValueError(f"JPEG quality must be in 1..100, got {self.level}")
+            raise ConfigError(f"JPEG quality must be in 1..100, got {self.level}")
         if self.kind in ("downscale", "crop") and not 0 < self.level <= 1:
-            raise ValueError(f"{self.kind} factor must be in (0, 1], got {self.level}")
+            raise ConfigError(f"{self.kind} factor must be in (0, 1], got {self.level}")
         if self.kind == "blur" and self.level < 0:
-            raise ValueError(f"blur sigma must be ≥ 0, got {self.level}")
+            raise ConfigError(f"blur sigma must be ≥ 0, got {self.level}")
 
     @property
     def key(self) -> str:
@@ -76,7 +78,7 @@ def parse_levels(spec: str | None) -> dict[str, list[float]]:
         kind, _, levels = part.partition("=")
         kind = kind.strip()
         if kind not in PERTURBATIONS:
-            raise ValueError(f"unknown perturbation {kind!r} in {spec!r}; known: {PERTURBATIONS}")
+            raise ConfigError(f"unknown perturbation {kind!r} in {spec!r}; known: {PERTURBATIONS}")
         vals = [float(v) for v in levels.split(",") if v.strip()] or DEFAULT_LEVELS[kind]
         for v in vals:
             Perturbation(kind, v)  # validates

@@ -34,13 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from ..errors import OriginprobeError
 from .images import SNIFF_BYTES, ImageDecodeError, describe_non_image, open_regular, sniff_format
 
 MANIFEST_NAMES = ("manifest.csv",)
 LabelResolver = Callable[[str, int], "str | None"]
 
 
-class DatasetError(Exception):
+class DatasetError(OriginprobeError):
     """A dataset description that cannot be read at all (missing root, bad manifest header...)."""
 
 

@@ -15,10 +15,11 @@ from typing import Sequence
 
 import numpy as np
 
+from ..errors import OriginprobeError
 from .samples import Sample
 
 
-class SplitLeakError(Exception):
+class SplitLeakError(OriginprobeError):
     """A split that would let unknown or test samples into training or selection."""
 
 

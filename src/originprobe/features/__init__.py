@@ -1,6 +1,6 @@
 """Stage 3: backbone features, extracted once and cached on disk."""
-from .extract import (ExtractionReport, ImageInput, extract_arrays, extract_features,
-                      open_store)
+from ..data.inputs import ImageInput
+from .extract import ExtractionReport, extract_arrays, extract_features, open_store
 from .layers import LayerRows, LayerSpec, base_layers, parse_layer_list
 from .store import FeatureStore, StoreError, StoreInfo, VerifyReport, open_namespaces
 

@@ -11,31 +11,31 @@ import shutil
 import time
 from pathlib import Path
 
-from .store import FeatureStore, StoreInfo, open_namespaces
+from ..errors import ConfigError, MissingInputError
+from .store import FeatureStore, StoreInfo, VerifyReport, open_namespaces
 
 
 def list_cache(root: str | Path) -> list[StoreInfo]:
     return [st.info() for st in open_namespaces(root)]
 
 
-def format_cache_table(rows: list[StoreInfo]) -> str:
-    from ..report.results import markdown_table
-    now = time.time()
-    body = [[r.namespace, r.backbone, r.images, len(r.layers),
-             ", ".join(r.layers[:4]) + (" ..." if len(r.layers) > 4 else ""),
-             f"{r.bytes / 1e6:.1f}", f"{(now - r.last_used) / 86400:.1f}"] for r in rows]
-    total = sum(r.bytes for r in rows)
-    return (markdown_table(["namespace", "backbone", "images", "layers", "names", "MB",
-                            "days since used"], body)
-            + f"\n{len(rows)} namespace(s), {total / 1e6:.1f} MB")
-
-
 def _busy(st: FeatureStore) -> bool:
     return any(st.dir.glob(".tmp-*")) or any((st.dir / "claims").glob("*.claim"))
 
 
+def verify_cache(root: str | Path, repair: bool = False) -> list[tuple[FeatureStore, VerifyReport]]:
+    """Every namespace under `root` checked shard by shard (damaged shards moved aside with
+    `repair`)."""
+    stores = open_namespaces(root)
+    if not stores:
+        raise MissingInputError(f"{root}: no feature namespaces found")
+    return [(st, st.verify(repair=repair)) for st in stores]
+
+
 def prune_cache(root: str | Path, older_than_days: float | None = None,
                 backbone: str | None = None, dry_run: bool = False) -> list[StoreInfo]:
+    if older_than_days is None and not backbone:
+        raise ConfigError("give --older-than DAYS and/or --backbone NAME")
     removed = []
     now = time.time()
     for st in open_namespaces(root):

@@ -28,14 +28,17 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from ..backbones.base import Backbone, resolve_device
 from ..backbones.fusion import SEP, FusedBackbone
 from ..data.images import (DecodedImage, ImageDecodeError, decode_image, image_from_array,
                            read_image, to_rgb)
 from ..data.samples import Problem, Sample, hash_samples
+from ..data.inputs import ImageInput, ImageTransform
+from .forward import (ForwardRunner, default_batch_size, default_workers, iter_batches,
+                      preprocess_one)
 from .store import FeatureStore, FusedStore
 
-ImageTransform = Callable[[Any], Any]
 BUCKET_CHARS = 2          # work is claimed in buckets of images sharing a 2-hex-digit hash prefix
 
 
@@ -62,175 +65,6 @@ class ExtractionReport:
                 f"({self.images_per_second:.1f} img/s){extra}, {len(self.errors)} skipped{warn}")
 
 
-@dataclass
-class ImageInput:
-    """One image to attribute: a file path, encoded bytes, a `PIL.Image` or a numpy array."""
-
-    name: str
-    source: Any
-
-    @classmethod
-    def of(cls, item: Any, index: int) -> "ImageInput":
-        if isinstance(item, ImageInput):
-            return item
-        if isinstance(item, Sample):
-            return cls(str(item.path), item.path)
-        if isinstance(item, (str, Path)):
-            return cls(str(item), Path(item))
-        if isinstance(item, (bytes, bytearray, memoryview)):
-            return cls(f"<bytes #{index}>", bytes(item))
-        if isinstance(item, np.ndarray):
-            return cls(f"<array #{index}>", item)
-        from PIL import Image
-        if isinstance(item, Image.Image):
-            return cls(getattr(item, "filename", "") or f"<image #{index}>", item)
-        raise TypeError(f"input #{index}: cannot read a {type(item).__name__} as an image "
-                        "(give a path, bytes, a PIL.Image or a numpy array)")
-
-    def decode(self, draft_size: int | None) -> DecodedImage:
-        src = self.source
-        if isinstance(src, Path):
-            return read_image(src, draft_size)
-        if isinstance(src, bytes):
-            return decode_image(src, self.name, draft_size)
-        if isinstance(src, np.ndarray):
-            return DecodedImage(image_from_array(src, self.name))
-        try:
-            src.load()
-            return DecodedImage(to_rgb(src))
-        except (OSError, ValueError) as exc:
-            raise ImageDecodeError(self.name, f"unreadable image ({exc})") from None
-
-
-@dataclass
-class Batch:
-    index: list[int]                   # positions (in the input order) of the images in `x`
-    x: torch.Tensor | None             # uint8 (B, 3, H, W)
-    errors: list[tuple[int, str]]      # (position, reason)
-    warnings: list[tuple[int, str]]
-
-
-def default_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 2))
-
-
-def default_batch_size(backbone: Backbone, device: torch.device) -> int:
-    if device.type == "cuda":
-        from ..backbones.transformer import suggest_batch_size
-        return suggest_batch_size(backbone, device)
-    return 16   # on a CPU larger batches are not faster, and cost memory
-
-
-def preprocess_one(inp: ImageInput, pre, transform: ImageTransform | None = None
-                   ) -> tuple[torch.Tensor | None, str | None, str | None]:
-    """(uint8 pixels or None, error, warning) of one input: decoded, transformed, preprocessed.
-    Never raises: a bug in a transform must not kill a million-image run."""
-    try:
-        dec = inp.decode(pre.draft_size)
-        img = transform(dec.image) if transform is not None else dec.image
-        return pre.to_uint8(img), None, dec.warning
-    except ImageDecodeError as exc:
-        return None, exc.reason, None
-    except Exception as exc:  # noqa: BLE001
-        return None, f"preprocessing failed: {type(exc).__name__}: {exc}", None
-
-
-def iter_batches(inputs: Iterable[ImageInput], backbone: Backbone, batch_size: int,
-                 workers: int, transform: ImageTransform | None = None) -> Iterator[Batch]:
-    """Decoded, preprocessed uint8 batches in input order; decoding runs ahead in threads.
-    `inputs` is consumed lazily (a generator may claim work as it is pulled); positions in the
-    batches count the inputs in the order they were pulled."""
-    pre = backbone.preprocessing
-
-    def work(pos: int, inp: ImageInput):
-        return (pos, *preprocess_one(inp, pre, transform))
-
-    def emit(results) -> Batch:
-        ok = [(i, x) for i, x, _, _ in results if x is not None]
-        return Batch([i for i, _ in ok], torch.stack([x for _, x in ok]) if ok else None,
-                     [(i, e) for i, x, e, _ in results if x is None],
-                     [(i, w) for i, x, _, w in results if x is not None and w])
-
-    source = enumerate(inputs)
-    if workers <= 0:
-        results = []
-        for pos, inp in source:
-            results.append(work(pos, inp))
-            if len(results) == batch_size:
-                yield emit(results)
-                results = []
-        if results:
-            yield emit(results)
-        return
-    ahead = max(2 * batch_size, 4 * workers)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
-        pending: deque = deque()
-        results = []
-        exhausted = False
-        while True:
-            while not exhausted and len(pending) < ahead:
-                nxt = next(source, None)
-                if nxt is None:
-                    exhausted = True
-                else:
-                    pending.append(pool.submit(work, *nxt))
-            if not pending:
-                break
-            results.append(pending.popleft().result())
-            if len(results) == batch_size:
-                yield emit(results)
-                results = []
-        if results:
-            yield emit(results)
-
-
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast("cpu", enabled=False)
-
-
-class _Runner:
-    """The backbone on its device: uint8 batch in, one float32 numpy array per layer out.
-    On a CPU, ONNX Runtime runs the forward pass when `runtime` allows it (see backbones.onnxrt)."""
-
-    def __init__(self, backbone: Backbone, layers: Sequence[str], device, runtime: str = "auto"):
-        from ..backbones.onnxrt import OnnxForward, choose_runtime
-        self.device = resolve_device(device)
-        self.layers = list(layers)
-        unknown = [l for l in self.layers if l not in backbone.layer_names]
-        if unknown:
-            raise ValueError(f"{backbone.name} has no layers {unknown}; it has "
-                             f"{backbone.layer_names}")
-        self.runtime = choose_runtime(runtime, backbone, self.device)
-        self.onnx = None
-        if self.runtime == "onnx":   # one session per backbone object, reused by later calls
-            self.onnx = backbone.__dict__.get("_onnx_forward")
-            if self.onnx is None:
-                self.onnx = OnnxForward(backbone)
-                object.__setattr__(backbone, "_onnx_forward", self.onnx)
-        self.channels_last = self.device.type == "cuda" or getattr(backbone,
-                                                                  "prefers_channels_last", True)
-        bb = backbone.to(self.device).eval() if self.onnx is None else backbone
-        self.backbone = bb.to(memory_format=torch.channels_last) \
-            if self.channels_last and self.onnx is None else bb
-
-    @torch.inference_mode()
-    def __call__(self, x: torch.Tensor) -> dict[str, np.ndarray]:
-        if self.onnx is not None:
-            return self.onnx(self.backbone.preprocessing.normalize(x), self.layers)
-        x = x.to(self.device, non_blocking=True)
-        x = self.backbone.preprocessing.normalize(x)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(self.device):
-            feats = self.backbone(x)
-        # copies: a view of a block's class token would keep the whole token tensor alive
-        return {l: np.array(feats[l].float().cpu().numpy(), dtype=np.float32, copy=True)
-                for l in self.layers}
-
-
 def _progress(total: int, desc: str, enabled: bool):
     from tqdm import tqdm
     return tqdm(total=total, desc=desc, unit="img", disable=not enabled, dynamic_ncols=True,
@@ -249,7 +83,7 @@ def extract_arrays(items: Iterable[Any], backbone: Backbone, layers: Sequence[st
         return _fused_arrays(inputs, backbone, layers, batch_size=batch_size, workers=workers,
                              device=device, progress=progress, image_transform=image_transform,
                              runtime=runtime)
-    runner = _Runner(backbone, layers, device, runtime)
+    runner = ForwardRunner(backbone, layers, device, runtime)
     batch_size = batch_size or default_batch_size(backbone, runner.device)
     workers = default_workers() if workers is None else workers
     parts: dict[str, list[np.ndarray]] = {l: [] for l in runner.layers}
@@ -297,7 +131,7 @@ def extract_features(
     store's namespace by the caller.
     """
     if flush_every < 1 or flush_seconds <= 0:
-        raise ValueError("flush_every must be ≥ 1 image and flush_seconds > 0")
+        raise ConfigError("flush_every must be ≥ 1 image and flush_seconds > 0")
     t0 = time.perf_counter()
     layers = list(layers or backbone.layer_names)
     if isinstance(backbone, FusedBackbone):
@@ -322,14 +156,14 @@ def extract_features(
             todo.setdefault(s.sha256[:BUCKET_CHARS], []).append(s)
     failed: dict[str, str] = {}
     if engine not in ("local", "ray"):
-        raise ValueError(f"unknown engine {engine!r} (local or ray)")
+        raise ConfigError(f"unknown engine {engine!r} (local or ray)")
     if todo and engine == "ray":
         if image_transform is not None:
-            raise ValueError("--engine ray does not run image perturbations; use --engine local")
+            raise ConfigError("--engine ray does not run image perturbations; use --engine local")
         _extract_ray(todo, backbone, store, layers, report, batch_size, device, runtime,
                      address, progress, desc)
     elif todo:
-        runner = _Runner(backbone, layers, device, runtime)
+        runner = ForwardRunner(backbone, layers, device, runtime)
         report.runtime = runner.runtime
         batch_size = batch_size or default_batch_size(backbone, runner.device)
         workers = default_workers() if num_workers is None else num_workers
@@ -408,7 +242,7 @@ def _extract_ray(todo: dict[str, list[Sample]], backbone: Backbone, store: Featu
     report.seconds = time.perf_counter() - t0
 
 
-def _extract_buckets(todo: dict[str, list[Sample]], store: FeatureStore, runner: _Runner,
+def _extract_buckets(todo: dict[str, list[Sample]], store: FeatureStore, runner: ForwardRunner,
                      batch_size: int, workers: int, transform, flush_every: int,
                      flush_seconds: float, report: ExtractionReport, failed: dict[str, str],
                      bar) -> dict[str, list[Sample]]:

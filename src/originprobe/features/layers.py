@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
+from ..errors import ConfigError
+
 import numpy as np
 
 
@@ -19,9 +21,9 @@ class LayerSpec:
 
     def __post_init__(self) -> None:
         if not self.parts or any(not p or "+" in p or "," in p for p in self.parts):
-            raise ValueError(f"invalid layer spec {self.parts!r}")
+            raise ConfigError(f"invalid layer spec {self.parts!r}")
         if len(set(self.parts)) != len(self.parts):
-            raise ValueError(f"layer spec {'+'.join(self.parts)!r} names a layer twice")
+            raise ConfigError(f"layer spec {'+'.join(self.parts)!r} names a layer twice")
 
     @classmethod
     def parse(cls, text: "str | LayerSpec") -> "LayerSpec":
@@ -29,7 +31,7 @@ class LayerSpec:
             return text
         parts = tuple(p.strip() for p in str(text).split("+"))
         if not all(parts):
-            raise ValueError(f"invalid layer spec {text!r}: empty layer name")
+            raise ConfigError(f"invalid layer spec {text!r}: empty layer name")
         return cls(parts)
 
     def with_layer(self, layer: str, order: Sequence[str]) -> "LayerSpec":
@@ -48,17 +50,17 @@ def parse_layer_list(spec: "str | Sequence[str] | None", available: Sequence[str
     """"all"/None → every available layer; "a,b+c" → [a, b+c]. Unknown or empty lists are errors."""
     if spec is None or spec == "all" or list(spec) == ["all"]:
         if not available:
-            raise ValueError(f"{owner} emits no layers")
+            raise ConfigError(f"{owner} emits no layers")
         return [LayerSpec((l,)) for l in available]
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     items = [str(s).strip() for s in items if str(s).strip()]
     if not items:
-        raise ValueError(f"layer list {spec!r} names no layer; use 'all' or names such as "
+        raise ConfigError(f"layer list {spec!r} names no layer; use 'all' or names such as "
                          f"{', '.join(list(available)[:3])}")
     specs = [LayerSpec.parse(s) for s in items]
     bad = sorted({p for s in specs for p in s.parts} - set(available))
     if bad:
-        raise ValueError(f"{owner} has no layer(s) {', '.join(bad)}; it has "
+        raise ConfigError(f"{owner} has no layer(s) {', '.join(bad)}; it has "
                          f"{', '.join(available)}")
     return list(dict.fromkeys(specs))
 

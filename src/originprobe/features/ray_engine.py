@@ -21,6 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..data.samples import Problem, Sample
 from .store import FeatureStore
 
@@ -32,7 +33,7 @@ def require_ray():
         import ray
         import ray.data  # noqa: F401
     except ImportError:
-        raise ValueError(INSTALL_HINT) from None
+        raise ConfigError(INSTALL_HINT) from None
     return ray
 
 
@@ -50,7 +51,7 @@ def connect(address: str | None):
         else:
             ray.init(address=address, runtime_env=env, **kw)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ValueError(f"--address {address}: cannot join a Ray cluster there ({exc})") from None
+        raise ConfigError(f"--address {address}: cannot join a Ray cluster there ({exc})") from None
     return ray
 
 
@@ -62,7 +63,8 @@ class _Decode:
         self.pre = Preprocessing.from_dict(preprocessing)
 
     def __call__(self, batch: dict) -> dict:
-        from .extract import ImageInput, preprocess_one
+        from ..data.inputs import ImageInput
+        from .forward import preprocess_one
         s = self.pre.input_size
         n = len(batch["path"])
         pixels = np.zeros((n, 3, s, s), np.uint8)
@@ -83,11 +85,11 @@ class _Extract:
                  namespace: str, dtype: str, device: str | None, runtime: str, threads: int):
         import torch
         from ..backbones import load_backbone
-        from .extract import _Runner
+        from .forward import ForwardRunner
         # Ray sets OMP_NUM_THREADS=1 in workers; the forward pass gets its share of the node
         torch.set_num_threads(max(1, threads))
         bb = load_backbone(backbone, weights=weights)
-        self.runner = _Runner(bb, layers, device, runtime)
+        self.runner = ForwardRunner(bb, layers, device, runtime)
         self.store = FeatureStore(store_root, namespace, dtype=dtype)
         self.layers = list(layers)
 

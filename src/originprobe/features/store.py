@@ -40,6 +40,7 @@ from typing import Iterable, Sequence
 import numpy as np
 from filelock import FileLock
 
+from ..errors import ConfigError, OriginprobeError
 from ..fileio import atomic_write_text, canonical_json, fsync_dir, normal_mode, sha256_bytes, sha256_file
 
 META = "meta.json"
@@ -48,7 +49,7 @@ CLAIM_STALE_S = 600.0       # a claim not refreshed for this long is taken over
 _VERIFIED: set[tuple[str, float, int]] = set()   # (file, mtime, size) checked in this process
 
 
-class StoreError(Exception):
+class StoreError(OriginprobeError):
     pass
 
 
@@ -123,7 +124,7 @@ class FeatureStore:
     def __init__(self, root: str | Path, namespace: str, description: dict | None = None,
                  dtype: str = "float16"):
         if dtype not in ("float16", "float32"):
-            raise ValueError("dtype must be float16 or float32")
+            raise ConfigError("dtype must be float16 or float32")
         self.root = Path(root)
         self.dir = self.root / namespace
         self.dtype = dtype

@@ -28,6 +28,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.exceptions import NotFittedError
 
+from ..errors import ConfigError
 from ..registry import Registry
 
 HEADS: "Registry[type[Head]]" = Registry("head")
@@ -44,7 +45,7 @@ def logsumexp(logits: np.ndarray) -> np.ndarray:
     return m + np.log(np.exp(logits - m[:, None]).sum(axis=1))
 
 
-class HeadStateError(ValueError):
+class HeadStateError(ConfigError):
     """Saved head state that does not fit together (wrong shapes, missing arrays)."""
 
 
@@ -153,14 +154,14 @@ class Head(ClassifierMixin, BaseEstimator):
         self._check_fitted()
         X = self._as_2d(X)
         if X.shape[1] != self.n_features_:
-            raise ValueError(f"{self.name} head expects {self.n_features_}-d features, "
+            raise ConfigError(f"{self.name} head expects {self.n_features_}-d features, "
                              f"got {X.shape[1]}")
         return X
 
     def _check_new_class(self, label: str) -> None:
         self._check_fitted()
         if label in set(self.classes_.tolist()):
-            raise ValueError(f"class {label!r} is already known")
+            raise ConfigError(f"class {label!r} is already known")
 
     @staticmethod
     def _labels(y) -> tuple[np.ndarray, np.ndarray]:
@@ -173,7 +174,7 @@ class Head(ClassifierMixin, BaseEstimator):
     def _as_2d(X: np.ndarray) -> np.ndarray:
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2:
-            raise ValueError(f"features must be (n, D), got shape {X.shape}")
+            raise ConfigError(f"features must be (n, D), got shape {X.shape}")
         return X
 
 

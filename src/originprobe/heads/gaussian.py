@@ -13,6 +13,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..errors import ConfigError
 from ._features import centred_unit
 from .base import HEADS, Head
 
@@ -47,7 +48,7 @@ class GaussianHead(Head):
         else:
             a = float(self.shrinkage)
             if not 0 <= a <= 1:
-                raise ValueError(f"shrinkage must be in [0, 1] or 'auto', got {a}")
+                raise ConfigError(f"shrinkage must be in [0, 1] or 'auto', got {a}")
             emp = R.T @ R / max(len(R), 1)
             mu = np.trace(emp) / emp.shape[0]
             cov = (1 - a) * emp + a * mu * np.eye(emp.shape[0])

@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 from sklearn.base import clone
 
+from ..errors import ConfigError
 from ._logistic import balanced_weights, fit_multinomial
 from .base import HEADS, Head
 
@@ -84,17 +85,17 @@ class LinearHead(Head):
             return super().fit_grid(Xs, y, grid)
         classes, y_idx = self._labels(y)
         if len(classes) < 2:
-            raise ValueError("the linear head needs at least two known classes")
+            raise ConfigError("the linear head needs at least two known classes")
         if self.class_weight == "balanced":
             sw = balanced_weights(y_idx, len(classes))
         elif self.class_weight is None:
             sw = np.ones(len(y_idx))
         else:
-            raise ValueError(f"class_weight must be 'balanced' or None, got {self.class_weight!r}")
+            raise ConfigError(f"class_weight must be 'balanced' or None, got {self.class_weight!r}")
         Zs, moments = [], []
         for X in Xs:
             if np.ndim(X) != 2:
-                raise ValueError(f"features must be (n, D), got shape {np.shape(X)}")
+                raise ConfigError(f"features must be (n, D), got shape {np.shape(X)}")
             mean, scale = _moments(X, self.standardize)
             Zs.append(StandardizedRows(X, mean, scale))   # standardised chunk by chunk, never whole
             moments.append((mean, scale))

@@ -34,6 +34,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..features.layers import LayerSpec, base_layers
 from .base import Head
 
@@ -45,7 +46,7 @@ SHRINKAGES = (1e-3, 1e-2, 1e-1, 1.0)
 _CHUNK = 1024                 # rows per pass of the proxy's accumulations   # LDA proxy: ridge on the within-class covariance, × mean ev
 
 
-class SelectionLeakError(ValueError):
+class SelectionLeakError(ConfigError):
     """Selection was given samples of classes that are not known (or an empty class)."""
 
 

@@ -13,7 +13,7 @@ from .closedset import accuracy, confusion_matrix, macro_f1, per_class_f1
 from .openset import (aupr_in, aupr_out, auroc, ccr_at_fpr, fpr_at_tpr, oscr, per_unknown_auroc,
                       tnr_at_tpr)
 
-UNKNOWN = "unknown"
+from ..openset.threshold import UNKNOWN
 
 
 def _clean(x: float) -> float | None:

@@ -29,7 +29,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from .. import __version__
+from ..errors import ConfigError
+from .._version import __version__
 from ..backbones import DEFAULT_BACKBONE, Backbone, Preprocessing, load_backbone
 from ..data import Dataset, Problem, Sample, hash_samples, load_dataset, make_split
 from ..data.splits import stratified_indices
@@ -37,11 +38,40 @@ from ..features import (ImageInput, LayerRows, LayerSpec, base_layers, extract_a
                         open_store, parse_layer_list)
 from ..heads import HEADS, Head, HeadStateError, head_factory
 from ..heads.selection import Selection, select_head
-from ..openset import UNKNOWN, OpenSetScore, calibrate_threshold, check_supported, fit_score
+from ..openset import (UNKNOWN, OpenSetScore, calibrate_threshold, check_supported,
+                       check_target_tpr, fit_score)
 from ..provenance import Evidence, EvidenceReader, compare
 from .bundle import BundleError, read_bundle, write_bundle
 
 FEATURES = "features"      # the layer name of features handed to `fit_features` as one array
+
+#: the hyper-parameter defaults of a fitted model, used by `Attributor`, `RunConfig` and the CLI
+DEFAULTS: dict[str, Any] = {"head": "linear", "combine_layers": 3, "target_tpr": 0.95, "seed": 0,
+                            "val_fraction": 0.25, "reference_per_class": 2000, "top_k": 3}
+
+
+def check_params(head: str = DEFAULTS["head"], score: str | None = None,
+                 target_tpr: float = DEFAULTS["target_tpr"],
+                 combine_layers: int = DEFAULTS["combine_layers"], seed: int = DEFAULTS["seed"],
+                 val_fraction: float = DEFAULTS["val_fraction"], top_k: int = DEFAULTS["top_k"],
+                 head_params: Mapping[str, Any] | None = None,
+                 batch_size: int | None = None) -> str:
+    """Every rule on a model's hyper-parameters, in one place; returns the score name."""
+    head_cls = HEADS.get(head)
+    score = score or head_cls.default_score
+    check_supported(head_cls, score)
+    check_target_tpr(target_tpr)
+    for name, value, lowest in (("combine_layers", combine_layers, 1), ("seed", seed, 0),
+                                ("top_k", top_k, 1), ("batch size", batch_size, 1)):
+        if value is not None and int(value) < lowest:
+            raise ConfigError(f"{name} must be ≥ {lowest}, got {value}")
+    if not 0.0 < float(val_fraction) < 1.0:
+        raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if head_params:
+        bad = set(head_params) - set(head_cls().get_params())
+        if bad:
+            raise ConfigError(f"head {head!r} has no parameter(s) {sorted(bad)}")
+    return score
 
 
 @dataclass
@@ -93,12 +123,17 @@ class Attributor:
     """Open-set origin attribution: a known generator, "real", or unknown (see module doc)."""
 
     def __init__(self, backbone: str = DEFAULT_BACKBONE, layers: str | Sequence[str] = "all",
-                 head: str = "linear", score: str | None = None, target_tpr: float = 0.95,
-                 combine_layers: int = 3, head_params: Mapping[str, Any] | None = None,
-                 weights: str | None = None, seed: int = 0, val_fraction: float = 0.25,
-                 reference_per_class: int = 2000, device: str | None = None,
+                 head: str = DEFAULTS["head"], score: str | None = None,
+                 target_tpr: float = DEFAULTS["target_tpr"],
+                 combine_layers: int = DEFAULTS["combine_layers"],
+                 head_params: Mapping[str, Any] | None = None,
+                 weights: str | None = None, seed: int = DEFAULTS["seed"],
+                 val_fraction: float = DEFAULTS["val_fraction"],
+                 reference_per_class: int = DEFAULTS["reference_per_class"],
+                 device: str | None = None,
                  batch_size: int | None = None, workers: int | None = None,
-                 cache: str | None = None, progress: bool = False, top_k: int = 3,
+                 cache: str | None = None, progress: bool = False,
+                 top_k: int = DEFAULTS["top_k"],
                  runtime: str = "auto", provenance: bool = True, c2pa_trust: str | None = None):
         self.backbone = backbone
         self.layers = layers
@@ -126,31 +161,17 @@ class Attributor:
     # ------------------------------------------------------------------ configuration
     def _check_config(self) -> str:
         """Fail before any work on a bad configuration; return the score name."""
-        head_cls = HEADS.get(self.head)
-        score = self.score or head_cls.default_score
-        check_supported(head_cls, score)
-        if not 0.0 < float(self.target_tpr) <= 1.0:
-            raise ValueError(f"target TPR must be in (0, 1], got {self.target_tpr}")
-        if int(self.combine_layers) < 1:
-            raise ValueError(f"combine_layers must be ≥ 1, got {self.combine_layers}")
-        if not 0.0 < float(self.val_fraction) < 1.0:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
-        if self.batch_size is not None and int(self.batch_size) < 1:
-            raise ValueError(f"batch size must be ≥ 1, got {self.batch_size}")
-        if int(self.top_k) < 1:
-            raise ValueError(f"top_k must be ≥ 1, got {self.top_k}")
-        if self.head_params:
-            bad = set(self.head_params) - set(head_cls().get_params())
-            if bad:
-                raise ValueError(f"head {self.head!r} has no parameter(s) {sorted(bad)}")
-        return score
+        return check_params(head=self.head, score=self.score, target_tpr=self.target_tpr,
+                            combine_layers=self.combine_layers, seed=self.seed,
+                            val_fraction=self.val_fraction, top_k=self.top_k,
+                            head_params=self.head_params, batch_size=self.batch_size)
 
     def load_backbone(self) -> Backbone:
         """The backbone (built once, on first use)."""
         if self._backbone_obj is None:
             info = getattr(self, "backbone_info_", None)
             if info is not None and not info.get("name"):
-                raise ValueError("this model was fitted on features alone (fit_features with an "
+                raise ConfigError("this model was fitted on features alone (fit_features with an "
                                  "array): it cannot read images")
             bb = load_backbone(self.backbone, weights=self.weights)
             if info is not None:
@@ -188,7 +209,7 @@ class Attributor:
         if labels is not None:
             items, y = list(data), np.asarray([str(l) for l in labels], dtype=object)
             if len(items) != len(y):
-                raise ValueError(f"{len(items)} images but {len(y)} labels")
+                raise ConfigError(f"{len(items)} images but {len(y)} labels")
             if all(isinstance(it, (str, Path)) for it in items):
                 samples = [Sample(path=Path(it), label=l) for it, l in zip(items, y)]
                 return self._fit_samples(samples, known)
@@ -217,7 +238,7 @@ class Attributor:
         labels = sorted({s.label for s in samples})
         known = list(known) if known is not None else labels
         if not samples:
-            raise ValueError("no usable images to fit on")
+            raise ConfigError("no usable images to fit on")
         split = make_split(samples, known, [], [], seed=self.seed,
                            fractions=(1.0 - self.val_fraction, self.val_fraction, 0.0))
         bb = self.load_backbone()
@@ -256,7 +277,7 @@ class Attributor:
             y_val = np.asarray([str(v) for v in y_val], dtype=object)
         for l in Xtr:
             if Xtr.rows(l) != len(y) or l not in Xva.arrays or Xva.rows(l) != len(y_val):
-                raise ValueError(f"layer {l}: features and labels differ in length")
+                raise ConfigError(f"layer {l}: features and labels differ in length")
         specs = self._layer_specs(list(X))
         params = dict(self.head_params or {})
         grid = {k: [v] for k, v in params.items()} if params else None
@@ -291,12 +312,12 @@ class Attributor:
                 if not hasattr(v, "shape") or len(v.shape) != 2:
                     v = np.asarray(v, dtype=np.float32)
                     if v.ndim != 2:
-                        raise ValueError(f"layer {k}: features must be (n, D), got {v.shape}")
+                        raise ConfigError(f"layer {k}: features must be (n, D), got {v.shape}")
                 out[str(k)] = v
             return out
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2:
-            raise ValueError(f"features must be (n, D) or {{layer: (n, D)}}, got shape {X.shape}")
+            raise ConfigError(f"features must be (n, D) or {{layer: (n, D)}}, got shape {X.shape}")
         name = str(self.layers) if isinstance(self.layers, str) and self.layers != "all" \
             and "," not in self.layers and "+" not in self.layers else FEATURES
         return {name: X}
@@ -322,6 +343,13 @@ class Attributor:
         other._set_fitted(layer, head, self.score_name_, X_train, y_train, X_val, y_val)
         return other
 
+    def with_threshold(self, threshold: float) -> "Attributor":
+        """A copy of this model that rejects below `threshold` instead of the calibrated one."""
+        self._check_fitted()
+        other = copy.copy(self)
+        other.threshold_ = float(threshold)
+        return other
+
     def with_score(self, score: str) -> "Attributor":
         """A copy of this model with another open-set score, fitted on the stored training
         features, its threshold recalibrated on the stored validation features."""
@@ -335,7 +363,7 @@ class Attributor:
     def use_backbone(self, backbone: Backbone) -> "Attributor":
         """Use an already built backbone (it must be the one this model names)."""
         if backbone.name != self.backbone:
-            raise ValueError(f"backbone {backbone.name!r} is not this model's {self.backbone!r}")
+            raise ConfigError(f"backbone {backbone.name!r} is not this model's {self.backbone!r}")
         self._backbone_obj = backbone
         if getattr(self, "backbone_info_", None) is None:
             self.backbone_info_ = self._describe_backbone(backbone)
@@ -363,7 +391,7 @@ class Attributor:
         """Features of the model's layer for images: (rows, input positions, errors, warnings)."""
         self._check_fitted()
         if FEATURES in self.layer_.parts:
-            raise ValueError("this model was fitted on features alone (fit_features with an "
+            raise ConfigError("this model was fitted on features alone (fit_features with an "
                              "array): it cannot read images; pass it features")
         bb = self.load_backbone()
         feats, order, errors, warns = extract_arrays(
@@ -438,12 +466,12 @@ class Attributor:
         threshold recalibrated on the stored validation features of the earlier classes."""
         self._check_fitted()
         if not label or label == UNKNOWN or label.strip() != label:
-            raise ValueError(f"invalid class name {label!r}")
+            raise ConfigError(f"invalid class name {label!r}")
         if label in self.classes_:
-            raise ValueError(f"class {label!r} is already known")
+            raise ConfigError(f"class {label!r} is already known")
         X, order, errors, _ = self.features(images)
         if not len(order):
-            raise ValueError(f"no readable images to enrol as {label!r}")
+            raise ConfigError(f"no readable images to enrol as {label!r}")
         X_ref, y_ref = self.reference_
         head = self.head_.add_class(X, label, X_ref, y_ref)
         y_new = np.array([label] * len(X), dtype=object)
@@ -537,10 +565,9 @@ class Attributor:
         cfg = meta.get("config") or {}
         att = cls(backbone=meta["backbone"]["name"] or FEATURES, layers=str(layer), head=head.name,
                   score=score, target_tpr=float(meta["target_tpr"]), weights=weights,
-                  combine_layers=int(cfg.get("combine_layers", 1)), seed=int(cfg.get("seed", 0)),
-                  val_fraction=float(cfg.get("val_fraction", 0.25)),
-                  reference_per_class=int(cfg.get("reference_per_class", 2000)),
-                  top_k=int(cfg.get("top_k", 3)))
+                  **{k: type(v)(cfg.get(k, v)) for k, v in DEFAULTS.items()
+                     if k in ("combine_layers", "seed", "val_fraction", "reference_per_class",
+                              "top_k")})
         for k, v in runtime.items():
             if k not in ("device", "batch_size", "workers", "progress", "top_k", "cache",
                          "runtime", "provenance", "c2pa_trust"):
@@ -595,7 +622,7 @@ def _concat(feats: Mapping[str, np.ndarray], spec: LayerSpec) -> np.ndarray:
     try:
         mats = [feats[p] for p in spec.parts]
     except KeyError as exc:
-        raise ValueError(f"no features for layer {exc.args[0]!r}") from None
+        raise ConfigError(f"no features for layer {exc.args[0]!r}") from None
     return mats[0] if len(mats) == 1 else np.hstack(mats)
 
 

@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import ConfigError, OriginprobeError
+from ..openset.threshold import check_target_tpr
 from ..fileio import atomic_directory, canonical_json, sha256_file
 
 FORMAT = "originprobe-model"
@@ -45,7 +47,7 @@ REFERENCE_FILE = "reference.safetensors"
 KEY_ENV = "ORIGINPROBE_BUNDLE_KEY"
 
 
-class BundleError(Exception):
+class BundleError(OriginprobeError):
     """A model directory that cannot be loaded safely; the message says which file and why."""
 
 
@@ -163,5 +165,7 @@ def check_schema(meta: dict, where: Path) -> None:
     if not math.isfinite(float(threshold)):
         raise BundleError(f"{where}: threshold {threshold!r} is not a finite number")
     tpr = _need(meta, "target_tpr", (int, float), where)
-    if not 0.0 < float(tpr) <= 1.0:
-        raise BundleError(f"{where}: target_tpr {tpr!r} is not in (0, 1]")
+    try:
+        check_target_tpr(tpr)
+    except ConfigError as exc:
+        raise BundleError(f"{where}: {exc}") from None

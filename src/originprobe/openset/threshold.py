@@ -8,17 +8,29 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import ConfigError
+
 UNKNOWN = "unknown"
+
+
+def check_target_tpr(target_tpr) -> float:
+    """The one rule on a target TPR: a fraction of known samples to keep, in (0, 1]."""
+    try:
+        v = float(target_tpr)
+    except (TypeError, ValueError):
+        raise ConfigError(f"target TPR must be a number in (0, 1], got {target_tpr!r}") from None
+    if not 0.0 < v <= 1.0:
+        raise ConfigError(f"target TPR must be in (0, 1], got {target_tpr}")
+    return v
 
 
 def calibrate_threshold(known_val_scores: np.ndarray, target_tpr: float = 0.95) -> float:
     s = np.sort(np.asarray(known_val_scores, dtype=np.float64))
     if s.size == 0:
-        raise ValueError("cannot calibrate a threshold without validation scores")
+        raise ConfigError("cannot calibrate a threshold without validation scores")
     if not np.all(np.isfinite(s)):
-        raise ValueError("validation scores contain non-finite values")
-    if not 0.0 < target_tpr <= 1.0:
-        raise ValueError(f"target TPR must be in (0, 1], got {target_tpr}")
+        raise ConfigError("validation scores contain non-finite values")
+    target_tpr = check_target_tpr(target_tpr)
     # largest threshold that keeps ceil(t·n) samples
     keep = int(np.ceil(target_tpr * s.size))
     return float(s[s.size - keep])

@@ -1,6 +1,6 @@
 """Runs on top of the model: prepare (data → features), evaluate, compare, fit, studies, dry runs."""
 from .dryrun import DryRun, dry_run
-from .evaluate import evaluate
+from .runs import evaluate
 from .fit import fit
 from .prepare import RunConfig, prepare
 

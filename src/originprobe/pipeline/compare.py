@@ -16,16 +16,21 @@ from typing import Sequence
 from ..fileio import atomic_write_text
 from ..heads import HEADS
 from ..registry import checked
+from ..report.html import build_report
 from ..report.results import fmt_params, markdown_table, write_errors_csv, write_json
-from .evaluate import check_out_dir, fit_prepared, test_attributor, validation_figures
+from ..fileio import check_run_dir
+from .fitting import fit_prepared, test_attributor, validation_figures
 from .prepare import RunConfig, prepare
 
 RANK_KEYS = ("val_ccr", "val_balanced_accuracy")
 
 
-def compare(cfg: RunConfig, heads: Sequence[str], out_dir: str | Path) -> dict:
+def compare(cfg: RunConfig, heads: Sequence[str] | None, out_dir: str | Path) -> dict:
+    """Every head (default: all) × every score it supports, on the same prepared splits; writes
+    the run directory and its report. The result lists the files written (`written`)."""
+    heads = HEADS.names() if heads is None else [h.strip() for h in heads if h.strip()]
     checked(HEADS, list(heads))
-    out = check_out_dir(out_dir)
+    out = check_run_dir(out_dir)
     p = prepare(cfg)
     rows = []
     for name in dict.fromkeys(heads):
@@ -47,17 +52,20 @@ def compare(cfg: RunConfig, heads: Sequence[str], out_dir: str | Path) -> dict:
                 "open_set_accuracy": m["thresholded"]["open_set_accuracy"],
                 "selection_s": round(fit_s, 2)})
     rank(rows)
-    results = {"title": f"compare on {cfg.title}", "compare": rows,
+    results = {"title": f"compare on {cfg.title}", "heads": list(dict.fromkeys(heads)),
+               "compare": rows,
                "ranked_by": list(RANK_KEYS),
                "known_classes": list(p.split.known_classes),
                "unknown_classes": list(p.split.unknown_classes), "counts": p.split.counts(),
                "backbone": {k: v for k, v in p.backbone.describe().items() if k != "feature_dims"},
                "errors": len(p.problems)}
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", cfg.to_dict() | {"heads": list(heads)})
+    write_json(out / "config.json", cfg.to_dict())
     write_errors_csv(out / "errors.csv", p.problems)
     atomic_write_text(out / "results.md", compare_markdown(results))
     write_json(out / "results.json", results)
+    build_report(out)
+    results["written"] = sorted(p.name for p in out.iterdir() if p.is_file())
     return results
 
 

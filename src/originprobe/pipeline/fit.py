@@ -8,20 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..fileio import check_model_dir
 from ..model import Attributor
-from ..model.bundle import BundleError
-from .evaluate import fit_prepared, resolve_score
+from .fitting import fit_prepared, resolve_score
 from .prepare import RunConfig, prepare
-
-
-def check_model_dir(out: str | Path) -> Path:
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise BundleError(f"{out}: exists and is not a directory; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not (out / "model.json").exists():
-        raise BundleError(f"{out}: directory is not empty and is not an originprobe model; "
-                          "refusing to overwrite it")
-    return out
 
 
 def fit(cfg: RunConfig, out_dir: str | Path) -> Attributor:

@@ -12,19 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import atomic_write_text
-from ..report.results import markdown_table, write_json
+from ..report.html import build_report
+from ..report.results import write_json
+from ..report.summary import SUMMARY_KEYS, summary_markdown, summary_value
+from .evaluate import evaluate_one
 from .prepare import RunConfig
-
-#: the figures a summary averages: (label, path in results.json)
-SUMMARY_KEYS = [
-    ("val bal. acc.", ("selected", "val_balanced_accuracy")),
-    ("accuracy", ("closed_set", "accuracy")), ("macro-F1", ("closed_set", "macro_f1")),
-    ("AUROC", ("open_set", "auroc")), ("OSCR", ("open_set", "oscr")),
-    ("AUPR-in", ("open_set", "aupr_in")), ("AUPR-out", ("open_set", "aupr_out")),
-    ("FPR@95", ("open_set", "fpr_at_tpr95")), ("CCR@5%", ("open_set", "ccr_at_fpr05")),
-    ("open-set acc.", ("thresholded", "open_set_accuracy")),
-]
-
 
 def planned_runs(cfg: RunConfig) -> list[tuple[str, RunConfig]]:
     from ..protocols import expand
@@ -39,23 +31,16 @@ def planned_runs(cfg: RunConfig) -> list[tuple[str, RunConfig]]:
     return runs
 
 
-def _get(res: dict, path: tuple[str, str]):
-    v = res.get(path[0]) or {}
-    return v.get(path[1])
-
-
 def evaluate_many(cfg: RunConfig, out_dir: str | Path) -> dict:
-    from .evaluate import evaluate
     out = Path(out_dir)
     rows = []
     for name, sub in planned_runs(cfg):
-        res = evaluate(sub, out / name)
-        from ..report.html import build_report
+        res = evaluate_one(sub, out / name)
         build_report(out / name)
         rows.append({"name": name, "protocol": sub.protocol, "seed": sub.seed,
                      "layer": res["selected"]["layer"], "params": res["selected"]["params"],
                      "errors": res["errors"], "warnings": res.get("warnings", 0),
-                     **{label: _get(res, path) for label, path in SUMMARY_KEYS},
+                     **{label: summary_value(res, path) for label, path in SUMMARY_KEYS},
                      "auroc_ci95": res["open_set"].get("auroc_ci95"),
                      "oscr_ci95": res["open_set"].get("oscr_ci95")})
     mean, std = {}, {}
@@ -72,24 +57,3 @@ def evaluate_many(cfg: RunConfig, out_dir: str | Path) -> dict:
     atomic_write_text(out / "results.md", summary_markdown(summary))
     write_json(out / "results.json", summary)
     return summary
-
-
-def summary_markdown(s: dict) -> str:
-    labels = [label for label, _ in SUMMARY_KEYS]
-    body = [[r["name"], r["layer"]] + [r[l] for l in labels] for r in s["runs"]]
-    body.append(["**mean ± std**", ""] + [
-        "–" if s["mean"][l] is None else f"{s['mean'][l]:.3f} ± {s['std'][l]:.3f}"
-        for l in labels])
-    out = [f"# originprobe summary: {s['title']}", "",
-           f"{len(s['runs'])} runs, each a full run directory (`<name>/results.md`, "
-           "`<name>/report.html`); each selected its layer and parameters on its own "
-           "known-class validation data.", "",
-           markdown_table(["run", "layer"] + labels, body)]
-    ci = [[r["name"], _ci(r["auroc_ci95"]), _ci(r["oscr_ci95"])] for r in s["runs"]]
-    out += ["", "Bootstrap 95% intervals (test set resampled):", "",
-            markdown_table(["run", "AUROC 95% CI", "OSCR 95% CI"], ci)]
-    return "\n".join(out) + "\n"
-
-
-def _ci(v) -> str:
-    return "–" if not v else f"[{v[0]:.3f}, {v[1]:.3f}]"

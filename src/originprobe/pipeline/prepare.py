@@ -13,86 +13,13 @@ from typing import Sequence
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..backbones import DEFAULT_BACKBONE, Backbone, load_backbone, resolve_device
 from ..data import Dataset, DatasetError, OpenSetSplit, Problem, Sample, hash_samples, load_dataset, make_split
 from ..data.splits import split_from_roles
 from ..features import (ExtractionReport, FeatureStore, LayerSpec, base_layers, extract_features,
                         open_store, parse_layer_list)
-
-DEFAULT_CACHE = ".cache/features"
-
-
-@dataclass
-class RunConfig:
-    """Everything that determines a run; saved verbatim as RUN_DIR/config.json."""
-
-    data: str | None
-    known: list[str]
-    unknown: list[str] | None = None
-    test_data: str | None = None
-    class_names: str | None = None
-    root: str | None = None
-    backbone: str = DEFAULT_BACKBONE
-    weights: str | None = None
-    layers: str = "all"
-    combine_layers: int = 3            # greedy concatenation of up to N layers, on validation
-    head: str = "linear"
-    score: str | None = None
-    target_tpr: float = 0.95
-    seed: int = 0
-    fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
-    cache: str = DEFAULT_CACHE
-    batch_size: int | None = None
-    workers: int | None = None
-    device: str | None = None
-    progress: bool = True
-    strict: bool = False
-    jpeg_align: int | None = None      # also evaluate with every image JPEG-recompressed at Q
-    robustness: str | None = None      # "default" or "jpeg=90,70;blur=1" (test-time perturbations)
-    low_data: str | None = None        # "5,10,20": training samples per class
-    low_data_seeds: int = 3
-    protocol: str | None = None        # "genimage:split1": known/unknown and files from the protocol
-    group: str = "all"                 # unknown group of the protocol
-    annotations: str | None = None     # where the protocol's annotation files are (default: root)
-    train_per_class: int | None = None # caps when annotation files are made from a raw tree
-    test_per_class: int | None = None
-    allow_outside_root: bool = False   # manifest/annotation paths may point outside the data root
-    flush_every: int = 512             # feature store: commit every N images ...
-    flush_seconds: float = 30.0        # ... or every T seconds, whichever comes first
-    runtime: str = "auto"              # forward pass engine: auto, torch or onnx (CPU)
-    engine: str = "local"              # extraction engine: local, or ray (features.ray_engine)
-    address: str | None = None         # Ray cluster to join (auto, HOST:PORT); None: start one
-    seeds: list[int] | None = None     # several runs, one per seed, summarised as mean ± std
-
-    @property
-    def title(self) -> str:
-        if self.protocol:
-            return self.protocol + (f" (unknown: {self.group})" if self.group != "all" else "")
-        p = Path(self.data or "")
-        return p.parent.name if p.name.lower() == "manifest.csv" else p.name
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["fractions"] = list(self.fractions)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict, where: str = "config") -> "RunConfig":
-        """A configuration written by an earlier run (its config.json), checked field by field."""
-        import dataclasses
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"{where}: unknown setting(s) {unknown}; is this an originprobe "
-                             "config.json?")
-        d = dict(d)
-        if "fractions" in d:
-            d["fractions"] = tuple(d["fractions"])
-        try:
-            return cls(**d)
-        except TypeError as exc:
-            raise ValueError(f"{where}: {exc}") from None
-
+from .config import DEFAULT_CACHE, RunConfig
 
 class FeatureTable:
     """Features of the samples of each split role, loaded lazily from the store, kept in RAM."""
@@ -159,7 +86,7 @@ def _data_split(cfg: RunConfig, with_test: bool, loaded=None, known=None, unknow
                 ) -> tuple[Dataset, OpenSetSplit, list[Problem]]:
     """Split one labelled dataset (--data, or a protocol's) into train/val/test."""
     if loaded is None and not cfg.data:
-        raise ValueError("no data: give --data (or --protocol with --root)")
+        raise ConfigError("no data: give --data (or --protocol with --root)")
     ds, samples, problems = loaded or _load(cfg.data, cfg)
     known = cfg.known if known is None else known
     unknown = cfg.unknown if unknown is None else unknown
@@ -197,7 +124,7 @@ def _protocol_split(cfg: RunConfig, with_test: bool) -> tuple[Dataset, OpenSetSp
         return _data_split(cfg, with_test, (ds, samples, list(ds.problems) + hash_problems),
                            rp.known, rp.unknown)
     if cfg.test_data:
-        raise ValueError(f"--test-data cannot be combined with --protocol {cfg.protocol}: its "
+        raise ConfigError(f"--test-data cannot be combined with --protocol {cfg.protocol}: its "
                          "annotation files name the test set")
     problems = rp.problems()
     roles = {}
@@ -247,7 +174,7 @@ def extraction_dataset(cfg: RunConfig) -> Dataset:
         return Dataset([s for d in rp.datasets.values() if d for s in d.samples], cfg.protocol,
                        rp.problems())
     if not cfg.data:
-        raise ValueError("give DATA or --protocol NAME --root DIR")
+        raise ConfigError("give DATA or --protocol NAME --root DIR")
     ds = load_dataset(cfg.data, class_names=cfg.class_names, root=cfg.root,
                       allow_outside_root=cfg.allow_outside_root)
     if cfg.test_data:

@@ -19,6 +19,7 @@ from ..fileio import atomic_write_text
 from ..features import LayerSpec
 from ..metrics import auroc, oscr
 from ..model import Attributor
+from .fitting import fit_prepared
 from .prepare import Prepared, extract_for
 
 
@@ -53,7 +54,6 @@ def robustness(p: Prepared, att: Attributor, spec: str | None) -> dict[str, list
 
 def low_data(p: Prepared, sizes: Sequence[int], seeds: int) -> list[dict]:
     """Figures vs training samples per class: seeded subsets, selection on the same validation."""
-    from .evaluate import fit_prepared
     y_train = p.features.labels("train")
     y_test = p.features.labels("test")
     known = p.split.known_classes

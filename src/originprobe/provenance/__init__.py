@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import ConfigError
 from ..data.images import SNIFF_BYTES, sniff_format
 from . import content_credentials
 from .evidence import C2paRecord, Claim, Evidence, compare
@@ -30,7 +31,7 @@ class EvidenceReader:
         self.trust_anchors = trust_anchors
         self.c2pa_available = content_credentials.available()
         if trust_anchors and not self.c2pa_available:
-            raise ValueError(f"--c2pa-trust {trust_anchors}: {content_credentials.INSTALL_HINT}")
+            raise ConfigError(f"--c2pa-trust {trust_anchors}: {content_credentials.INSTALL_HINT}")
         self._credentials = (content_credentials.CredentialReader(trust_anchors)
                              if self.c2pa_available else None)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from ..errors import ConfigError
 from .evidence import C2paRecord, Claim, cut, name_generator, source_type_says_generated
 
 INSTALL_HINT = "C2PA manifests are not read: pip install 'originprobe[provenance]' to enable it"
@@ -44,10 +45,10 @@ class CredentialReader:
             try:
                 pem = Path(trust_anchors).read_text(encoding="ascii")
             except (OSError, UnicodeDecodeError) as exc:
-                raise ValueError(f"{trust_anchors}: cannot read the C2PA trust list "
+                raise ConfigError(f"{trust_anchors}: cannot read the C2PA trust list "
                                  f"({getattr(exc, 'strerror', None) or exc})") from None
             if "-----BEGIN CERTIFICATE-----" not in pem:
-                raise ValueError(f"{trust_anchors}: not a PEM bundle of certificates "
+                raise ConfigError(f"{trust_anchors}: not a PEM bundle of certificates "
                                  "(the C2PA trust list must hold trust anchors)")
             settings["trust"] = {"trust_anchors": pem}
         self._c2pa = c2pa

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ..errors import ConfigError
 from ..fileio import atomic_write_text
 
 CSV_FIELDS = ["source", "label", "closest", "score", "threshold", "top_labels",
@@ -60,7 +61,7 @@ def render(records: Sequence, fmt: str) -> str:
         return buf.getvalue()
     if fmt == "jsonl":
         return "".join(json.dumps(r.to_dict()) + "\n" for r in records)
-    raise ValueError(f"unknown output format {fmt!r} (csv or jsonl)")
+    raise ConfigError(f"unknown output format {fmt!r} (csv or jsonl)")
 
 
 def output_format(path: str | Path) -> str:
@@ -69,7 +70,7 @@ def output_format(path: str | Path) -> str:
         return "csv"
     if suffix in (".jsonl", ".ndjson"):
         return "jsonl"
-    raise ValueError(f"--out {path}: name it FILE.csv or FILE.jsonl")
+    raise ConfigError(f"--out {path}: name it FILE.csv or FILE.jsonl")
 
 
 def write_records(path: str | Path, records: Iterable) -> None:

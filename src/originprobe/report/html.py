@@ -17,9 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError, MissingInputError
 from ..fileio import atomic_write_text
 from ..metrics import oscr_curve, roc_curve
 from .results import METRIC_ROWS, fmt, fmt_params
+from .summary import SUMMARY_KEYS
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;
@@ -293,7 +295,6 @@ def _counts(res: dict) -> str:
 
 
 def _summary_page(run: Path, res: dict) -> Path:
-    from ..pipeline.multirun import SUMMARY_KEYS
     esc = html.escape
     labels = [l for l, _ in SUMMARY_KEYS]
     rows = []
@@ -328,10 +329,12 @@ def _fmt_ci(v) -> str:
 
 def build_report(run_dir: str | Path) -> Path:
     run = Path(run_dir)
+    if not (run / "results.json").is_file():
+        raise MissingInputError(f"{run}/results.json: not found; is this a run directory?")
     try:
         res = json.loads((run / "results.json").read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{run / 'results.json'}: not a valid results file ({exc})") from None
+        raise ConfigError(f"{run / 'results.json'}: not a valid results file ({exc})") from None
     esc = html.escape
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>originprobe: "
              f"{esc(res.get('title', 'report'))}</title><style>{CSS}</style></head><body>",

@@ -23,7 +23,8 @@ from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 
-from .. import __version__
+from .._version import __version__
+from ..errors import ConfigError
 from ..data.images import describe_non_image, max_pixels, sniff_format
 from ..model import Attributor
 from .batcher import Batcher
@@ -251,7 +252,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-class ServeError(ValueError):
+class ServeError(ConfigError):
     """A service option that cannot work; the message says why."""
 
 
@@ -282,7 +283,10 @@ def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000,
           max_upload_mb: float = 20.0, max_batch: int = 32, max_wait_ms: float = 10.0,
           token: str | None = None, **runtime) -> None:
     import uvicorn
+
+    from ..backbones import resolve_device
     check_serve_options(host, port, max_upload_mb, max_batch, max_wait_ms, token)
+    resolve_device(runtime.get("device"))
     att = Attributor.load(model_dir, **runtime)
     asgi, _ = create_app(att, max_upload_mb, max_batch, max_wait_ms, token)
     uvicorn.run(asgi, host=host, port=port, log_level="info", access_log=False)

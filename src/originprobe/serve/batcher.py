@@ -12,6 +12,7 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
 
+from ..errors import ConfigError
 from ..features import ImageInput
 from ..model import Attribution, Attributor
 
@@ -20,7 +21,7 @@ class Batcher:
     def __init__(self, model: Attributor, max_batch: int = 32, max_wait_ms: float = 10.0,
                  on_batch: Callable[[int], None] | None = None):
         if max_batch < 1 or max_wait_ms < 0:
-            raise ValueError("max_batch must be ≥ 1 and max_wait_ms ≥ 0")
+            raise ConfigError("max_batch must be ≥ 1 and max_wait_ms ≥ 0")
         self.model = model
         self.max_batch = max_batch
         self.max_wait = max_wait_ms / 1000.0

@@ -1,0 +1,79 @@
+"""`originprobe predict` and `enroll` as library calls: attribute files and folders with a saved
+model, write the requested outputs atomically, and return everything the caller shows.
+
+Outputs that would replace a user's file are refused before any work unless `overwrite`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from ..backbones import resolve_device
+from ..data import Problem
+from ..errors import ConfigError, OutputExistsError
+from ..model import Attribution, Attributor
+from ..report.analyst import write_report
+from ..report.attributions import output_format, write_records
+from .prepare import collect_images
+
+
+@dataclass
+class PredictRun:
+    model: Attributor
+    records: list[Attribution]                       # attributed first, then skipped files
+    note: str | None = None                          # what evidence could not be read
+    written: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> list[Attribution]:
+        return [r for r in self.records if r.ok]
+
+    @property
+    def flagged(self) -> list[Attribution]:
+        return [r for r in self.records if r.warning]
+
+
+def check_outputs(out: str | None, report: str | None, overwrite: bool) -> None:
+    for target in (out, report):
+        if target and Path(target).exists() and not overwrite:
+            raise OutputExistsError(f"{target}: exists; pass --overwrite to replace it")
+    if out:
+        output_format(out)
+    if report and Path(report).suffix.lower() not in (".html", ".htm"):
+        raise ConfigError(f"--report {report}: name it FILE.html")
+
+
+def predict_paths(model: str | Path, paths: Sequence[str], *, out: str | None = None,
+                  report: str | None = None, overwrite: bool = False,
+                  threshold: float | None = None, top_k: int | None = None,
+                  **runtime) -> PredictRun:
+    """Attribute every image under `paths` (folders recursively, images recognised by content);
+    `runtime`: Attributor.load's (device, batch_size, workers, provenance, c2pa_trust, ...)."""
+    check_outputs(out, report, overwrite)
+    resolve_device(runtime.get("device"))
+    att = Attributor.load(model, **runtime)
+    if threshold is not None:
+        att = att.with_threshold(threshold)
+    reader = att.evidence_reader()
+    samples, problems = collect_images(paths)
+    records = att.predict([s.path for s in samples], top_k=top_k) if samples else []
+    records += [Attribution(source=p.path, label=None, error=p.reason) for p in problems]
+    run = PredictRun(att, records, reader.note if reader is not None else None)
+    if out:
+        write_records(out, records)
+        run.written.append(str(out))
+    if report:
+        write_report(report, records, att.describe(), run.note)
+        run.written.append(str(report))
+    return run
+
+
+def enroll_paths(model: str | Path, label: str, paths: Sequence[str], **runtime
+                 ) -> tuple[Attributor, int, list[Problem]]:
+    """Add `label` to the saved model from the images under `paths`, saved in place."""
+    att = Attributor.load(model, **runtime)
+    samples, problems = collect_images(paths)
+    n, errors = att.enroll(label, [s.path for s in samples])
+    att.save(model)
+    return att, n, problems + errors
