@@ -8,7 +8,7 @@ OUT    ?= runs/demo
 CACHE  ?= .cache/features
 BENCH_ARGS ?=
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test lint bench clean
 
 # pyproject.toml is the one list of dependencies; constraints.txt pins the tested versions
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -24,6 +24,13 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q tests
+
+# style (ruff), types (mypy on the package's public surface), and the stage order of imports
+lint: venv
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
+	cd src && ../$(VENV)/bin/mypy -m originprobe -p originprobe.model --follow-imports=silent
+	$(PY) scripts/import_graph.py
 
 bench: venv
 	$(PY) benchmarks/run.py --data $(DATA) $(BENCH_ARGS)

@@ -8,6 +8,7 @@ cache (first time it is seen); a fusion costs the sum of its members' times.
 
     .venv/bin/python benchmarks/accuracy.py --root ../shared/data/realgen --out runs/study
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,6 +41,7 @@ def main() -> None:
     from originprobe.backbones.fusion import split_fusion
     from originprobe.pipeline.multirun import evaluate_many
     from originprobe.pipeline.prepare import RunConfig
+
     out = Path(args.out)
     speed: dict[str, float] = {}
     speed_file = out / "speed.json"
@@ -50,8 +52,17 @@ def main() -> None:
         if args.only is not None and i not in args.only:
             continue
         name = f"{i:02d}-{bb.replace('+', '_')}-{head}-{score or 'default'}"
-        cfg = RunConfig(data=None, known=None, protocol="realgen", root=args.root, backbone=bb, head=head, score=score,
-                        cache=str(out / "cache"), progress=False)
+        cfg = RunConfig(
+            data=None,
+            known=None,
+            protocol="realgen",
+            root=args.root,
+            backbone=bb,
+            head=head,
+            score=score,
+            cache=str(out / "cache"),
+            progress=False,
+        )
         t = time.perf_counter()
         summary = evaluate_many(cfg, out / name)
         first = json.loads((out / name / "split1" / "results.json").read_text())
@@ -60,20 +71,56 @@ def main() -> None:
             speed[bb] = timing["images_per_s"]
             speed_file.write_text(json.dumps(speed))
         members = split_fusion(bb)
-        ips = (1.0 / sum(1.0 / speed[m] for m in members)) if all(m in speed for m in members) \
+        ips = (
+            (1.0 / sum(1.0 / speed[m] for m in members))
+            if all(m in speed for m in members)
             else None
+        )
         m = summary["mean"]
-        rows.append([bb, head, summary["config"].get("score") or "default",
-                     m["val bal. acc."], m["accuracy"], m["AUROC"], m["OSCR"], ips,
-                     time.perf_counter() - t])
-        print(json.dumps(dict(zip(["backbone", "head", "score", "val", "acc", "auroc", "oscr",
-                                   "img_s", "wall_s"], rows[-1]))), flush=True)
-    print("\n| backbone(s) | head | score | val bal. acc. | acc | AUROC | OSCR | extraction img/s |")
+        rows.append(
+            [
+                bb,
+                head,
+                summary["config"].get("score") or "default",
+                m["val bal. acc."],
+                m["accuracy"],
+                m["AUROC"],
+                m["OSCR"],
+                ips,
+                time.perf_counter() - t,
+            ]
+        )
+        print(
+            json.dumps(
+                dict(
+                    zip(
+                        [
+                            "backbone",
+                            "head",
+                            "score",
+                            "val",
+                            "acc",
+                            "auroc",
+                            "oscr",
+                            "img_s",
+                            "wall_s",
+                        ],
+                        rows[-1],
+                    )
+                )
+            ),
+            flush=True,
+        )
+    print(
+        "\n| backbone(s) | head | score | val bal. acc. | acc | AUROC | OSCR | extraction img/s |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         ips = f"{r[7]:.1f}" if r[7] else "?"
-        print(f"| `{r[0]}` | {r[1]} | {r[2]} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.3f} | {r[6]:.3f} "
-              f"| {ips} |")
+        print(
+            f"| `{r[0]}` | {r[1]} | {r[2]} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.3f} | {r[6]:.3f} "
+            f"| {ips} |"
+        )
 
 
 if __name__ == "__main__":

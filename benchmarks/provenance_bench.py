@@ -5,6 +5,7 @@ by one saved model in one process, with and without evidence (`provenance=False`
 `predict --no-evidence`), alternating, best of 2 each; plus the reader alone over the same files.
 Goal: evidence costs ≤ 3 % of `predict`'s time.
 """
+
 from __future__ import annotations
 
 import time
@@ -17,6 +18,7 @@ def main(data: Path, work: Path, quick: bool) -> None:
     from originprobe import Attributor
     from originprobe.data import load_dataset
     from originprobe.provenance import EvidenceReader
+
     n = 300 if quick else 1000
     files = [s.path for s in load_dataset(recrops(data, work / f"recrops-{n}", n)).samples]
     model_dir = work / "provenance-model"
@@ -37,11 +39,17 @@ def main(data: Path, work: Path, quick: bool) -> None:
     records = [reader.read(f) for f in files]
     reader_s = time.perf_counter() - t
     without, with_ = min(times[False]), min(times[True])
-    emit("provenance", {"images": n, "predict_s": round(without, 2),
-                        "predict_with_evidence_s": round(with_, 2),
-                        "extra_pct": round(100 * (with_ / without - 1), 2),
-                        "reader_alone_s": round(reader_s, 3),
-                        "reader_ms_per_image": round(1000 * reader_s / n, 3),
-                        "reader_pct_of_predict": round(100 * reader_s / without, 2),
-                        "records_with_claims": sum(not r.empty for r in records),
-                        "goal_pct": 3.0})
+    emit(
+        "provenance",
+        {
+            "images": n,
+            "predict_s": round(without, 2),
+            "predict_with_evidence_s": round(with_, 2),
+            "extra_pct": round(100 * (with_ / without - 1), 2),
+            "reader_alone_s": round(reader_s, 3),
+            "reader_ms_per_image": round(1000 * reader_s / n, 3),
+            "reader_pct_of_predict": round(100 * reader_s / without, 2),
+            "records_with_claims": sum(not r.empty for r in records),
+            "goal_pct": 3.0,
+        },
+    )

@@ -5,6 +5,7 @@ backbone and every layer. Ray runs on a private local cluster sized to this mach
 is measured is the engine's overhead; on one machine a ratio near 1 is the best possible). Figures:
 wall time of the command (Ray's includes starting the cluster and its actors) and images/s.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,9 @@ def _emit(row: dict) -> None:
 
 def _run(args: list[str]) -> tuple[float, str]:
     t = time.perf_counter()
-    r = subprocess.run([sys.executable, "-m", "originprobe", *args], capture_output=True,
-                       text=True, env=None)
+    r = subprocess.run(
+        [sys.executable, "-m", "originprobe", *args], capture_output=True, text=True, env=None
+    )
     if r.returncode != 0:
         raise RuntimeError(r.stdout[-2000:] + r.stderr[-2000:])
     return time.perf_counter() - t, r.stdout + r.stderr
@@ -38,6 +40,7 @@ def main(data: Path, work: Path, quick: bool = False) -> None:
         return
     n = 200 if quick else 800
     import csv
+
     rows = list(csv.DictReader(open(data / "manifest.csv", newline="")))[:n]
     sub = work / "ray-subset"
     sub.mkdir(parents=True, exist_ok=True)
@@ -54,19 +57,41 @@ def main(data: Path, work: Path, quick: bool = False) -> None:
     for engine in ("local", "ray"):
         cache = Path(tempfile.mkdtemp(prefix=f"bench-{engine}-", dir=work))
         try:
-            wall, out = _run(["extract", str(sub / "manifest.csv"), "--cache", str(cache),
-                              "--quiet", "--engine", engine])
+            wall, out = _run(
+                [
+                    "extract",
+                    str(sub / "manifest.csv"),
+                    "--cache",
+                    str(cache),
+                    "--quiet",
+                    "--engine",
+                    engine,
+                ]
+            )
         finally:
             shutil.rmtree(cache, ignore_errors=True)
         m = re.search(r"([\d.]+) img/s", out)
-        figures[engine] = {"wall_s": round(wall, 1), "img_s": float(m.group(1)) if m else None,
-                           "img_s_wall": round(n / wall, 1)}
-    _emit({"images": n, "local": figures["local"], "ray": figures["ray"],
-           "ray_over_local_img_s": round(figures["ray"]["img_s_wall"]
-                                         / figures["local"]["img_s_wall"], 3)})
+        figures[engine] = {
+            "wall_s": round(wall, 1),
+            "img_s": float(m.group(1)) if m else None,
+            "img_s_wall": round(n / wall, 1),
+        }
+    _emit(
+        {
+            "images": n,
+            "local": figures["local"],
+            "ray": figures["ray"],
+            "ray_over_local_img_s": round(
+                figures["ray"]["img_s_wall"] / figures["local"]["img_s_wall"], 3
+            ),
+        }
+    )
 
 
 if __name__ == "__main__":
     root = Path(__file__).resolve().parents[1]
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else root.parent / "shared" / "data" / "realgen",
-         root / ".cache" / "bench", "--quick" in sys.argv)
+    main(
+        Path(sys.argv[1]) if len(sys.argv) > 1 else root.parent / "shared" / "data" / "realgen",
+        root / ".cache" / "bench",
+        "--quick" in sys.argv,
+    )

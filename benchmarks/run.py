@@ -25,6 +25,7 @@ Sections (run all, or some with --only a,b):
              store (24 × 1024 dims, 15 classes, 6k-48k rows): wall, peak RSS, the choice; the
              exhaustive scikit-learn sweep against the screened one on a small instance
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,20 +45,32 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 KNOWN = ["real", "dalle-mini", "latent-diffusion", "glid3-xl", "midjourney-v3"]
-SECTIONS = ("sweep", "vit", "evaluate", "extraction", "scaling", "gpu", "serve", "ray",
-            "provenance", "selection")
+SECTIONS = (
+    "sweep",
+    "vit",
+    "evaluate",
+    "extraction",
+    "scaling",
+    "gpu",
+    "serve",
+    "ray",
+    "provenance",
+    "selection",
+)
 
 
 def emit(section: str, row: dict) -> None:
     print(json.dumps({"section": section, **row}), flush=True)
 
 
-def run_measured(cmd: list[str], env: dict | None = None, cwd: Path | None = None
-                 ) -> tuple[float, float, str]:
+def run_measured(
+    cmd: list[str], env: dict | None = None, cwd: Path | None = None
+) -> tuple[float, float, str]:
     """(wall seconds, peak RSS in MB of that process, output) of one command."""
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env=env, cwd=cwd)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd
+    )
     out = []
     for line in proc.stdout:
         out.append(line)
@@ -80,13 +93,25 @@ def make_vit_tiny(path: Path) -> Path:
         return path
     import torch
     from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
     torch.manual_seed(0)
-    cfg = ViTConfig(hidden_size=192, num_hidden_layers=12, num_attention_heads=3,
-                    intermediate_size=768, patch_size=16, image_size=224)
+    cfg = ViTConfig(
+        hidden_size=192,
+        num_hidden_layers=12,
+        num_attention_heads=3,
+        intermediate_size=768,
+        patch_size=16,
+        image_size=224,
+    )
     ViTModel(cfg, add_pooling_layer=False).save_pretrained(path)
-    ViTImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224},
-                      do_center_crop=True, image_mean=[0.5] * 3, image_std=[0.5] * 3,
-                      resample=3).save_pretrained(path)
+    ViTImageProcessor(
+        size={"shortest_edge": 224},
+        crop_size={"height": 224, "width": 224},
+        do_center_crop=True,
+        image_mean=[0.5] * 3,
+        image_std=[0.5] * 3,
+        resample=3,
+    ).save_pretrained(path)
     return path
 
 
@@ -98,12 +123,13 @@ def realgen_rows(data: Path) -> list[dict]:
 def recrops(data: Path, out: Path, n: int, size: int = 200) -> Path:
     """A manifest of `n` distinct images: lossless re-crops of realgen at seeded offsets."""
     from PIL import Image
+
     manifest = out / "manifest.csv"
     if manifest.is_file() and sum(1 for _ in open(manifest)) - 1 == n:
         return manifest
     rows = realgen_rows(data)
     rng = np.random.default_rng(0)
-    rows = [rows[i] for i in rng.permutation(len(rows))]   # every class in every size
+    rows = [rows[i] for i in rng.permutation(len(rows))]  # every class in every size
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for i in range(n):
@@ -126,10 +152,12 @@ def recrops(data: Path, out: Path, n: int, size: int = 200) -> Path:
 # ---------------------------------------------------------------- sections
 def forward_speed(backbone, batch: int = 16, iters: int = 6, runtime: str = "torch") -> float:
     import torch
+
     size = backbone.preprocessing.input_size
     x = torch.randn(batch, 3, size, size)
     if runtime == "onnx":
         from originprobe.backbones.onnxrt import OnnxForward
+
         f = OnnxForward(backbone)
         f(x, backbone.layer_names)
         t = time.perf_counter()
@@ -150,10 +178,19 @@ def forward_speed(backbone, batch: int = 16, iters: int = 6, runtime: str = "tor
 
 def vit_features(data: Path, vit: Path, cache: Path):
     """Train/val/test features of every block of the random ViT-tiny (cached)."""
-    from originprobe.pipeline import RunConfig, prepare
     from originprobe.features import LayerSpec
-    p = prepare(RunConfig(data=str(data), known=KNOWN, backbone="hf:vit-tiny", weights=str(vit),
-                          cache=str(cache), progress=False))
+    from originprobe.pipeline import RunConfig, prepare
+
+    p = prepare(
+        RunConfig(
+            data=str(data),
+            known=KNOWN,
+            backbone="hf:vit-tiny",
+            weights=str(vit),
+            cache=str(cache),
+            progress=False,
+        )
+    )
     return p, [LayerSpec((l,)) for l in p.backbone.layer_names]
 
 
@@ -161,13 +198,15 @@ def bench_sweep(data: Path, work: Path, quick: bool) -> float:
     """Returns the scikit-learn loop's seconds (the reference's sweep of one block)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
+
     from originprobe.heads import LinearHead
     from originprobe.heads._logistic import balanced_weights, objective
     from originprobe.heads.selection import balanced_accuracy
     from originprobe.metrics import auroc
+
     vit = make_vit_tiny(work / "vit-tiny")
     p, layers = vit_features(data, vit, work / "cache")
-    block = layers[0]                              # the reference sweeps C at the first block
+    block = layers[0]  # the reference sweeps C at the first block
     Xtr, Xva, Xte = (p.features(r, block).astype(np.float64) for r in ("train", "val", "test"))
     ytr, yva, yte = (p.features.labels(r) for r in ("train", "val", "test"))
     known_te = np.isin(yte, KNOWN)
@@ -177,10 +216,13 @@ def bench_sweep(data: Path, work: Path, quick: bool) -> float:
     Z, Zva, Zte = (Xtr - mean) / scale, (Xva - mean) / scale, (Xte - mean) / scale
 
     def figures(proba_val, pred_val, proba_test):
-        return {"val_balanced_accuracy": balanced_accuracy(yva, pred_val),
-                "val_macro_auroc": float(roc_auc_score(yva, proba_val, multi_class="ovr",
-                                                       labels=sorted(set(ytr)))),
-                "test_open_set_auroc_msp": auroc(proba_test.max(1), known_te)}
+        return {
+            "val_balanced_accuracy": balanced_accuracy(yva, pred_val),
+            "val_macro_auroc": float(
+                roc_auc_score(yva, proba_val, multi_class="ovr", labels=sorted(set(ytr)))
+            ),
+            "test_open_set_auroc_msp": auroc(proba_test.max(1), known_te),
+        }
 
     t = time.perf_counter()
     sk_rows = []
@@ -189,8 +231,9 @@ def bench_sweep(data: Path, work: Path, quick: bool) -> float:
             warnings.simplefilter("ignore")
             clf = LogisticRegression(C=C, tol=1e-12, max_iter=1000, class_weight="balanced")
             clf.fit(Z, ytr)
-        sk_rows.append((clf, figures(clf.predict_proba(Zva), clf.predict(Zva),
-                                     clf.predict_proba(Zte))))
+        sk_rows.append(
+            (clf, figures(clf.predict_proba(Zva), clf.predict(Zva), clf.predict_proba(Zte)))
+        )
     t_sk = time.perf_counter() - t
     t = time.perf_counter()
     heads = LinearHead(tol=1e-12, max_iter=1000).fit_grid([Xtr], ytr, [{"C": C} for C in Cs])[0]
@@ -200,24 +243,41 @@ def bench_sweep(data: Path, work: Path, quick: bool) -> float:
     pick_ours = int(np.argmax([f["val_balanced_accuracy"] for f in ours]))
     classes, y_idx = LinearHead._labels(ytr)
     sw = balanced_weights(y_idx, len(classes))
-    obj_sk = [objective(Z, y_idx, sw, C, clf.coef_[[list(clf.classes_).index(c) for c in classes]],
-                        clf.intercept_[[list(clf.classes_).index(c) for c in classes]])
-              for C, (clf, _) in zip(Cs, sk_rows)]
+    obj_sk = [
+        objective(
+            Z,
+            y_idx,
+            sw,
+            C,
+            clf.coef_[[list(clf.classes_).index(c) for c in classes]],
+            clf.intercept_[[list(clf.classes_).index(c) for c in classes]],
+        )
+        for C, (clf, _) in zip(Cs, sk_rows)
+    ]
     obj_ours = [h.objective_ for h in heads]
     conv = [clf.n_iter_[0] < 1000 for clf, _ in sk_rows]
-    diffs = {k: max(abs(o[k] - s[k]) for o, (_, s), c in zip(ours, sk_rows, conv) if c)
-             for k in ours[0]}
-    emit("sweep", {
-        "block": str(block), "train": len(ytr), "val": len(yva), "C_values": len(Cs),
-        "tol": 1e-12, "sklearn_s": round(t_sk, 2), "originprobe_s": round(t_ours, 3),
-        "speedup": round(t_sk / t_ours, 1),
-        "chosen_C": {"sklearn": Cs[pick_sk], "originprobe": Cs[pick_ours]},
-        "at_chosen_C": {"sklearn": sk_rows[pick_sk][1], "originprobe": ours[pick_ours]},
-        "max_abs_diff_over_C_where_sklearn_converged": diffs,
-        "sklearn_hit_max_iter": int(sum(not c for c in conv)),
-        "originprobe_converged": int(sum(h.converged_ for h in heads)),
-        "objective_ours_minus_sklearn_max": float(max(a - b for a, b in zip(obj_ours, obj_sk))),
-    })
+    diffs = {
+        k: max(abs(o[k] - s[k]) for o, (_, s), c in zip(ours, sk_rows, conv) if c) for k in ours[0]
+    }
+    emit(
+        "sweep",
+        {
+            "block": str(block),
+            "train": len(ytr),
+            "val": len(yva),
+            "C_values": len(Cs),
+            "tol": 1e-12,
+            "sklearn_s": round(t_sk, 2),
+            "originprobe_s": round(t_ours, 3),
+            "speedup": round(t_sk / t_ours, 1),
+            "chosen_C": {"sklearn": Cs[pick_sk], "originprobe": Cs[pick_ours]},
+            "at_chosen_C": {"sklearn": sk_rows[pick_sk][1], "originprobe": ours[pick_ours]},
+            "max_abs_diff_over_C_where_sklearn_converged": diffs,
+            "sklearn_hit_max_iter": int(sum(not c for c in conv)),
+            "originprobe_converged": int(sum(h.converged_ for h in heads)),
+            "objective_ours_minus_sklearn_max": float(max(a - b for a, b in zip(obj_ours, obj_sk))),
+        },
+    )
     return t_sk
 
 
@@ -228,6 +288,7 @@ def _reference_extraction_one_block(data: Path, vit: Path, n: int) -> float:
     import torch
     from PIL import Image
     from transformers import ViTModel
+
     model = ViTModel.from_pretrained(vit, add_pooling_layer=False).eval()
     rows = realgen_rows(data)[:n]
     mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
@@ -236,8 +297,11 @@ def _reference_extraction_one_block(data: Path, vit: Path, n: int) -> float:
     batch = []
     with torch.inference_mode():
         for i, r in enumerate(rows):
-            img = Image.open(data / r["path"]).convert("RGB").resize((224, 224),
-                                                                    Image.Resampling.BICUBIC)
+            img = (
+                Image.open(data / r["path"])
+                .convert("RGB")
+                .resize((224, 224), Image.Resampling.BICUBIC)
+            )
             x = torch.from_numpy(np.asarray(img, np.float32) / 255.0).permute(2, 0, 1)
             batch.append((x - mean) / std)
             if len(batch) == 32 or i == len(rows) - 1:
@@ -253,27 +317,51 @@ def bench_vit(data: Path, work: Path, quick: bool, sweep_s: float | None) -> Non
     shutil.rmtree(cache, ignore_errors=True)
     out = work / "vit-run"
     shutil.rmtree(out, ignore_errors=True)
-    wall, rss, _ = run_measured(cli("evaluate", "--data", str(data), "--known", ",".join(KNOWN),
-                                    "--backbone", "hf:vit-tiny", "--weights", str(vit),
-                                    "--layers", "all", "--cache", str(cache), "--out", str(out),
-                                    "--quiet"))
+    wall, rss, _ = run_measured(
+        cli(
+            "evaluate",
+            "--data",
+            str(data),
+            "--known",
+            ",".join(KNOWN),
+            "--backbone",
+            "hf:vit-tiny",
+            "--weights",
+            str(vit),
+            "--layers",
+            "all",
+            "--cache",
+            str(cache),
+            "--out",
+            str(out),
+            "--quiet",
+        )
+    )
     res = json.loads((out / "results.json").read_text())
     n = res["timing"]["extracted"]
     ref_block = _reference_extraction_one_block(data, vit, 256 if quick else n)
     ref_block *= n / (256 if quick else n)
-    row = {"images": n, "layers": 12, "wall_s": round(wall, 1),
-           "extraction_s": res["timing"]["extract_s"], "selection_s": res["timing"]["selection_s"],
-           "selection_fits": res.get("selection_fits"), "peak_rss_mb": round(rss),
-           "selected": res["selected"]["layer"],
-           "reference_extraction_per_block_s": round(ref_block, 1)}
+    row = {
+        "images": n,
+        "layers": 12,
+        "wall_s": round(wall, 1),
+        "extraction_s": res["timing"]["extract_s"],
+        "selection_s": res["timing"]["selection_s"],
+        "selection_fits": res.get("selection_fits"),
+        "peak_rss_mb": round(rss),
+        "selected": res["selected"]["layer"],
+        "reference_extraction_per_block_s": round(ref_block, 1),
+    }
     if sweep_s is not None:
         published = 12 * ref_block + sweep_s
         as_paper = 12 * (ref_block + sweep_s)
-        row |= {"reference_sweep_one_block_s": round(sweep_s, 1),
-                "reference_projected_as_published_s": round(published),
-                "reference_projected_C_at_every_block_s": round(as_paper),
-                "target_s (1/20 of published)": round(published / 20, 1),
-                "originprobe_fraction_of_published": round(wall / published, 4)}
+        row |= {
+            "reference_sweep_one_block_s": round(sweep_s, 1),
+            "reference_projected_as_published_s": round(published),
+            "reference_projected_C_at_every_block_s": round(as_paper),
+            "target_s (1/20 of published)": round(published / 20, 1),
+            "originprobe_fraction_of_published": round(wall / published, 4),
+        }
     emit("vit", row)
 
 
@@ -281,6 +369,7 @@ def bench_evaluate(data: Path, work: Path, quick: bool) -> None:
     """A cold-cache evaluate over every layer, for efficientnet-lite0 and for the default
     configuration (a fusion: its pure forward time is the sum of its members')."""
     from originprobe.backbones import DEFAULT_BACKBONE, load_backbone
+
     for name in dict.fromkeys(("efficientnet-lite0", DEFAULT_BACKBONE)):
         cache = work / "evaluate-cold-cache"
         shutil.rmtree(cache, ignore_errors=True)
@@ -288,45 +377,75 @@ def bench_evaluate(data: Path, work: Path, quick: bool) -> None:
         shutil.rmtree(out, ignore_errors=True)
         bb = load_backbone(name)
         members = list(getattr(bb, "members", [bb]))
-        wall, rss, _ = run_measured(cli("evaluate", "--data", str(data), "--known",
-                                        ",".join(KNOWN), "--backbone", name, "--cache", str(cache),
-                                        "--out", str(out), "--quiet"))
+        wall, rss, _ = run_measured(
+            cli(
+                "evaluate",
+                "--data",
+                str(data),
+                "--known",
+                ",".join(KNOWN),
+                "--backbone",
+                name,
+                "--cache",
+                str(cache),
+                "--out",
+                str(out),
+                "--quiet",
+            )
+        )
         res = json.loads((out / "results.json").read_text())
         n = res["timing"]["extracted"]
         for rt in ("torch", "onnx"):
-            pure_s = sum(n / forward_speed(m, runtime=rt if m.onnx_friendly else "torch")
-                         for m in members)
-            emit("evaluate", {"backbone": name, "images": n,
-                              "layers": len(res["layer_sweep"]), "wall_s": round(wall, 1),
-                              "extraction_s": res["timing"]["extract_s"],
-                              "selection_s": res["timing"]["selection_s"],
-                              "peak_rss_mb": round(rss), "pure_forward_runtime": rt,
-                              "pure_forward_s": round(pure_s, 1),
-                              "wall_over_pure_forward": round(wall / pure_s, 2)})
+            pure_s = sum(
+                n / forward_speed(m, runtime=rt if m.onnx_friendly else "torch") for m in members
+            )
+            emit(
+                "evaluate",
+                {
+                    "backbone": name,
+                    "images": n,
+                    "layers": len(res["layer_sweep"]),
+                    "wall_s": round(wall, 1),
+                    "extraction_s": res["timing"]["extract_s"],
+                    "selection_s": res["timing"]["selection_s"],
+                    "peak_rss_mb": round(rss),
+                    "pure_forward_runtime": rt,
+                    "pure_forward_s": round(pure_s, 1),
+                    "wall_over_pure_forward": round(wall / pure_s, 2),
+                },
+            )
 
 
 def bench_extraction(data: Path, work: Path, quick: bool) -> None:
     import torch
     from PIL import Image
+
     from originprobe.backbones import load_backbone
     from originprobe.data import load_dataset
     from originprobe.features import extract_features, open_store
+
     n = 256 if quick else 1024
     samples = load_dataset(data).samples[:n]
     bb = load_backbone("efficientnet-lite0")
     for runtime in ("torch", "onnx"):
         before = forward_speed(bb, runtime=runtime)
         with tempfile.TemporaryDirectory() as cache:
-            rep = extract_features(samples, bb, open_store(cache, bb), progress=False,
-                                   runtime=runtime)
+            rep = extract_features(
+                samples, bb, open_store(cache, bb), progress=False, runtime=runtime
+            )
         after = forward_speed(bb, runtime=runtime)
         pure = (before + after) / 2
-        emit("extraction", {"runtime": runtime, "images": rep.computed,
-                            "end_to_end_img_s": round(rep.images_per_second, 1),
-                            "pure_forward_img_s": round(pure, 1),
-                            "ratio": round(rep.images_per_second / pure, 3),
-                            "model_waiting_for_images": round(rep.loader_wait_seconds /
-                                                              rep.seconds, 3)})
+        emit(
+            "extraction",
+            {
+                "runtime": runtime,
+                "images": rep.computed,
+                "end_to_end_img_s": round(rep.images_per_second, 1),
+                "pure_forward_img_s": round(pure, 1),
+                "ratio": round(rep.images_per_second / pure, 3),
+                "model_waiting_for_images": round(rep.loader_wait_seconds / rep.seconds, 3),
+            },
+        )
     # where decoding time goes, one thread
     rows = realgen_rows(data)
     pngs = [data / r["path"] for r in rows if r["path"].endswith(".png")][:200]
@@ -344,11 +463,13 @@ def bench_extraction(data: Path, work: Path, quick: bool) -> None:
         return Image.open(io.BytesIO(b)).convert("RGB")
 
     from originprobe.data.images import decode_image
+
     big = []
     for f in jpgs[:40]:
         buf = io.BytesIO()
         Image.open(f).convert("RGB").resize((2048, 2048), Image.Resampling.BICUBIC).save(
-            buf, "JPEG", quality=92)
+            buf, "JPEG", quality=92
+        )
         big.append(buf.getvalue())
     t = time.perf_counter()
     for b in big:
@@ -358,19 +479,24 @@ def bench_extraction(data: Path, work: Path, quick: bool) -> None:
     for b in big:
         decode_image(b, draft_size=pre.draft_size)
     draft = (time.perf_counter() - t) / len(big) * 1e3
-    row = {"png_decode_ms": per_image(pil, pngs), "jpeg_decode_pillow_ms": per_image(pil, jpgs),
-           "decode_with_checks_png_ms": per_image(lambda b: decode_image(b), pngs),
-           "decode_with_checks_jpeg_ms": per_image(lambda b: decode_image(b), jpgs),
-           "resize_crop_to_uint8_ms": per_image(lambda b: pre.to_uint8(pil(b)), pngs)
-           - per_image(pil, pngs),
-           "jpeg_2048px_full_decode_ms": round(full, 1),
-           "jpeg_2048px_draft_decode_ms": round(draft, 1)}
+    row = {
+        "png_decode_ms": per_image(pil, pngs),
+        "jpeg_decode_pillow_ms": per_image(pil, jpgs),
+        "decode_with_checks_png_ms": per_image(lambda b: decode_image(b), pngs),
+        "decode_with_checks_jpeg_ms": per_image(lambda b: decode_image(b), jpgs),
+        "resize_crop_to_uint8_ms": per_image(lambda b: pre.to_uint8(pil(b)), pngs)
+        - per_image(pil, pngs),
+        "jpeg_2048px_full_decode_ms": round(full, 1),
+        "jpeg_2048px_draft_decode_ms": round(draft, 1),
+    }
     try:
         from torchvision.io import decode_jpeg
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             row["jpeg_decode_torchvision_ms"] = per_image(
-                lambda b: decode_jpeg(torch.frombuffer(bytearray(b), dtype=torch.uint8)), jpgs)
+                lambda b: decode_jpeg(torch.frombuffer(bytearray(b), dtype=torch.uint8)), jpgs
+            )
     except ImportError:
         row["jpeg_decode_torchvision_ms"] = None
     cl = bb.prefers_channels_last
@@ -390,40 +516,76 @@ def bench_scaling(data: Path, work: Path, quick: bool) -> None:
         shutil.rmtree(cache, ignore_errors=True)
         out = work / "scaling-run"
         shutil.rmtree(out, ignore_errors=True)
-        wall, rss, _ = run_measured(cli("evaluate", "--data", str(manifest), "--known",
-                                        ",".join(KNOWN), "--backbone", "efficientnet-lite0",
-                                        "--cache", str(cache), "--out", str(out),
-                                        "--quiet", "--no-report"))
+        wall, rss, _ = run_measured(
+            cli(
+                "evaluate",
+                "--data",
+                str(manifest),
+                "--known",
+                ",".join(KNOWN),
+                "--backbone",
+                "efficientnet-lite0",
+                "--cache",
+                str(cache),
+                "--out",
+                str(out),
+                "--quiet",
+                "--no-report",
+            )
+        )
         res = json.loads((out / "results.json").read_text())
-        emit("scaling", {"images": n, "wall_s": round(wall, 1),
-                         "extraction_s": res["timing"]["extract_s"],
-                         "selection_s": res["timing"]["selection_s"],
-                         "s_per_1000_images": round(wall / n * 1000, 1),
-                         "peak_rss_mb": round(rss)})
+        emit(
+            "scaling",
+            {
+                "images": n,
+                "wall_s": round(wall, 1),
+                "extraction_s": res["timing"]["extract_s"],
+                "selection_s": res["timing"]["selection_s"],
+                "s_per_1000_images": round(wall / n * 1000, 1),
+                "peak_rss_mb": round(rss),
+            },
+        )
     shutil.rmtree(work / "scaling-cache", ignore_errors=True)
     # selection time against the number of layers (ViT-tiny blocks, features cached)
     from originprobe.heads import head_factory
     from originprobe.heads.selection import select_head
+
     vit = make_vit_tiny(work / "vit-tiny")
     p, layers = vit_features(data, vit, work / "cache")
     for k in (1, 3, 6, 12):
         t = time.perf_counter()
-        sel = select_head(head_factory("linear"), p.features, layers[:k],
-                          p.features.labels("train"), p.features.labels("val"),
-                          p.split.known_classes, combine=3)
-        emit("scaling", {"layers": k, "selection_s": round(time.perf_counter() - t, 2),
-                         "fits": sel.fits, "selected": str(sel.layer)})
+        sel = select_head(
+            head_factory("linear"),
+            p.features,
+            layers[:k],
+            p.features.labels("train"),
+            p.features.labels("val"),
+            p.split.known_classes,
+            combine=3,
+        )
+        emit(
+            "scaling",
+            {
+                "layers": k,
+                "selection_s": round(time.perf_counter() - t, 2),
+                "fits": sel.fits,
+                "selected": str(sel.layer),
+            },
+        )
 
 
 def bench_gpu(data: Path, work: Path, quick: bool) -> None:
     import torch
+
     if not torch.cuda.is_available():
         emit("gpu", {"skipped": "no GPU on this machine"})
         return
-    from originprobe.backbones import load_backbone
-    from originprobe.features import extract_features, open_store
-    from originprobe.data import Sample
     from PIL import Image
+
+    from originprobe.backbones import load_backbone
+    from originprobe.data import Sample
+    from originprobe.features import extract_features, open_store
+
     jpg_dir = work / "jpeg"
     jpg_dir.mkdir(exist_ok=True)
     rows = realgen_rows(data)
@@ -432,21 +594,35 @@ def bench_gpu(data: Path, work: Path, quick: bool) -> None:
         r = rows[i % len(rows)]
         f = jpg_dir / f"{i:05d}.jpg"
         if not f.exists():
-            Image.open(data / r["path"]).convert("RGB").rotate(i % 4 * 90).save(f, "JPEG",
-                                                                               quality=90)
+            Image.open(data / r["path"]).convert("RGB").rotate(i % 4 * 90).save(
+                f, "JPEG", quality=90
+            )
         samples.append(Sample(path=f, label=r["label"]))
     bb = load_backbone("clip-vit-b16", weights="random")
     with tempfile.TemporaryDirectory() as cache:
-        rep = extract_features(samples, bb, open_store(cache, bb), progress=False,
-                               batch_size=256, num_workers=min(16, os.cpu_count() or 4))
-    emit("gpu", {"device": torch.cuda.get_device_name(), "images": rep.computed,
-                 "img_s": round(rep.images_per_second, 1),
-                 "forward_waiting_for_images": round(rep.loader_wait_seconds / rep.seconds, 3)})
+        rep = extract_features(
+            samples,
+            bb,
+            open_store(cache, bb),
+            progress=False,
+            batch_size=256,
+            num_workers=min(16, os.cpu_count() or 4),
+        )
+    emit(
+        "gpu",
+        {
+            "device": torch.cuda.get_device_name(),
+            "images": rep.computed,
+            "img_s": round(rep.images_per_second, 1),
+            "forward_waiting_for_images": round(rep.loader_wait_seconds / rep.seconds, 3),
+        },
+    )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "realgen"))
     ap.add_argument("--work", default=str(REPO / ".cache" / "bench"))
     ap.add_argument("--only", help=f"comma-separated sections of {', '.join(SECTIONS)}")
@@ -458,21 +634,29 @@ def main() -> None:
     sweep_s = bench_sweep(data, work, a.quick) if "sweep" in only else None
     if "vit" in only:
         bench_vit(data, work, a.quick, sweep_s)
-    for name, fn in (("evaluate", bench_evaluate), ("extraction", bench_extraction),
-                     ("scaling", bench_scaling), ("gpu", bench_gpu)):
+    for name, fn in (
+        ("evaluate", bench_evaluate),
+        ("extraction", bench_extraction),
+        ("scaling", bench_scaling),
+        ("gpu", bench_gpu),
+    ):
         if name in only:
             fn(data, work, a.quick)
     if "serve" in only:
         import serve_load  # benchmarks/serve_load.py, beside this script
+
         serve_load.main(data, work, a.quick)
     if "ray" in only:
         import ray_bench  # benchmarks/ray_bench.py
+
         ray_bench.main(data, work, a.quick)
     if "provenance" in only:
         import provenance_bench  # benchmarks/provenance_bench.py
+
         provenance_bench.main(data, work, a.quick)
     if "selection" in only:
         import selection_bench  # benchmarks/selection_bench.py
+
         selection_bench.main(work, a.quick)
 
 

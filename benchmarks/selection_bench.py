@@ -16,6 +16,7 @@ process (wall time and peak RSS of that process):
   sequential scikit-learn) against originprobe's screened selection: the layer and C each
   chooses and their validation balanced accuracy.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,9 @@ def _structure(dim: int, seed: int = 0, gain: float = 1.0):
     for _ in range(BLOCKS):
         U = U + 0.35 * rng.standard_normal((dim, RANK)).astype(np.float32)
         proj.append(U / np.linalg.norm(U, axis=0, keepdims=True))
-    strength = [gain * (0.04 + 0.22 * float(np.exp(-((b - 14) / 5.0) ** 2)))
-                for b in range(BLOCKS)]
+    strength = [
+        gain * (0.04 + 0.22 * float(np.exp(-(((b - 14) / 5.0) ** 2)))) for b in range(BLOCKS)
+    ]
     return codes, proj, strength
 
 
@@ -57,18 +59,20 @@ def synthetic_block(y: np.ndarray, b: int, structure, rng) -> np.ndarray:
 def write_store(root: Path, n: int, dim: int = DIM, seed: int = 0):
     """A feature store namespace holding n synthetic images (hash i → row); labels returned."""
     from originprobe.features.store import FeatureStore
+
     store = FeatureStore(root, f"synthetic-vitl14-{dim}", {"name": "synthetic"})
-    labels = (np.arange(n) * 7) % CLASSES       # row i's class, whatever n is (7 ⟂ 15)
+    labels = (np.arange(n) * 7) % CLASSES  # row i's class, whatever n is (7 ⟂ 15)
     hashes = [f"{i:064x}" for i in range(n)]
     if len(store.missing(hashes, _layer_names())) == 0:
         return store, hashes, labels
     structure = _structure(dim, seed)
     for s in range(0, n, SHARD):
         rng = np.random.default_rng([seed, s])
-        y = labels[s:s + SHARD]
-        feats = {name: synthetic_block(y, b, structure, rng)
-                 for b, name in enumerate(_layer_names())}
-        store.write_shard(hashes[s:s + SHARD], feats)
+        y = labels[s : s + SHARD]
+        feats = {
+            name: synthetic_block(y, b, structure, rng) for b, name in enumerate(_layer_names())
+        }
+        store.write_shard(hashes[s : s + SHARD], feats)
     return store, hashes, labels
 
 
@@ -76,6 +80,7 @@ def child_fit(root: str, n_train: int, n_val: int, mode: str) -> None:
     """Runs in a child process: fit an Attributor on the store (or per-layer .npy memmaps)."""
     from originprobe import Attributor
     from originprobe.model.attributor import _StoreLayers
+
     store, hashes, labels = write_store(Path(root), n_train + n_val)
     names = np.array([f"gen{c:02d}" for c in range(CLASSES)], dtype=object)
     y = names[labels]
@@ -83,36 +88,51 @@ def child_fit(root: str, n_train: int, n_val: int, mode: str) -> None:
     att = Attributor(backbone="synthetic", layers="all")
     if mode == "store":
         tr = _StoreLayers(store, hashes[:n_train], _layer_names())
-        va = _StoreLayers(store, hashes[n_train:n_train + n_val], _layer_names())
-        att.fit_features(tr, y[:n_train], va, y[n_train:n_train + n_val])
+        va = _StoreLayers(store, hashes[n_train : n_train + n_val], _layer_names())
+        att.fit_features(tr, y[:n_train], va, y[n_train : n_train + n_val])
     else:
         folder = Path(root) / f"npy-{n_train + n_val}"
         mm = {l: np.load(folder / f"{l}.npy", mmap_mode="r") for l in _layer_names()}
-        att.fit_features({l: a[:n_train] for l, a in mm.items()}, y[:n_train],
-                         {l: a[n_train:n_train + n_val] for l, a in mm.items()},
-                         y[n_train:n_train + n_val])
+        att.fit_features(
+            {l: a[:n_train] for l, a in mm.items()},
+            y[:n_train],
+            {l: a[n_train : n_train + n_val] for l, a in mm.items()},
+            y[n_train : n_train + n_val],
+        )
     s = att.selection_summary_
-    print(json.dumps({"selection_s": round(time.perf_counter() - t, 1), "layer": s["layer"],
-                      "C": s["params"].get("C"), "fits": s["fits"],
-                      "val_balanced_accuracy": round(s["val_balanced_accuracy"], 4),
-                      "threshold": round(float(att.threshold_), 4)}))
+    print(
+        json.dumps(
+            {
+                "selection_s": round(time.perf_counter() - t, 1),
+                "layer": s["layer"],
+                "C": s["params"].get("C"),
+                "fits": s["fits"],
+                "val_balanced_accuracy": round(s["val_balanced_accuracy"], 4),
+                "threshold": round(float(att.threshold_), 4),
+            }
+        )
+    )
 
 
 def child_heads(root: str, n_train: int, n_val: int, head: str) -> None:
     from originprobe.heads import HEADS
+
     store, hashes, labels = write_store(Path(root), n_train + n_val)
     names = np.array([f"gen{c:02d}" for c in range(CLASSES)], dtype=object)
     X = store.load(hashes[:n_train], "block14")
-    Xv = store.load(hashes[n_train:n_train + n_val], "block14")
+    Xv = store.load(hashes[n_train : n_train + n_val], "block14")
     t = time.perf_counter()
     h = HEADS.get(head)().fit(X, names[labels[:n_train]])
     fit_s = time.perf_counter() - t
     t = time.perf_counter()
     pred = h.predict(Xv)
     pred_s = time.perf_counter() - t
-    acc = float(np.mean(pred == names[labels[n_train:n_train + n_val]]))
-    print(json.dumps({"fit_s": round(fit_s, 1), "predict_s": round(pred_s, 1),
-                      "val_accuracy": round(acc, 4)}))
+    acc = float(np.mean(pred == names[labels[n_train : n_train + n_val]]))
+    print(
+        json.dumps(
+            {"fit_s": round(fit_s, 1), "predict_s": round(pred_s, 1), "val_accuracy": round(acc, 4)}
+        )
+    )
 
 
 def write_npy(root: Path, n: int) -> Path:
@@ -132,10 +152,12 @@ def exhaustive_vs_screened() -> dict:
     """Small instance: every layer × every C with scikit-learn, against the screened selection."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
+
     from originprobe.features import LayerSpec
     from originprobe.heads import LinearHead
     from originprobe.heads.linear import C_GRID
     from originprobe.heads.selection import balanced_accuracy, select_head
+
     dim, n_tr, n_va = 128, 2400, 600
     structure = _structure(dim, seed=3, gain=2.0)
     rng = np.random.default_rng(7)
@@ -148,56 +170,107 @@ def exhaustive_vs_screened() -> dict:
     for l, X in feats.items():
         sc = StandardScaler().fit(X[:n_tr])
         Ztr, Zva = sc.transform(X[:n_tr]), sc.transform(X[n_tr:])
-        for C in C_GRID:           # ties: the smaller C (earlier grid entry), as selection does
+        for C in C_GRID:  # ties: the smaller C (earlier grid entry), as selection does
             clf = LogisticRegression(C=C, class_weight="balanced", max_iter=1000, tol=1e-4)
             bacc = balanced_accuracy(names[n_tr:], clf.fit(Ztr, names[:n_tr]).predict(Zva))
             if bacc > best[0]:
                 best = (bacc, l, C)
     exhaustive_s = time.perf_counter() - t
     t = time.perf_counter()
-    sel = select_head(LinearHead, lambda role, spec: feats[spec.parts[0]][
-        :n_tr] if role == "train" else feats[spec.parts[0]][n_tr:],
-        [LayerSpec((l,)) for l in feats], names[:n_tr], names[n_tr:],
-        sorted(set(names.tolist())), combine=1, screen=3)
+    sel = select_head(
+        LinearHead,
+        lambda role, spec: (
+            feats[spec.parts[0]][:n_tr] if role == "train" else feats[spec.parts[0]][n_tr:]
+        ),
+        [LayerSpec((l,)) for l in feats],
+        names[:n_tr],
+        names[n_tr:],
+        sorted(set(names.tolist())),
+        combine=1,
+        screen=3,
+    )
     ours_s = time.perf_counter() - t
-    return {"exhaustive_layer": best[1], "exhaustive_C": best[2],
-            "exhaustive_val_bacc": round(best[0], 4), "exhaustive_fits": BLOCKS * len(C_GRID),
-            "exhaustive_s": round(exhaustive_s, 1),
-            "screened_layer": str(sel.layer), "screened_C": sel.params.get("C"),
-            "screened_val_bacc": round(sel.val_balanced_accuracy, 4), "screened_fits": sel.fits,
-            "screened_s": round(ours_s, 1),
-            "bacc_gap": round(best[0] - sel.val_balanced_accuracy, 4)}
+    return {
+        "exhaustive_layer": best[1],
+        "exhaustive_C": best[2],
+        "exhaustive_val_bacc": round(best[0], 4),
+        "exhaustive_fits": BLOCKS * len(C_GRID),
+        "exhaustive_s": round(exhaustive_s, 1),
+        "screened_layer": str(sel.layer),
+        "screened_C": sel.params.get("C"),
+        "screened_val_bacc": round(sel.val_balanced_accuracy, 4),
+        "screened_fits": sel.fits,
+        "screened_s": round(ours_s, 1),
+        "bacc_gap": round(best[0] - sel.val_balanced_accuracy, 4),
+    }
 
 
 def main(work: Path, quick: bool) -> None:
     from run import emit, run_measured
+
     root = work / "selection-store"
     sizes = [6000, 12000] if quick else [6000, 12000, 24000, 48000]
     emit("selection", {"check": "small instance", **exhaustive_vs_screened()})
     total = max(sizes) * 5 // 4
     t = time.perf_counter()
     write_store(root, total)
-    emit("selection", {"step": "synthetic store written", "rows": total, "layers": BLOCKS,
-                       "dims": DIM, "seconds": round(time.perf_counter() - t, 1)})
+    emit(
+        "selection",
+        {
+            "step": "synthetic store written",
+            "rows": total,
+            "layers": BLOCKS,
+            "dims": DIM,
+            "seconds": round(time.perf_counter() - t, 1),
+        },
+    )
     me = str(Path(__file__).resolve())
     for n in sizes:
-        wall, rss, out = run_measured([sys.executable, me, "fit", str(root), str(n),
-                                       str(n // 4), "store"])
-        emit("selection", {"train_rows": n, "val_rows": n // 4, "source": "feature store",
-                           "wall_s": round(wall, 1), "peak_rss_mb": round(rss),
-                           **json.loads(out.strip().splitlines()[-1])})
+        wall, rss, out = run_measured(
+            [sys.executable, me, "fit", str(root), str(n), str(n // 4), "store"]
+        )
+        emit(
+            "selection",
+            {
+                "train_rows": n,
+                "val_rows": n // 4,
+                "source": "feature store",
+                "wall_s": round(wall, 1),
+                "peak_rss_mb": round(rss),
+                **json.loads(out.strip().splitlines()[-1]),
+            },
+        )
     n = max(sizes)
     write_npy(root, n * 5 // 4)
-    wall, rss, out = run_measured([sys.executable, me, "fit", str(root), str(n), str(n // 4),
-                                   "npy"])
-    emit("selection", {"train_rows": n, "val_rows": n // 4, "source": "np.load mmap",
-                       "wall_s": round(wall, 1), "peak_rss_mb": round(rss),
-                       **json.loads(out.strip().splitlines()[-1])})
+    wall, rss, out = run_measured(
+        [sys.executable, me, "fit", str(root), str(n), str(n // 4), "npy"]
+    )
+    emit(
+        "selection",
+        {
+            "train_rows": n,
+            "val_rows": n // 4,
+            "source": "np.load mmap",
+            "wall_s": round(wall, 1),
+            "peak_rss_mb": round(rss),
+            **json.loads(out.strip().splitlines()[-1]),
+        },
+    )
     for head in ("knn", "gaussian", "ncm", "reference"):
-        wall, rss, out = run_measured([sys.executable, me, "heads", str(root), str(n),
-                                       str(n // 4), head])
-        emit("selection", {"head": head, "train_rows": n, "dims": DIM, "wall_s": round(wall, 1),
-                           "peak_rss_mb": round(rss), **json.loads(out.strip().splitlines()[-1])})
+        wall, rss, out = run_measured(
+            [sys.executable, me, "heads", str(root), str(n), str(n // 4), head]
+        )
+        emit(
+            "selection",
+            {
+                "head": head,
+                "train_rows": n,
+                "dims": DIM,
+                "wall_s": round(wall, 1),
+                "peak_rss_mb": round(rss),
+                **json.loads(out.strip().splitlines()[-1]),
+            },
+        )
 
 
 if __name__ == "__main__":

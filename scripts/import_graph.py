@@ -3,6 +3,7 @@ modules. Prints cycles and arrows from a stage to a later one; exits 1 when ther
 
 Stages, in pipeline order (a module may import its own stage and earlier ones only):
 """
+
 from __future__ import annotations
 
 import ast
@@ -11,9 +12,26 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "src" / "originprobe"
 # pipeline order; modules at the same rank may not import each other's packages either way
-STAGES = ["errors", "fileio", "registry", "data", "protocols", "provenance", "backbones",
-          "features", "heads", "openset", "metrics", "model", "report", "pipeline", "serve",
-          "cli", "__main__", "__init__"]
+STAGES = [
+    "errors",
+    "fileio",
+    "registry",
+    "data",
+    "protocols",
+    "provenance",
+    "backbones",
+    "features",
+    "heads",
+    "openset",
+    "metrics",
+    "model",
+    "report",
+    "pipeline",
+    "serve",
+    "cli",
+    "__main__",
+    "__init__",
+]
 
 
 def module_name(path: Path) -> str:
@@ -32,13 +50,13 @@ def imports(path: Path) -> set[str]:
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = pkg.split(".")
-                base = base[:len(base) - node.level + 1]
+                base = base[: len(base) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
             if target.startswith("originprobe"):
                 out.add(target)
-                for a in node.names:       # "from . import x" may name a module
+                for a in node.names:  # "from . import x" may name a module
                     out.add(f"{target}.{a.name}")
         elif isinstance(node, ast.Import):
             out |= {a.name for a in node.names if a.name.startswith("originprobe")}
@@ -57,7 +75,12 @@ def main() -> int:
     for m, targets in sorted(graph.items()):
         for t in sorted(targets):
             s, u = stage(m), stage(t)
-            if s in STAGES and u in STAGES and STAGES.index(u) > STAGES.index(s) and s != "__init__":
+            if (
+                s in STAGES
+                and u in STAGES
+                and STAGES.index(u) > STAGES.index(s)
+                and s != "__init__"
+            ):
                 print(f"later stage: {m} -> {t}")
                 bad += 1
     # cycles between modules (Tarjan's strongly connected components)
@@ -90,13 +113,15 @@ def main() -> int:
             visit(v)
     for comp in comps:
         # a package's __init__ re-exporting its own modules is not a circle
-        real = [c for c in comp if not any(c2.startswith(c + ".") for c2 in comp)] \
-            if len(comp) > 1 else []
+        real = (
+            [c for c in comp if not any(c2.startswith(c + ".") for c2 in comp)]
+            if len(comp) > 1
+            else []
+        )
         if len(real) > 1:
             print("circle: " + " <-> ".join(sorted(comp)))
             bad += 1
-    print(f"{len(files)} modules, {sum(map(len, graph.values()))} imports: "
-          f"{bad} problem(s)")
+    print(f"{len(files)} modules, {sum(map(len, graph.values()))} imports: {bad} problem(s)")
     return 1 if bad else 0
 
 

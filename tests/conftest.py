@@ -2,6 +2,7 @@
 
 realgen is required: a missing copy fails the tests with a clear message instead of skipping them.
 """
+
 from __future__ import annotations
 
 import csv

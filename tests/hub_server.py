@@ -4,6 +4,7 @@ It serves folders as model repositories, answering the requests huggingface_hub 
 info, the file tree, and HEAD/GET of `/{repo}/resolve/{revision}/{file}` with the commit and
 ETag headers the hub sends. Every request is recorded.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -84,12 +85,26 @@ class FakeHub:
                 entries = []
                 for f, r in zip(files, rel):
                     data = f.read_bytes()
-                    entries.append({"type": "file", "path": r, "size": len(data),
-                                    "oid": hashlib.sha1(data).hexdigest()})
+                    entries.append(
+                        {
+                            "type": "file",
+                            "path": r,
+                            "size": len(data),
+                            "oid": hashlib.sha1(data).hexdigest(),
+                        }
+                    )
                 return self._json(h, entries, body=body)
-            return self._json(h, {"id": repo, "modelId": repo, "sha": self.commits[repo],
-                                  "private": False, "siblings": [{"rfilename": r} for r in rel]},
-                              body=body)
+            return self._json(
+                h,
+                {
+                    "id": repo,
+                    "modelId": repo,
+                    "sha": self.commits[repo],
+                    "private": False,
+                    "siblings": [{"rfilename": r} for r in rel],
+                },
+                body=body,
+            )
         if len(parts) >= 5 and parts[2] == "resolve":
             repo, filename = "/".join(parts[:2]), "/".join(parts[4:])
             if repo not in self.repos:

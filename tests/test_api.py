@@ -1,8 +1,8 @@
 """The Python API: `originprobe.Attributor` fits, predicts mixed inputs, saves, loads, enrols,
 and gives the command line's answers; the README's example runs as written."""
+
 from __future__ import annotations
 
-import io
 import json
 import re
 import shutil
@@ -14,11 +14,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import REPO, write_subset
 from originprobe import Attribution, Attributor, BundleError
 from originprobe.cli import main
 from originprobe.heads import HEADS
-
-from conftest import DEMO_KNOWN, REPO, write_subset
 
 KNOWN3 = ["real", "dalle-mini", "latent-diffusion"]
 
@@ -26,12 +25,14 @@ KNOWN3 = ["real", "dalle-mini", "latent-diffusion"]
 @pytest.fixture(scope="module")
 def fitted(realgen, shared_cache, tmp_path_factory):
     data = write_subset(realgen, tmp_path_factory.mktemp("api-data"), {c: 40 for c in KNOWN3})
-    att = Attributor(backbone="efficientnet-lite0", layers="stage5,head", cache=str(shared_cache)).fit(data, known=KNOWN3)
+    att = Attributor(
+        backbone="efficientnet-lite0", layers="stage5,head", cache=str(shared_cache)
+    ).fit(data, known=KNOWN3)
     return att, data
 
 
 def _images(realgen, label, start, n):
-    return sorted((realgen / label).iterdir())[start:start + n]
+    return sorted((realgen / label).iterdir())[start : start + n]
 
 
 def test_predict_takes_paths_pil_images_arrays_and_bytes_mixed(fitted, realgen):
@@ -39,8 +40,13 @@ def test_predict_takes_paths_pil_images_arrays_and_bytes_mixed(fitted, realgen):
     paths = _images(realgen, "dalle-mini", 100, 4)
     by_path = att.predict(paths)
     img = Image.open(paths[1])
-    inputs = [paths[0], img, np.asarray(Image.open(paths[2]).convert("RGB")),
-              paths[3].read_bytes(), b"definitely not an image"]
+    inputs = [
+        paths[0],
+        img,
+        np.asarray(Image.open(paths[2]).convert("RGB")),
+        paths[3].read_bytes(),
+        b"definitely not an image",
+    ]
     mixed = att.predict(inputs)
     assert len(mixed) == 5 and all(isinstance(a, Attribution) for a in mixed)
     for a, b in zip(mixed[:4], by_path):
@@ -85,17 +91,20 @@ def test_fit_features_with_arrays_and_with_layers(fitted):
 
 
 @pytest.mark.parametrize("head", HEADS.names())
-def test_every_head_msp_score_is_the_printed_top1_probability(head, fitted, realgen, tmp_path,
-                                                              capsys):
+def test_every_head_msp_score_is_the_printed_top1_probability(
+    head, fitted, realgen, tmp_path, capsys
+):
     """Through the command line, for every head: the msp score printed equals the top-1
     probability printed beside it, and the CLI and the API give the same answer."""
     att, data = fitted
     X, y = att.reference_
     Xv, yv = att.calibration_
-    model = Attributor(backbone="efficientnet-lite0", head=head, score="msp", layers=str(att.layer_)).use_backbone(
-        att.load_backbone())
-    model.fit_features({p: X[:, sl] for p, sl in _slices(att)}, y,
-                       {p: Xv[:, sl] for p, sl in _slices(att)}, yv)
+    model = Attributor(
+        backbone="efficientnet-lite0", head=head, score="msp", layers=str(att.layer_)
+    ).use_backbone(att.load_backbone())
+    model.fit_features(
+        {p: X[:, sl] for p, sl in _slices(att)}, y, {p: Xv[:, sl] for p, sl in _slices(att)}, yv
+    )
     model.save(tmp_path / "m")
     imgs = _images(realgen, "real", 300, 2) + _images(realgen, "midjourney-v3", 0, 2)
     capsys.readouterr()
@@ -128,9 +137,12 @@ def test_enroll_works_from_the_bundle_alone_for_every_head(head, fitted, realgen
     att, _ = fitted
     X, y = att.reference_
     Xv, yv = att.calibration_
-    model = Attributor(backbone="efficientnet-lite0", head=head, layers=str(att.layer_)).use_backbone(att.load_backbone())
-    model.fit_features({p: X[:, sl] for p, sl in _slices(att)}, y,
-                       {p: Xv[:, sl] for p, sl in _slices(att)}, yv)
+    model = Attributor(
+        backbone="efficientnet-lite0", head=head, layers=str(att.layer_)
+    ).use_backbone(att.load_backbone())
+    model.fit_features(
+        {p: X[:, sl] for p, sl in _slices(att)}, y, {p: Xv[:, sl] for p, sl in _slices(att)}, yv
+    )
     model.save(tmp_path / "a")
     shutil.copytree(tmp_path / "a", tmp_path / "elsewhere")
     copied = Attributor.load(tmp_path / "elsewhere")
@@ -150,7 +162,9 @@ def test_a_hand_edited_bundle_with_a_recomputed_checksum_is_refused(fitted, tmp_
     """Schema validation: a shorter class list, a missing threshold, a NaN threshold, an
     unknown score name or a removed tensor are refused at load, naming the file."""
     import hashlib
+
     from originprobe.fileio import canonical_json
+
     att, _ = fitted
     att.save(tmp_path / "m")
     original = json.loads((tmp_path / "m" / "model.json").read_text())
@@ -166,8 +180,10 @@ def test_a_hand_edited_bundle_with_a_recomputed_checksum_is_refused(fitted, tmp_
         return d
 
     cases = {
-        "classes": lambda m: (m.__setitem__("classes", m["classes"][:2]),
-                              m["head"].__setitem__("classes", m["head"]["classes"][:2])),
+        "classes": lambda m: (
+            m.__setitem__("classes", m["classes"][:2]),
+            m["head"].__setitem__("classes", m["head"]["classes"][:2]),
+        ),
         "threshold": lambda m: m.pop("threshold"),
         "finite": lambda m: m.__setitem__("threshold", float("nan")),
         "unknown score": lambda m: m.__setitem__("score", {"name": "telepathy"}),
@@ -181,11 +197,13 @@ def test_a_hand_edited_bundle_with_a_recomputed_checksum_is_refused(fitted, tmp_
         assert "model.json" in str(err.value) or "safetensors" in str(err.value), what
     # a tensor removed from the head file (its digest recomputed too) is refused, not a KeyError
     from safetensors.numpy import load_file, save_file
+
     d = forged(lambda m: None)
     tensors = load_file(str(d / "head.safetensors"))
     save_file({k: v for k, v in tensors.items() if k != "coef"}, str(d / "head.safetensors"))
     meta = json.loads((d / "model.json").read_text())
     from originprobe.fileio import sha256_file
+
     meta["files"]["head.safetensors"] = sha256_file(d / "head.safetensors")
     meta.pop("checksum")
     meta["checksum"] = hashlib.sha256(canonical_json(meta)).hexdigest()
@@ -206,7 +224,7 @@ def test_signed_bundles(fitted, tmp_path, monkeypatch):
     with pytest.raises(BundleError, match="bad signature"):
         Attributor.load(tmp_path / "signed")
     monkeypatch.delenv("ORIGINPROBE_BUNDLE_KEY")
-    Attributor.load(tmp_path / "signed")    # without a key the checksum still guards it
+    Attributor.load(tmp_path / "signed")  # without a key the checksum still guards it
 
 
 def test_readme_python_example_runs(realgen, shared_cache, tmp_path):
@@ -215,8 +233,9 @@ def test_readme_python_example_runs(realgen, shared_cache, tmp_path):
     code = section.split("```python", 1)[1].split("```", 1)[0]
     code = code.replace('"../shared/data/realgen"', repr(str(realgen)))
     code = code.replace('".cache/features"', repr(str(shared_cache)))
-    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                       timeout=1200)
+    r = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=1200
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "runs" / "api-model" / "model.json").is_file()
     lines = r.stdout.strip().splitlines()

@@ -1,15 +1,15 @@
 """The embedded backbones: weights mapping and preprocessing are right (checked as ImageNet
 classifiers on realgen's photos), and all layers come from one pass."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import read_manifest
 from originprobe.backbones import BACKBONES, load_backbone
 from originprobe.data import load_dataset, load_image
-
-from conftest import read_manifest
 
 
 def _top1(realgen, name: str, pre=None) -> float:
@@ -20,7 +20,7 @@ def _top1(realgen, name: str, pre=None) -> float:
     hits = 0
     with torch.inference_mode():
         for i in range(0, len(rows), 64):
-            chunk = rows[i:i + 64]
+            chunk = rows[i : i + 64]
             x = torch.stack([pre(load_image(realgen / r["path"])) for r in chunk])
             pred = bb.classify(x.contiguous(memory_format=torch.channels_last)).argmax(1)
             hits += sum(int(p) == int(r["imagenet_class"]) for p, r in zip(pred, chunk))
@@ -29,8 +29,10 @@ def _top1(realgen, name: str, pre=None) -> float:
     return acc
 
 
-@pytest.mark.parametrize("name,least", [("efficientnet-lite0", 0.80), ("efficientnet-lite1", 0.83),
-                                        ("efficientnet-lite2", 0.83)])
+@pytest.mark.parametrize(
+    "name,least",
+    [("efficientnet-lite0", 0.80), ("efficientnet-lite1", 0.83), ("efficientnet-lite2", 0.83)],
+)
 def test_bundled_backbones_name_the_imagenet_class_of_realgen_photos(realgen, name, least):
     assert _top1(realgen, name) >= least
 
@@ -38,9 +40,12 @@ def test_bundled_backbones_name_the_imagenet_class_of_realgen_photos(realgen, na
 def test_a_wrong_normalisation_is_visibly_worse(realgen):
     """The check has teeth: ImageNet mean/std instead of the weights' own 0.5 loses ≥ 4 points."""
     from dataclasses import replace
+
     bb = load_backbone("efficientnet-lite1")
     wrong = replace(bb.preprocessing, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
-    assert _top1(realgen, "efficientnet-lite1", wrong) <= _top1(realgen, "efficientnet-lite1") - 0.04
+    assert (
+        _top1(realgen, "efficientnet-lite1", wrong) <= _top1(realgen, "efficientnet-lite1") - 0.04
+    )
 
 
 def test_preprocessing_travels_with_the_backbone():

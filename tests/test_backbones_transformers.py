@@ -1,5 +1,6 @@
 """Transformer backbones (timm CLIP/DINOv2, open_clip, Hugging Face): tiny randomly initialised
 models are saved the way real checkpoints are distributed and loaded through the user's path."""
+
 from __future__ import annotations
 
 import json
@@ -27,12 +28,24 @@ def _count_calls(module):
 
 def test_registered_names_and_preprocessing_match_library_configs():
     import open_clip
-    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+    from timm.data import (
+        IMAGENET_DEFAULT_MEAN,
+        IMAGENET_DEFAULT_STD,
+        OPENAI_CLIP_MEAN,
+        OPENAI_CLIP_STD,
+    )
     from transformers import CLIPImageProcessor
-    for name in ("clip-vit-b16", "clip-vit-l14", "clip-vit-b16-laion2b", "dinov2-vit-b14",
-                 "dinov2-vit-l14"):
+
+    for name in (
+        "clip-vit-b16",
+        "clip-vit-l14",
+        "clip-vit-b16-laion2b",
+        "dinov2-vit-b14",
+        "dinov2-vit-l14",
+    ):
         assert name in BACKBONES
     from originprobe.backbones.vit import ENTRIES, preprocessing_for
+
     hf = CLIPImageProcessor()
     for e in ENTRIES:
         p = preprocessing_for(e)
@@ -41,8 +54,11 @@ def test_registered_names_and_preprocessing_match_library_configs():
             assert p.mean == OPENAI_CLIP_MEAN == open_clip.constants.OPENAI_DATASET_MEAN
             assert p.std == OPENAI_CLIP_STD == open_clip.constants.OPENAI_DATASET_STD
             assert np.allclose(p.mean, hf.image_mean) and np.allclose(p.std, hf.image_std)
-            assert (p.input_size, p.resize_size) == (224, 224) == (hf.crop_size["height"],
-                                                                   hf.size["shortest_edge"])
+            assert (
+                (p.input_size, p.resize_size)
+                == (224, 224)
+                == (hf.crop_size["height"], hf.size["shortest_edge"])
+            )
         else:
             assert p.mean == IMAGENET_DEFAULT_MEAN and p.std == IMAGENET_DEFAULT_STD
             assert (p.input_size, p.resize_size) == (224, 256) and p.input_size % 14 == 0
@@ -53,8 +69,10 @@ def test_registered_names_and_preprocessing_match_library_configs():
 def test_timm_clip_checkpoint_every_block_in_one_pass(tmp_path, x):
     import timm
     from safetensors.torch import save_file
-    net = timm.create_model("vit_base_patch16_clip_224", pretrained=False, num_classes=0,
-                            **TINY_TIMM).eval()
+
+    net = timm.create_model(
+        "vit_base_patch16_clip_224", pretrained=False, num_classes=0, **TINY_TIMM
+    ).eval()
     f = tmp_path / "model.safetensors"
     save_file(net.state_dict(), str(f))
     bb = load_backbone("clip-vit-b16", weights=f, arch_overrides=TINY_TIMM)
@@ -72,14 +90,18 @@ def test_timm_clip_checkpoint_every_block_in_one_pass(tmp_path, x):
             tokens = blk(tokens)
             assert torch.allclose(out[f"block{i}"], tokens[:, 0], atol=1e-5)
     assert torch.allclose(bb.net.norm(out["block2"]), ref[:, 0], atol=1e-5)
-    assert bb.weights_id != load_backbone("clip-vit-b16", weights="random",
-                                          arch_overrides=TINY_TIMM).weights_id
+    assert (
+        bb.weights_id
+        != load_backbone("clip-vit-b16", weights="random", arch_overrides=TINY_TIMM).weights_id
+    )
 
 
 def test_dinov2_checkpoint_at_518_is_resampled_to_224(tmp_path, x):
     import timm
-    net = timm.create_model("vit_base_patch14_dinov2", pretrained=False, num_classes=0,
-                            **TINY_TIMM)  # timm's default: 518 px, like the released weights
+
+    net = timm.create_model(
+        "vit_base_patch14_dinov2", pretrained=False, num_classes=0, **TINY_TIMM
+    )  # timm's default: 518 px, like the released weights
     assert net.pos_embed.shape[1] >= 37 * 37
     f = tmp_path / "dinov2.pth"
     torch.save({"model": net.state_dict()}, f)
@@ -88,17 +110,26 @@ def test_dinov2_checkpoint_at_518_is_resampled_to_224(tmp_path, x):
     with torch.inference_mode():
         out = bb(x)
     assert all(v.shape == (2, 64) for v in out.values())
-    assert bb.cache_key() != load_backbone("dinov2-vit-b14", weights=f,
-                                           arch_overrides=TINY_TIMM).cache_key()
+    assert (
+        bb.cache_key()
+        != load_backbone("dinov2-vit-b14", weights=f, arch_overrides=TINY_TIMM).cache_key()
+    )
 
 
 def test_open_clip_checkpoint(tmp_path, x):
     import open_clip
-    cfg = {"embed_dim": 32,
-           "vision_cfg": {"image_size": 224, "layers": 2, "width": 64, "patch_size": 32,
-                          "head_width": 32},
-           "text_cfg": {"context_length": 16, "vocab_size": 64, "width": 32, "heads": 2,
-                        "layers": 1}}
+
+    cfg = {
+        "embed_dim": 32,
+        "vision_cfg": {
+            "image_size": 224,
+            "layers": 2,
+            "width": 64,
+            "patch_size": 32,
+            "head_width": 32,
+        },
+        "text_cfg": {"context_length": 16, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1},
+    }
     (tmp_path / "cfg").mkdir()
     (tmp_path / "cfg" / "Tiny-ViT-test.json").write_text(json.dumps(cfg))
     open_clip.add_model_config(tmp_path / "cfg")
@@ -118,11 +149,25 @@ def test_open_clip_checkpoint(tmp_path, x):
 
 def test_hf_clip_save_pretrained_directory(tmp_path, x):
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
     cfg = CLIPConfig(
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                           num_attention_heads=2, image_size=224, patch_size=32),
-        text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, vocab_size=100), projection_dim=16)
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=3,
+            num_attention_heads=2,
+            image_size=224,
+            patch_size=32,
+        ),
+        text_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            vocab_size=100,
+        ),
+        projection_dim=16,
+    )
     model = CLIPModel(cfg).eval()
     d = tmp_path / "tiny-clip"
     model.save_pretrained(d)
@@ -141,12 +186,15 @@ def test_hf_clip_save_pretrained_directory(tmp_path, x):
 
 def test_missing_weights_offline_say_which_backbone_and_where(tmp_path, monkeypatch):
     import huggingface_hub.constants as hc
+
     monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "empty-hub"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")       # (downloads are tested in test_hub_download)
-    for name, repo in (("clip-vit-b16", "timm/vit_base_patch16_clip_224.openai"),
-                       ("dinov2-vit-l14", "timm/vit_large_patch14_dinov2.lvd142m"),
-                       ("open_clip:ViT-B-16/openai", "timm/vit_base_patch16_clip_224.openai"),
-                       ("hf:openai/clip-vit-base-patch16", "openai/clip-vit-base-patch16")):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # (downloads are tested in test_hub_download)
+    for name, repo in (
+        ("clip-vit-b16", "timm/vit_base_patch16_clip_224.openai"),
+        ("dinov2-vit-l14", "timm/vit_large_patch14_dinov2.lvd142m"),
+        ("open_clip:ViT-B-16/openai", "timm/vit_base_patch16_clip_224.openai"),
+        ("hf:openai/clip-vit-base-patch16", "openai/clip-vit-base-patch16"),
+    ):
         with pytest.raises(WeightsNotFoundError) as err:
             load_backbone(name)
         msg = str(err.value)
@@ -157,16 +205,18 @@ def test_missing_weights_offline_say_which_backbone_and_where(tmp_path, monkeypa
 
 
 def test_weights_found_in_the_local_hub_cache(tmp_path, monkeypatch, x):
-    import timm
     import huggingface_hub.constants as hc
+    import timm
     from safetensors.torch import save_file
+
     hub = tmp_path / "hub"
     snap = hub / "models--timm--vit_base_patch16_clip_224.openai" / "snapshots" / "abc123"
     snap.mkdir(parents=True)
     (hub / "models--timm--vit_base_patch16_clip_224.openai" / "refs").mkdir()
     (hub / "models--timm--vit_base_patch16_clip_224.openai" / "refs" / "main").write_text("abc123")
-    net = timm.create_model("vit_base_patch16_clip_224", pretrained=False, num_classes=0,
-                            **TINY_TIMM)
+    net = timm.create_model(
+        "vit_base_patch16_clip_224", pretrained=False, num_classes=0, **TINY_TIMM
+    )
     save_file(net.state_dict(), str(snap / "open_clip_model.safetensors"))
     monkeypatch.setattr(hc, "HF_HUB_CACHE", str(hub))
     assert BACKBONES["clip-vit-b16"].weights_available()
@@ -178,10 +228,13 @@ def test_weights_found_in_the_local_hub_cache(tmp_path, monkeypatch, x):
 def test_extraction_stores_every_block_from_one_pass(tmp_path, realgen):
     import timm
     from safetensors.torch import save_file
+
     from originprobe.data import load_dataset
     from originprobe.features import extract_features, open_store
-    net = timm.create_model("vit_base_patch16_clip_224", pretrained=False, num_classes=0,
-                            **TINY_TIMM)
+
+    net = timm.create_model(
+        "vit_base_patch16_clip_224", pretrained=False, num_classes=0, **TINY_TIMM
+    )
     f = tmp_path / "m.safetensors"
     save_file(net.state_dict(), str(f))
     bb = load_backbone("clip-vit-b16", weights=f, arch_overrides=TINY_TIMM)

@@ -1,5 +1,6 @@
 """Messy forensic inputs: every bad file is either read correctly or skipped with a reason, and
 the run goes on (exit 0, or 1 with --strict)."""
+
 from __future__ import annotations
 
 import csv
@@ -48,8 +49,15 @@ def corpus(tmp_path_factory) -> dict:
     frames = [Image.new("RGB", (32, 32), c) for c in ((255, 0, 0), (0, 0, 255))]
     for ext, fmt in (("gif", "GIF"), ("webp", "WEBP")):
         p = good / f"animated.{ext}"
-        frames[0].save(p, fmt, save_all=True, append_images=frames[1:], duration=100, loop=0,
-                       **({"lossless": True} if fmt == "WEBP" else {}))
+        frames[0].save(
+            p,
+            fmt,
+            save_all=True,
+            append_images=frames[1:],
+            duration=100,
+            loop=0,
+            **({"lossless": True} if fmt == "WEBP" else {}),
+        )
         ok(p)
     exif = Image.Exif()
     exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
@@ -101,8 +109,10 @@ def test_good_files_decode_as_documented(corpus):
     assert load_image(g / "huge.jpg").size == (3000, 2000)
 
 
-@pytest.mark.parametrize("name", ["truncated.jpg", "truncated.png", "zero.jpg", "text.jpg",
-                                  "bomb.png", "broken_link.png"])
+@pytest.mark.parametrize(
+    "name",
+    ["truncated.jpg", "truncated.png", "zero.jpg", "text.jpg", "bomb.png", "broken_link.png"],
+)
 def test_bad_files_raise_one_error_type_naming_file_and_reason(corpus, name):
     path = corpus["root"] / "bad" / name
     with pytest.raises(ImageDecodeError) as err:
@@ -115,8 +125,23 @@ def test_bad_files_raise_one_error_type_naming_file_and_reason(corpus, name):
 def test_extract_skips_bad_files_records_them_and_goes_on(corpus, tmp_path, capsys):
     errors = tmp_path / "errors.csv"
     cache = tmp_path / "cache"
-    rc = main(["extract", str(corpus["root"]), "--cache", str(cache), "--errors", str(errors),
-               "--no-progress", "--backbone", "efficientnet-lite0", "--layers", "head", "--workers", "2"])
+    rc = main(
+        [
+            "extract",
+            str(corpus["root"]),
+            "--cache",
+            str(cache),
+            "--errors",
+            str(errors),
+            "--no-progress",
+            "--backbone",
+            "efficientnet-lite0",
+            "--layers",
+            "head",
+            "--workers",
+            "2",
+        ]
+    )
     assert rc == 0
     err = capsys.readouterr().err
     with open(errors, newline="", encoding="utf-8") as f:
@@ -131,6 +156,7 @@ def test_extract_skips_bad_files_records_them_and_goes_on(corpus, tmp_path, caps
     samples, _ = hash_samples(ds.samples)
     from originprobe.backbones import load_backbone
     from originprobe.features import open_store
+
     store = open_store(cache, load_backbone("efficientnet-lite0"))
     good = [s for s in samples if corpus["cases"].get(s.path.name) == "ok"]
     assert len(good) == sum(v == "ok" for v in corpus["cases"].values())
@@ -138,8 +164,23 @@ def test_extract_skips_bad_files_records_them_and_goes_on(corpus, tmp_path, caps
     X = store.load([s.sha256 for s in good], "head")
     assert np.isfinite(X).all()
     # --strict turns skipped files into exit status 1 (nothing is recomputed)
-    assert main(["extract", str(corpus["root"]), "--cache", str(cache), "--no-progress",
-                 "--backbone", "efficientnet-lite0", "--layers", "head", "--strict"]) == 1
+    assert (
+        main(
+            [
+                "extract",
+                str(corpus["root"]),
+                "--cache",
+                str(cache),
+                "--no-progress",
+                "--backbone",
+                "efficientnet-lite0",
+                "--layers",
+                "head",
+                "--strict",
+            ]
+        )
+        == 1
+    )
 
 
 def test_manifest_rows_naming_missing_files_are_reported(tmp_path, corpus):
@@ -157,6 +198,7 @@ def test_manifest_rows_naming_missing_files_are_reported(tmp_path, corpus):
     names.write_text("real\nsd\n")
     ann.write_text(f"{good}\t0\nmissing.png\t1\nbad-line\n{good}\t7\n")
     from originprobe.data.samples import load_annotations, read_class_names
+
     ds = load_annotations(ann, read_class_names(names), root=tmp_path, allow_outside_root=True)
     samples, problems = hash_samples(ds.samples)
     reasons = [p.reason for p in list(ds.problems) + problems]
@@ -175,9 +217,25 @@ def test_evaluate_on_a_folder_with_bad_files_writes_errors_csv(corpus, tmp_path,
     for name in ("truncated.jpg", "text.jpg", "zero.jpg"):
         (data / "gen" / name).write_bytes((corpus["root"] / "bad" / name).read_bytes())
     out = tmp_path / "run"
-    rc = main(["evaluate", "--data", str(data), "--known", "real,gen", "--out", str(out),
-               "--cache", str(tmp_path / "cache"), "--no-progress", "--backbone", "efficientnet-lite0", "--layers", "head",
-               "--no-report"])
+    rc = main(
+        [
+            "evaluate",
+            "--data",
+            str(data),
+            "--known",
+            "real,gen",
+            "--out",
+            str(out),
+            "--cache",
+            str(tmp_path / "cache"),
+            "--no-progress",
+            "--backbone",
+            "efficientnet-lite0",
+            "--layers",
+            "head",
+            "--no-report",
+        ]
+    )
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
     assert res["errors"] == 3

@@ -1,4 +1,5 @@
 """From a folder of labelled images to results, a saved model and attributions, via the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -9,12 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import DEMO_KNOWN, DEMO_UNKNOWN, REPO, write_subset
 from originprobe import Attributor, BundleError
 from originprobe.cli import main
 from originprobe.heads import LinearHead
 from originprobe.report import REQUIRED_KEYS, get_key
-
-from conftest import DEMO_KNOWN, DEMO_UNKNOWN, REPO, write_subset
 
 KNOWN = ",".join(DEMO_KNOWN)
 
@@ -28,11 +28,27 @@ def run_dir(small_realgen, shared_cache, tmp_path_factory, monkeypatch_module):
     def spy_fit_grid(self, Xs, y, grid):
         fitted.extend((len(X), set(np.asarray(y).tolist())) for X in Xs)
         return orig_fit_grid(self, Xs, y, grid)
+
     monkeypatch_module.setattr(LinearHead, "fit_grid", spy_fit_grid)
     out = tmp_path_factory.mktemp("run")
-    rc = main(["evaluate", "--data", str(small_realgen), "--known", KNOWN, "--cache",
-               str(shared_cache), "--out", str(out), "--no-progress", "--backbone", "efficientnet-lite0", "--layers",
-               "stage4,stage5,head"])
+    rc = main(
+        [
+            "evaluate",
+            "--data",
+            str(small_realgen),
+            "--known",
+            KNOWN,
+            "--cache",
+            str(shared_cache),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--backbone",
+            "efficientnet-lite0",
+            "--layers",
+            "stage4,stage5,head",
+        ]
+    )
     assert rc == 0
     return out, fitted
 
@@ -49,8 +65,14 @@ def test_evaluate_writes_all_required_results(run_dir):
     res = json.loads((out / "results.json").read_text())
     for key in REQUIRED_KEYS:
         v = get_key(res, key)
-        if key in ("closed_set.accuracy", "closed_set.macro_f1", "open_set.auroc", "open_set.oscr",
-                   "open_set.ccr_at_fpr05", "open_set.tnr_at_tpr95"):
+        if key in (
+            "closed_set.accuracy",
+            "closed_set.macro_f1",
+            "open_set.auroc",
+            "open_set.oscr",
+            "open_set.ccr_at_fpr05",
+            "open_set.tnr_at_tpr95",
+        ):
             assert 0.0 <= v <= 1.0, key
     assert set(res["open_set"]["per_unknown_auroc"]) == set(DEMO_UNKNOWN)
     assert all(0 <= v <= 1 for v in res["open_set"]["per_unknown_auroc"].values())
@@ -85,9 +107,26 @@ def test_heads_are_fitted_on_known_training_classes_only(run_dir):
 
 def test_second_run_recomputes_nothing(run_dir, small_realgen, shared_cache, tmp_path):
     out, _ = run_dir
-    rc = main(["evaluate", "--data", str(small_realgen), "--known", KNOWN, "--cache",
-               str(shared_cache), "--out", str(tmp_path), "--no-progress", "--seed", "5",
-               "--backbone", "efficientnet-lite0", "--layers", "stage5"])
+    rc = main(
+        [
+            "evaluate",
+            "--data",
+            str(small_realgen),
+            "--known",
+            KNOWN,
+            "--cache",
+            str(shared_cache),
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+            "--seed",
+            "5",
+            "--backbone",
+            "efficientnet-lite0",
+            "--layers",
+            "stage5",
+        ]
+    )
     assert rc == 0
     res = json.loads((tmp_path / "results.json").read_text())
     assert res["timing"]["extracted"] == 0
@@ -97,9 +136,28 @@ def test_second_run_recomputes_nothing(run_dir, small_realgen, shared_cache, tmp
 def test_separate_test_data(realgen, shared_cache, small_realgen, tmp_path):
     # images 20..59 of each known class: 10 of them are also in the test manifest (images 0..29)
     train = write_subset(realgen, tmp_path / "train", {c: 40 for c in DEMO_KNOWN}, skip=20)
-    rc = main(["evaluate", "--data", str(train), "--test-data", str(small_realgen), "--known",
-               KNOWN, "--unknown", "pixray-vqgan", "--cache", str(shared_cache), "--out",
-               str(tmp_path / "run"), "--no-progress", "--backbone", "efficientnet-lite0", "--layers", "stage5"])
+    rc = main(
+        [
+            "evaluate",
+            "--data",
+            str(train),
+            "--test-data",
+            str(small_realgen),
+            "--known",
+            KNOWN,
+            "--unknown",
+            "pixray-vqgan",
+            "--cache",
+            str(shared_cache),
+            "--out",
+            str(tmp_path / "run"),
+            "--no-progress",
+            "--backbone",
+            "efficientnet-lite0",
+            "--layers",
+            "stage5",
+        ]
+    )
     assert rc == 0
     res = json.loads((tmp_path / "run" / "results.json").read_text())
     assert res["unknown_classes"] == ["pixray-vqgan"]
@@ -110,18 +168,41 @@ def test_separate_test_data(realgen, shared_cache, small_realgen, tmp_path):
 
 def test_fit_predict_and_bundle_integrity(small_realgen, shared_cache, tmp_path, capsys, realgen):
     model = tmp_path / "model"
-    assert main(["fit", "--data", str(small_realgen), "--known", KNOWN, "--cache",
-                 str(shared_cache), "--out", str(model), "--no-progress", "--backbone", "efficientnet-lite0", "--layers",
-                 "stage5,head"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "--data",
+                str(small_realgen),
+                "--known",
+                KNOWN,
+                "--cache",
+                str(shared_cache),
+                "--out",
+                str(model),
+                "--no-progress",
+                "--backbone",
+                "efficientnet-lite0",
+                "--layers",
+                "stage5,head",
+            ]
+        )
+        == 0
+    )
     meta = json.loads((model / "model.json").read_text())
     assert meta["format_version"] == 2 and meta["classes"] == sorted(DEMO_KNOWN)
-    assert sorted(p.name for p in model.iterdir()) == ["head.safetensors", "model.json",
-                                                       "reference.safetensors"]
+    assert sorted(p.name for p in model.iterdir()) == [
+        "head.safetensors",
+        "model.json",
+        "reference.safetensors",
+    ]
     # files the tool writes get the usual permissions, not safetensors' 0600
     assert all((p.stat().st_mode & 0o044) == 0o044 for p in model.iterdir())
     capsys.readouterr()
-    imgs = [realgen / "real" / sorted((realgen / "real").iterdir())[0].name,
-            realgen / "pixray-vqgan"]
+    imgs = [
+        realgen / "real" / sorted((realgen / "real").iterdir())[0].name,
+        realgen / "pixray-vqgan",
+    ]
     assert main(["predict", str(model), *map(str, imgs), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     preds = out["predictions"]
@@ -140,8 +221,9 @@ def test_fit_predict_and_bundle_integrity(small_realgen, shared_cache, tmp_path,
 
     # tampering is refused, never loaded
     original = (model / "model.json").read_text()
-    (model / "model.json").write_text(original.replace(f'"threshold": {meta["threshold"]}',
-                                                       '"threshold": -1000.0'))
+    (model / "model.json").write_text(
+        original.replace(f'"threshold": {meta["threshold"]}', '"threshold": -1000.0')
+    )
     with pytest.raises(BundleError, match="checksum"):
         Attributor.load(model)
     assert main(["predict", str(model), str(imgs[0])]) == 2
@@ -157,7 +239,9 @@ def test_fit_predict_and_bundle_integrity(small_realgen, shared_cache, tmp_path,
 
 def test_version_mismatch_is_refused(tmp_path):
     import hashlib
+
     from originprobe.fileio import canonical_json
+
     d = tmp_path / "m"
     d.mkdir()
     meta = {"format": "originprobe-model", "format_version": 99}
@@ -171,23 +255,55 @@ def test_version_mismatch_is_refused(tmp_path):
 
 def test_bad_input_errors_name_the_file_and_keep_previous_results(tmp_path, capsys, small_realgen):
     missing = tmp_path / "nope"
-    assert main(["evaluate", "--data", str(missing), "--known", "a,b", "--out",
-                 str(tmp_path / "r")]) == 2
+    assert (
+        main(["evaluate", "--data", str(missing), "--known", "a,b", "--out", str(tmp_path / "r")])
+        == 2
+    )
     assert str(missing) in capsys.readouterr().err
     (tmp_path / "r").mkdir()
-    (tmp_path / "r" / "results.json").write_text("{\"previous\": true}")
-    assert main(["evaluate", "--data", str(small_realgen), "--known", KNOWN, "--head", "linear",
-                 "--score", "reference", "--out", str(tmp_path / "r")]) == 2
+    (tmp_path / "r" / "results.json").write_text('{"previous": true}')
+    assert (
+        main(
+            [
+                "evaluate",
+                "--data",
+                str(small_realgen),
+                "--known",
+                KNOWN,
+                "--head",
+                "linear",
+                "--score",
+                "reference",
+                "--out",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 2
+    )
     assert "does not support score 'reference'" in capsys.readouterr().err
     assert json.loads((tmp_path / "r" / "results.json").read_text()) == {"previous": True}
-    assert main(["evaluate", "--data", str(small_realgen), "--known", "real,not-a-class",
-                 "--out", str(tmp_path / "r2"), "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--data",
+                str(small_realgen),
+                "--known",
+                "real,not-a-class",
+                "--out",
+                str(tmp_path / "r2"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "not-a-class" in capsys.readouterr().err
 
 
 def test_console_entry_point_runs():
-    r = subprocess.run([sys.executable, "-m", "originprobe", "backbones"], capture_output=True,
-                       text=True, cwd=REPO)
+    r = subprocess.run(
+        [sys.executable, "-m", "originprobe", "backbones"], capture_output=True, text=True, cwd=REPO
+    )
     assert r.returncode == 0, r.stderr
     assert "efficientnet-lite0" in r.stdout
 
@@ -196,8 +312,27 @@ def test_enroll_a_new_generator_keeps_earlier_classes(realgen, shared_cache, tmp
     known = ["real", "dalle-mini", "latent-diffusion"]
     data = write_subset(realgen, tmp_path / "fit", {c: 60 for c in known})
     model = tmp_path / "model"
-    assert main(["fit", "--data", str(data), "--known", ",".join(known), "--cache",
-                 str(shared_cache), "--out", str(model), "--no-progress", "--backbone", "efficientnet-lite0", "--layers", "stage5"]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                "--data",
+                str(data),
+                "--known",
+                ",".join(known),
+                "--cache",
+                str(shared_cache),
+                "--out",
+                str(model),
+                "--no-progress",
+                "--backbone",
+                "efficientnet-lite0",
+                "--layers",
+                "stage5",
+            ]
+        )
+        == 0
+    )
     # 20 enrolment images of midjourney-v3, then 30 different ones to check recognition
     mj = sorted((realgen / "midjourney-v3").iterdir())
     enrol, held_out = mj[:20], mj[20:50]
@@ -206,12 +341,16 @@ def test_enroll_a_new_generator_keeps_earlier_classes(realgen, shared_cache, tmp
     def predictions(paths):
         capsys.readouterr()
         assert main(["predict", str(model), *map(str, paths), "--json"]) == 0
-        return {Path(p["source"]).name: p["closest"]
-                for p in json.loads(capsys.readouterr().out)["predictions"]}
+        return {
+            Path(p["source"]).name: p["closest"]
+            for p in json.loads(capsys.readouterr().out)["predictions"]
+        }
 
     before = [predictions(paths) for paths in check_known]
-    assert main(["enroll", str(model), "--label", "midjourney-v3", *map(str, enrol),
-                 "--no-progress"]) == 0
+    assert (
+        main(["enroll", str(model), "--label", "midjourney-v3", *map(str, enrol), "--no-progress"])
+        == 0
+    )
     assert Attributor.load(model).classes_ == sorted(known + ["midjourney-v3"])
     after_new = predictions(held_out)
     assert np.mean([v == "midjourney-v3" for v in after_new.values()]) >= 0.6
@@ -227,8 +366,18 @@ def test_enroll_a_new_generator_keeps_earlier_classes(realgen, shared_cache, tmp
 
 def test_dry_run_counts_a_dataset_without_extracting(small_realgen, tmp_path, capsys):
     cache = tmp_path / "cache"
-    rc = main(["evaluate", "--data", str(small_realgen), "--known", KNOWN, "--dry-run",
-               "--cache", str(cache)])
+    rc = main(
+        [
+            "evaluate",
+            "--data",
+            str(small_realgen),
+            "--known",
+            KNOWN,
+            "--dry-run",
+            "--cache",
+            str(cache),
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0 and not cache.exists()
     assert "| real | 30 |" in out and "| pixray-vqgan | 25 |" in out

@@ -1,8 +1,8 @@
 """Hostile and unusual inputs: every one gets a clear error (exit 2) or a visible warning, never
 a traceback, a silently wrong answer, lost work, or a read from outside the dataset."""
+
 from __future__ import annotations
 
-import csv
 import io
 import json
 import os
@@ -15,11 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import write_subset
 from originprobe import Attributor
 from originprobe.cli import main
 from originprobe.data import hash_samples, load_dataset
-
-from conftest import write_subset
 
 KNOWN3 = ["real", "dalle-mini", "latent-diffusion"]
 
@@ -32,14 +31,17 @@ def data3(realgen, tmp_path_factory):
 @pytest.fixture(scope="module")
 def model(data3, shared_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("h-model") / "m"
-    Attributor(backbone="efficientnet-lite0", layers="stage5", cache=str(shared_cache)).fit(data3).save(out)
+    Attributor(backbone="efficientnet-lite0", layers="stage5", cache=str(shared_cache)).fit(
+        data3
+    ).save(out)
     return out
 
 
 def _png(path: Path, w: int = 40, h: int = 30, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.random.default_rng(seed).integers(0, 256, (h, w, 3), np.uint8)).save(
-        path, "PNG")
+        path, "PNG"
+    )
     return path
 
 
@@ -58,58 +60,116 @@ def _damaged_jpeg(src: Path, dst: Path) -> Path:
 
 # ---------------------------------------------------------------- tracebacks → clear errors
 @pytest.mark.parametrize("device", ["bogus", "cuda:99", "cuda"])
-def test_a_bad_device_is_exit_2_in_every_command(device, data3, model, tmp_path, capsys,
-                                                 realgen):
+def test_a_bad_device_is_exit_2_in_every_command(device, data3, model, tmp_path, capsys, realgen):
     import torch
+
     if device == "cuda" and torch.cuda.is_available():
         device = "cuda:99"
     img = str(next((realgen / "real").iterdir()))
     commands = {
-        "evaluate": ["evaluate", "--data", str(data3), "--known", ",".join(KNOWN3),
-                     "--out", str(tmp_path / "r")],
-        "fit": ["fit", "--data", str(data3), "--known", ",".join(KNOWN3), "--out",
-                str(tmp_path / "m")],
-        "compare": ["compare", "--data", str(data3), "--known", ",".join(KNOWN3), "--out",
-                    str(tmp_path / "c")],
+        "evaluate": [
+            "evaluate",
+            "--data",
+            str(data3),
+            "--known",
+            ",".join(KNOWN3),
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        "fit": [
+            "fit",
+            "--data",
+            str(data3),
+            "--known",
+            ",".join(KNOWN3),
+            "--out",
+            str(tmp_path / "m"),
+        ],
+        "compare": [
+            "compare",
+            "--data",
+            str(data3),
+            "--known",
+            ",".join(KNOWN3),
+            "--out",
+            str(tmp_path / "c"),
+        ],
         "extract": ["extract", str(data3)],
         "predict": ["predict", str(model), img],
         "enroll": ["enroll", str(model), "--label", "new", img],
     }
     for name, argv in commands.items():
         capsys.readouterr()
-        assert main([*argv, "--device", device, "--cache", str(tmp_path / "cache")]
-                    if name not in ("predict", "enroll") else [*argv, "--device", device]) == 2
+        assert (
+            main(
+                [*argv, "--device", device, "--cache", str(tmp_path / "cache")]
+                if name not in ("predict", "enroll")
+                else [*argv, "--device", device]
+            )
+            == 2
+        )
         err = capsys.readouterr().err
         assert f"--device {device!r}" in err and "Traceback" not in err, (name, err)
-    assert not (tmp_path / "cache").exists()      # refused before any work
+    assert not (tmp_path / "cache").exists()  # refused before any work
 
 
 def test_out_naming_an_existing_file_is_refused_before_any_work(data3, tmp_path, capsys):
     out = tmp_path / "results.txt"
     out.write_text("keep me")
     for cmd in ("evaluate", "compare", "fit"):
-        assert main([cmd, "--data", str(data3), "--known", ",".join(KNOWN3), "--out", str(out),
-                     "--cache", str(tmp_path / "cache")]) == 2
+        assert (
+            main(
+                [
+                    cmd,
+                    "--data",
+                    str(data3),
+                    "--known",
+                    ",".join(KNOWN3),
+                    "--out",
+                    str(out),
+                    "--cache",
+                    str(tmp_path / "cache"),
+                ]
+            )
+            == 2
+        )
         err = capsys.readouterr().err
         assert str(out) in err and "exists" in err
     assert out.read_text() == "keep me" and not (tmp_path / "cache").exists()
 
 
 def test_bad_option_values_are_errors(data3, tmp_path, capsys):
-    base = ["evaluate", "--data", str(data3), "--known", ",".join(KNOWN3), "--out",
-            str(tmp_path / "r"), "--cache", str(tmp_path / "cache")]
-    for extra, what in ((["--backbone", "efficientnet-lite0", "--layers", ","], "names no layer"),
-                        (["--backbone", "efficientnet-lite0", "--layers", "stage5+"], "empty layer name"),
-                        (["--backbone", "efficientnet-lite0", "--layers", "stage99"], "no layer(s) stage99"),
-                        (["--unknown", "not-a-generator"], "not-a-generator"),
-                        (["--known", ","], "names no class")):
+    base = [
+        "evaluate",
+        "--data",
+        str(data3),
+        "--known",
+        ",".join(KNOWN3),
+        "--out",
+        str(tmp_path / "r"),
+        "--cache",
+        str(tmp_path / "cache"),
+    ]
+    for extra, what in (
+        (["--backbone", "efficientnet-lite0", "--layers", ","], "names no layer"),
+        (["--backbone", "efficientnet-lite0", "--layers", "stage5+"], "empty layer name"),
+        (["--backbone", "efficientnet-lite0", "--layers", "stage99"], "no layer(s) stage99"),
+        (["--unknown", "not-a-generator"], "not-a-generator"),
+        (["--known", ","], "names no class"),
+    ):
         argv = base + extra
         if extra[0] == "--known":
             argv = base[:4] + [","] + base[5:]
         assert main(argv) == 2, extra
         assert what in capsys.readouterr().err, extra
-    for bad in (["--batch-size", "0"], ["--target-tpr", "1.5"], ["--workers", "-1"],
-                ["--combine-layers", "0"], ["--flush-every", "soon"], ["--seed", "-3"]):
+    for bad in (
+        ["--batch-size", "0"],
+        ["--target-tpr", "1.5"],
+        ["--workers", "-1"],
+        ["--combine-layers", "0"],
+        ["--flush-every", "soon"],
+        ["--seed", "-3"],
+    ):
         with pytest.raises(SystemExit) as e:
             main(base + bad)
         assert e.value.code == 2
@@ -117,8 +177,9 @@ def test_bad_option_values_are_errors(data3, tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- silently wrong → told
-def test_a_partly_damaged_jpeg_is_flagged_and_strict_makes_it_an_error(model, realgen, tmp_path,
-                                                                        capsys):
+def test_a_partly_damaged_jpeg_is_flagged_and_strict_makes_it_an_error(
+    model, realgen, tmp_path, capsys
+):
     src = next((realgen / "real").iterdir())
     bad = _damaged_jpeg(src, tmp_path / "damaged.jpg")
     good = _png(tmp_path / "fine.png")
@@ -126,15 +187,16 @@ def test_a_partly_damaged_jpeg_is_flagged_and_strict_makes_it_an_error(model, re
     assert main(["predict", str(model), str(bad), str(good), "--json", "--quiet"]) == 0
     out = capsys.readouterr()
     preds = {Path(p["source"]).name: p for p in json.loads(out.out)["predictions"]}
-    assert preds["damaged.jpg"]["label"] is not None          # used, and flagged
+    assert preds["damaged.jpg"]["label"] is not None  # used, and flagged
     assert "damaged JPEG data" in preds["damaged.jpg"]["warning"]
     assert preds["fine.png"]["warning"] is None
     assert "1 flagged as damaged" in out.err
     assert main(["predict", str(model), str(bad), str(good), "--strict", "--quiet"]) == 1
 
 
-def test_inputs_are_recognised_by_content_and_what_is_skipped_is_listed(model, realgen, tmp_path,
-                                                                        capsys):
+def test_inputs_are_recognised_by_content_and_what_is_skipped_is_listed(
+    model, realgen, tmp_path, capsys
+):
     folder = tmp_path / "mixed"
     folder.mkdir()
     src = sorted((realgen / "dalle-mini").iterdir())
@@ -145,8 +207,10 @@ def test_inputs_are_recognised_by_content_and_what_is_skipped_is_listed(model, r
     capsys.readouterr()
     assert main(["predict", str(model), str(folder), "--json", "--quiet"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert sorted(Path(p["source"]).name for p in out["predictions"]) == ["no_extension",
-                                                                           "renamed.dat"]
+    assert sorted(Path(p["source"]).name for p in out["predictions"]) == [
+        "no_extension",
+        "renamed.dat",
+    ]
     skipped = {Path(p["source"]).name: p["error"] for p in out["skipped"]}
     assert set(skipped) == {"notes.jpg", "report.pdf"}
     assert "not an image" in skipped["notes.jpg"]
@@ -162,8 +226,10 @@ def test_no_usable_image_is_an_error_not_exit_0(model, tmp_path, capsys):
     labelled = tmp_path / "labelled" / "real"
     labelled.mkdir(parents=True)
     (labelled / "x.png").write_text("not an image")
-    assert main(["extract", str(tmp_path / "labelled"), "--cache", str(tmp_path / "c"),
-                 "--quiet"]) == 2
+    assert (
+        main(["extract", str(tmp_path / "labelled"), "--cache", str(tmp_path / "c"), "--quiet"])
+        == 2
+    )
     assert "no usable image" in capsys.readouterr().err
 
 
@@ -181,13 +247,29 @@ def test_the_same_image_under_two_labels_is_dropped_with_a_reason(realgen, tmp_p
     assert {Path(p.path).name for p in problems} == {files[0].name, "copy.jpg"}
 
 
-def test_a_class_too_small_for_validation_is_a_visible_warning(realgen, tmp_path, shared_cache,
-                                                              capsys):
-    data = write_subset(realgen, tmp_path / "d", {"real": 20, "dalle-mini": 20,
-                                                  "midjourney-v3": 1})
-    rc = main(["evaluate", "--data", str(data), "--known", "real,dalle-mini,midjourney-v3",
-               "--out", str(tmp_path / "r"), "--cache", str(shared_cache), "--backbone", "efficientnet-lite0", "--layers", "stage5",
-               "--quiet", "--no-report"])
+def test_a_class_too_small_for_validation_is_a_visible_warning(
+    realgen, tmp_path, shared_cache, capsys
+):
+    data = write_subset(realgen, tmp_path / "d", {"real": 20, "dalle-mini": 20, "midjourney-v3": 1})
+    rc = main(
+        [
+            "evaluate",
+            "--data",
+            str(data),
+            "--known",
+            "real,dalle-mini,midjourney-v3",
+            "--out",
+            str(tmp_path / "r"),
+            "--cache",
+            str(shared_cache),
+            "--backbone",
+            "efficientnet-lite0",
+            "--layers",
+            "stage5",
+            "--quiet",
+            "--no-report",
+        ]
+    )
     assert rc == 0
     err = capsys.readouterr().err
     assert "warning: class 'midjourney-v3' has only 1 image(s)" in err
@@ -221,7 +303,7 @@ def test_a_non_image_is_rejected_after_its_first_bytes(tmp_path):
     big = tmp_path / "big.png"
     with open(big, "wb") as f:
         f.write(b"This is a log file, not a PNG.\n")
-        f.truncate(512 * 1024 * 1024)                         # sparse: 512 MB
+        f.truncate(512 * 1024 * 1024)  # sparse: 512 MB
     code = textwrap.dedent(f"""
         from originprobe.data import Sample, hash_samples
         from pathlib import Path
@@ -242,15 +324,16 @@ def test_a_non_image_is_rejected_after_its_first_bytes(tmp_path):
 def test_one_pixel_limit_configurable_everywhere(model, tmp_path, capsys, monkeypatch):
     img = _png(tmp_path / "a.png", 60, 50)
     capsys.readouterr()
-    assert main(["predict", str(model), str(img), "--max-pixels", "2000", "--json",
-                 "--quiet"]) == 2
+    assert main(["predict", str(model), str(img), "--max-pixels", "2000", "--json", "--quiet"]) == 2
     out = capsys.readouterr()
     skipped = json.loads(out.out)["skipped"]
     assert "decompression bomb" in skipped[0]["error"] and "--max-pixels" in skipped[0]["error"]
     assert "2000" in skipped[0]["error"]
-    from originprobe.data import max_pixels
     from PIL import Image as PILImage
-    assert max_pixels() == PILImage.MAX_IMAGE_PIXELS == 100_000_000   # restored after the run
+
+    from originprobe.data import max_pixels
+
+    assert max_pixels() == PILImage.MAX_IMAGE_PIXELS == 100_000_000  # restored after the run
 
 
 # ---------------------------------------------------------------- where files may come from
@@ -261,7 +344,8 @@ def test_manifest_paths_must_stay_inside_the_dataset_root(realgen, tmp_path):
     (root / "real" / "leak.png").symlink_to(outside)
     (root / "manifest.csv").write_text(
         "path,label\nreal/a.png,real\n../../../../../../etc/passwd,real\n"
-        f"{outside},real\nreal/leak.png,real\n")
+        f"{outside},real\nreal/leak.png,real\n"
+    )
     ds = load_dataset(root)
     assert [s.path.name for s in ds.samples] == ["a.png"]
     reasons = " | ".join(p.reason for p in ds.problems)

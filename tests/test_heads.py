@@ -1,6 +1,7 @@
 """Every head is a scikit-learn estimator, saves without pickle, separates known from unknown with
 every score it supports, agrees with scikit-learn where an equivalent exists, and enrols a class.
 The open-set scores agree with direct computations of their published formulas."""
+
 from __future__ import annotations
 
 import json
@@ -191,8 +192,9 @@ def test_reference_head_is_deterministic_and_rejects_by_distance(data):
 def test_msp_is_the_top_probability(name, data):
     Xtr, ytr, Xte, *_ = data
     head = head_factory(name, seed=0)().fit(Xtr, ytr)
-    assert np.allclose(fit_score("msp", Xtr, ytr, head).score(Xte),
-                       head.predict_proba(Xte).max(1), atol=1e-7)
+    assert np.allclose(
+        fit_score("msp", Xtr, ytr, head).score(Xte), head.predict_proba(Xte).max(1), atol=1e-7
+    )
 
 
 def test_deep_knn_is_the_kth_neighbour_distance_on_the_unit_sphere(data):
@@ -220,6 +222,7 @@ def test_vim_matches_its_formula_with_sklearn_pca(data):
     logits = Xtr @ W.T + b
     alpha = logits.max(1).mean() / resid(Xtr).mean()
     from scipy.special import logsumexp
+
     expected = logsumexp(Xte @ W.T + b, axis=1) - alpha * resid(Xte)
     assert np.allclose(sc.score(Xte), expected, rtol=1e-3, atol=1e-3)
 

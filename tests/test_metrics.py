@@ -1,4 +1,5 @@
 """Open-set and closed-set metrics agree with independent implementations."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,9 +7,20 @@ import pytest
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score, roc_curve
 from sklearn.metrics import confusion_matrix as sk_confusion
 
-from originprobe.metrics import (accuracy, aupr_in, aupr_out, auroc, ccr_at_fpr, confusion_matrix,
-                                 evaluate_open_set, fpr_at_tpr, macro_f1, oscr, per_unknown_auroc,
-                                 tnr_at_tpr)
+from originprobe.metrics import (
+    accuracy,
+    aupr_in,
+    aupr_out,
+    auroc,
+    ccr_at_fpr,
+    confusion_matrix,
+    evaluate_open_set,
+    fpr_at_tpr,
+    macro_f1,
+    oscr,
+    per_unknown_auroc,
+    tnr_at_tpr,
+)
 
 
 def brute_force_curve(scores, is_known, correct):
@@ -49,7 +61,8 @@ def test_oscr_equals_brute_force_definition(seed):
     correct = rng.random(n) < 0.8
     scores = np.round(rng.normal(is_known * 1.0 + correct * 0.5, 1.0), int(rng.integers(0, 3)))
     assert oscr(scores, is_known, correct) == pytest.approx(
-        brute_force_oscr(scores, is_known, correct), abs=1e-12)
+        brute_force_oscr(scores, is_known, correct), abs=1e-12
+    )
 
 
 def test_oscr_limits():
@@ -69,7 +82,8 @@ def test_ccr_and_tnr_operating_points_match_brute_force():
     scores = rng.normal(is_known * 1.5, 1.0)
     pts = brute_force_curve(scores, is_known, correct)
     assert ccr_at_fpr(scores, is_known, correct, 0.05) == pytest.approx(
-        pts[pts[:, 0] <= 0.05, 1].max())
+        pts[pts[:, 0] <= 0.05, 1].max()
+    )
     ok = pts[pts[:, 2] >= 0.95]
     assert tnr_at_tpr(scores, is_known, 0.95) == pytest.approx(1 - ok[:, 0].min())
 
@@ -98,8 +112,13 @@ def test_per_unknown_auroc_and_summary_keys():
     pred = np.where(k, y, "real")
     decided = np.where(s >= 1.0, pred, "unknown")
     res = evaluate_open_set(y, pred, s, known, decided, threshold=1.0)
-    for v in (res["closed_set"]["accuracy"], res["open_set"]["auroc"], res["open_set"]["oscr"],
-              res["open_set"]["ccr_at_fpr05"], res["open_set"]["tnr_at_tpr95"]):
+    for v in (
+        res["closed_set"]["accuracy"],
+        res["open_set"]["auroc"],
+        res["open_set"]["oscr"],
+        res["open_set"]["ccr_at_fpr05"],
+        res["open_set"]["tnr_at_tpr95"],
+    ):
         assert 0.0 <= v <= 1.0
     conf = res["thresholded"]["confusion"]
     assert conf["cols"][-1] == "unknown" and conf["rows"] == ["real", "a", "u1", "u2"]
@@ -113,9 +132,11 @@ def test_aupr_in_and_out_equal_sklearn_average_precision(seed):
     is_known = rng.random(n) < rng.uniform(0.2, 0.8)
     scores = np.round(rng.normal(is_known * rng.uniform(0, 2), 1.0), int(rng.integers(0, 3)))
     assert aupr_in(scores, is_known) == pytest.approx(
-        average_precision_score(is_known, scores), abs=1e-12)
+        average_precision_score(is_known, scores), abs=1e-12
+    )
     assert aupr_out(scores, is_known) == pytest.approx(
-        average_precision_score(~is_known, -scores), abs=1e-12)
+        average_precision_score(~is_known, -scores), abs=1e-12
+    )
 
 
 @pytest.mark.parametrize("seed", range(8))

@@ -1,5 +1,6 @@
 """Benchmark protocols: shipped specs, raw GenImage tree → annotation files, official files read
 unchanged, dry runs, and a full evaluate on a protocol built from realgen images."""
+
 from __future__ import annotations
 
 import hashlib
@@ -11,17 +12,20 @@ from pathlib import Path
 
 import pytest
 
+from conftest import read_manifest
 from originprobe.cli import main
 from originprobe.protocols import ProtocolError, get_protocol, list_protocols, resolve_protocol
 
-from conftest import read_manifest
-
 # GenImage generator folder <- realgen generator whose images stand in for it (first, count)
 STAND_INS = {
-    "wukong": ("dalle-mini", 0), "Midjourney": ("midjourney-v3", 0),
-    "VQDM": ("glid3-xl", 0), "stable_diffusion_v_1_4": ("latent-diffusion", 0),
-    "stable_diffusion_v_1_5": ("stable-diffusion-v1", 0), "BigGAN": ("pixray-vqgan", 0),
-    "ADM": ("disco-diffusion", 0), "glide": ("latent-diffusion", 100),
+    "wukong": ("dalle-mini", 0),
+    "Midjourney": ("midjourney-v3", 0),
+    "VQDM": ("glid3-xl", 0),
+    "stable_diffusion_v_1_4": ("latent-diffusion", 0),
+    "stable_diffusion_v_1_5": ("stable-diffusion-v1", 0),
+    "BigGAN": ("pixray-vqgan", 0),
+    "ADM": ("disco-diffusion", 0),
+    "glide": ("latent-diffusion", 100),
 }
 TRAIN_AI, VAL_AI, TRAIN_NATURE, VAL_NATURE = 20, 8, 6, 3
 
@@ -39,7 +43,7 @@ def _build_genimage_tree(realgen: Path, root: Path, place=_link) -> Path:
         by_label.setdefault(r["label"], []).append(realgen / r["path"])
     real = iter(by_label["real"])
     for gen, (src, first) in STAND_INS.items():
-        imgs = by_label[src][first:first + TRAIN_AI + VAL_AI]
+        imgs = by_label[src][first : first + TRAIN_AI + VAL_AI]
         assert len(imgs) == TRAIN_AI + VAL_AI
         base = root / gen / f"imagenet_ai_{gen.lower()}"
         for i, p in enumerate(imgs):
@@ -58,8 +62,9 @@ def genimage_raw(realgen, tmp_path_factory) -> Path:
 
 
 def _read(path: Path) -> list[tuple[str, int]]:
-    return [(ln.split("\t")[0], int(ln.split("\t")[1]))
-            for ln in path.read_text().splitlines() if ln]
+    return [
+        (ln.split("\t")[0], int(ln.split("\t")[1])) for ln in path.read_text().splitlines() if ln
+    ]
 
 
 def test_shipped_protocols_match_the_published_splits():
@@ -98,19 +103,32 @@ def test_protocols_command_lists_every_protocol(capsys):
     specs = json.loads(capsys.readouterr().out)
     osma = next(s for s in specs if s["name"] == "osma:split2")
     assert osma["files"]["test_unknown"]["seed"] == [
-        "split2_test/annotations/split2_test_out_seed.txt"]
+        "split2_test/annotations/split2_test_out_seed.txt"
+    ]
 
 
 def test_raw_genimage_tree_gives_deterministic_capped_annotations(genimage_raw, tmp_path):
-    a = resolve_protocol("genimage:split1", genimage_raw, annotations=tmp_path / "a",
-                         train_per_class=12, test_per_class=5)
-    b = resolve_protocol("genimage:split1", genimage_raw, annotations=tmp_path / "b",
-                         train_per_class=12, test_per_class=5)
+    a = resolve_protocol(
+        "genimage:split1",
+        genimage_raw,
+        annotations=tmp_path / "a",
+        train_per_class=12,
+        test_per_class=5,
+    )
+    b = resolve_protocol(
+        "genimage:split1",
+        genimage_raw,
+        annotations=tmp_path / "b",
+        train_per_class=12,
+        test_per_class=5,
+    )
     assert a.generated == tmp_path / "a"
     rel = {r: f.relative_to(tmp_path / "a") for r, f in a.files.items() if f}
-    assert rel == {"train": Path("split1_train/annotations/split1_train.txt"),
-                   "test_known": Path("split1_val/annotations/split1_val.txt"),
-                   "test_unknown": Path("split1_val/annotations/split1_val_out_all.txt")}
+    assert rel == {
+        "train": Path("split1_train/annotations/split1_train.txt"),
+        "test_known": Path("split1_val/annotations/split1_val.txt"),
+        "test_unknown": Path("split1_val/annotations/split1_val_out_all.txt"),
+    }
     for role, f in a.files.items():
         if f:
             assert f.read_bytes() == b.files[role].read_bytes(), role  # same seed, same files
@@ -134,12 +152,23 @@ def test_raw_genimage_tree_gives_deterministic_capped_annotations(genimage_raw, 
     assert meta["settings"]["seed"] == 0 and meta["counts"]["train"]["real"] == 12
     # a second resolution with the same settings rewrites nothing
     stamp = a.files["train"].stat().st_mtime_ns
-    resolve_protocol("genimage:split1", genimage_raw, annotations=tmp_path / "a",
-                     train_per_class=12, test_per_class=5)
+    resolve_protocol(
+        "genimage:split1",
+        genimage_raw,
+        annotations=tmp_path / "a",
+        train_per_class=12,
+        test_per_class=5,
+    )
     assert a.files["train"].stat().st_mtime_ns == stamp
     # another seed picks other images
-    c = resolve_protocol("genimage:split1", genimage_raw, annotations=tmp_path / "c", seed=1,
-                         train_per_class=12, test_per_class=5)
+    c = resolve_protocol(
+        "genimage:split1",
+        genimage_raw,
+        annotations=tmp_path / "c",
+        seed=1,
+        train_per_class=12,
+        test_per_class=5,
+    )
     assert c.files["train"].read_bytes() != a.files["train"].read_bytes()
 
 
@@ -178,8 +207,20 @@ def test_official_osma_files_are_read_unchanged_with_unknown_groups(realgen, tmp
     assert everything.missing_images()["test_unknown"] == [str(realgen / "missing/nowhere.png")]
     # dry run: counts per class and role, the missing file, nothing extracted
     cache = tmp_path / "cache"
-    rc = main(["evaluate", "--protocol", "osma:split1", "--root", str(realgen), "--annotations",
-               str(ann), "--dry-run", "--cache", str(cache)])
+    rc = main(
+        [
+            "evaluate",
+            "--protocol",
+            "osma:split1",
+            "--root",
+            str(realgen),
+            "--annotations",
+            str(ann),
+            "--dry-run",
+            "--cache",
+            str(cache),
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0 and not cache.exists()
     assert "| FSGAN | 2 | 1 | 1 |" in out
@@ -195,18 +236,49 @@ def test_missing_annotation_files_name_what_was_tried(tmp_path, capsys):
     assert "raw GenImage tree" in err
     assert main(["evaluate", "--protocol", "genimage:split2", "--out", str(tmp_path / "r")]) == 2
     assert "--root DIR is required" in capsys.readouterr().err
-    assert main(["evaluate", "--protocol", "genimage:split2", "--root", str(tmp_path),
-                 "--known", "real", "--out", str(tmp_path / "r")]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--protocol",
+                "genimage:split2",
+                "--root",
+                str(tmp_path),
+                "--known",
+                "real",
+                "--out",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 2
+    )
     assert "cannot be combined with --protocol" in capsys.readouterr().err
 
 
-def test_evaluate_runs_a_genimage_protocol_from_the_raw_tree(genimage_raw, shared_cache,
-                                                              tmp_path):
+def test_evaluate_runs_a_genimage_protocol_from_the_raw_tree(genimage_raw, shared_cache, tmp_path):
     out = tmp_path / "run"
     ann = tmp_path / "ann"
-    rc = main(["evaluate", "--protocol", "genimage:split1", "--root", str(genimage_raw),
-               "--annotations", str(ann), "--cache", str(shared_cache), "--out", str(out),
-               "--no-progress", "--backbone", "efficientnet-lite0", "--layers", "stage5", "--no-report"])
+    rc = main(
+        [
+            "evaluate",
+            "--protocol",
+            "genimage:split1",
+            "--root",
+            str(genimage_raw),
+            "--annotations",
+            str(ann),
+            "--cache",
+            str(shared_cache),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--backbone",
+            "efficientnet-lite0",
+            "--layers",
+            "stage5",
+            "--no-report",
+        ]
+    )
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
     p = get_protocol("genimage:split1")
@@ -221,13 +293,16 @@ def test_evaluate_runs_a_genimage_protocol_from_the_raw_tree(genimage_raw, share
     assert counts["train"]["real"] + counts["val"]["real"] == 8 * TRAIN_NATURE
     assert counts["test"]["real"] == 8 * VAL_NATURE
     assert {c: counts["test"][c] for c in p.unknown_classes()} == {
-        c: VAL_AI for c in p.unknown_classes()}
+        c: VAL_AI for c in p.unknown_classes()
+    }
     assert set(res["open_set"]["per_unknown_auroc"]) == set(p.unknown_classes())
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["protocol"] == "genimage:split1" and cfg["data"] is None
     # the validation images all come from the training file
-    train_file = {ln.split("\t")[0] for ln in
-                  (ann / "split1_train/annotations/split1_train.txt").read_text().splitlines()}
+    train_file = {
+        ln.split("\t")[0]
+        for ln in (ann / "split1_train/annotations/split1_train.txt").read_text().splitlines()
+    }
     preds = (out / "predictions.csv").read_text().splitlines()[1:]
     tested = {Path(ln.split(",")[0]).relative_to(genimage_raw).as_posix() for ln in preds}
     assert not tested & train_file
@@ -235,16 +310,52 @@ def test_evaluate_runs_a_genimage_protocol_from_the_raw_tree(genimage_raw, share
 
 def test_extract_and_fit_take_a_protocol(genimage_raw, shared_cache, tmp_path, capsys):
     ann = tmp_path / "ann"
-    common = ["--protocol", "genimage:split3", "--root", str(genimage_raw), "--annotations",
-              str(ann)]
-    assert main(["extract", *common, "--cache", str(shared_cache), "--backbone", "efficientnet-lite0", "--layers", "stage5",
-                 "--no-progress"]) == 0
+    common = [
+        "--protocol",
+        "genimage:split3",
+        "--root",
+        str(genimage_raw),
+        "--annotations",
+        str(ann),
+    ]
+    assert (
+        main(
+            [
+                "extract",
+                *common,
+                "--cache",
+                str(shared_cache),
+                "--backbone",
+                "efficientnet-lite0",
+                "--layers",
+                "stage5",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     # known generators: train + val folders; unknown ones: val only; real from every folder
     n_images = 4 * (TRAIN_AI + VAL_AI) + 4 * VAL_AI + 8 * (TRAIN_NATURE + VAL_NATURE)
     assert f"{n_images} images:" in capsys.readouterr().out
     model = tmp_path / "model"
-    assert main(["fit", *common, "--cache", str(shared_cache), "--backbone", "efficientnet-lite0", "--layers", "stage5",
-                 "--no-progress", "--out", str(model)]) == 0
+    assert (
+        main(
+            [
+                "fit",
+                *common,
+                "--cache",
+                str(shared_cache),
+                "--backbone",
+                "efficientnet-lite0",
+                "--layers",
+                "stage5",
+                "--no-progress",
+                "--out",
+                str(model),
+            ]
+        )
+        == 0
+    )
     meta = json.loads((model / "model.json").read_text())
     assert meta["classes"] == sorted(get_protocol("genimage:split3").known)
     # the bundle attributes most of a known generator's images to it (chance: 1 in 5)
@@ -259,15 +370,26 @@ def test_extract_and_fit_take_a_protocol(genimage_raw, shared_cache, tmp_path, c
 def test_unwritable_annotation_folder_is_a_clear_error(genimage_raw, tmp_path, capsys):
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where the annotation folder should go")
-    rc = main(["evaluate", "--protocol", "genimage:split4", "--root", str(genimage_raw),
-               "--annotations", str(blocked), "--dry-run"])
+    rc = main(
+        [
+            "evaluate",
+            "--protocol",
+            "genimage:split4",
+            "--root",
+            str(genimage_raw),
+            "--annotations",
+            str(blocked),
+            "--dry-run",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and str(blocked) in err and "--annotations DIR" in err
     assert blocked.read_text() == "a file where the annotation folder should go"
 
 
-def test_a_genimage_tree_of_symlinked_files_runs_without_options(realgen, genimage_raw,
-                                                                 shared_cache, tmp_path):
+def test_a_genimage_tree_of_symlinked_files_runs_without_options(
+    realgen, genimage_raw, shared_cache, tmp_path
+):
     """A hub-cache-shaped tree: every file is a link into a blob folder outside the root."""
     blobs = tmp_path / "blobs"
     blobs.mkdir()
@@ -281,9 +403,25 @@ def test_a_genimage_tree_of_symlinked_files_runs_without_options(realgen, genima
 
     root = _build_genimage_tree(realgen, tmp_path / "linked", place)
     out = tmp_path / "run"
-    rc = main(["evaluate", "--protocol", "genimage:split1", "--root", str(root),
-               "--cache", str(shared_cache), "--out", str(out), "--no-progress",
-               "--backbone", "efficientnet-lite0", "--layers", "stage5", "--no-report"])
+    rc = main(
+        [
+            "evaluate",
+            "--protocol",
+            "genimage:split1",
+            "--root",
+            str(root),
+            "--cache",
+            str(shared_cache),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--backbone",
+            "efficientnet-lite0",
+            "--layers",
+            "stage5",
+            "--no-report",
+        ]
+    )
     assert rc == 0
     counts = json.loads((out / "results.json").read_text())["counts"]
     p = get_protocol("genimage:split1")
@@ -301,10 +439,20 @@ def test_a_tree_of_broken_links_says_how_many_were_skipped_and_why(tmp_path, cap
             d = root / gen / "imagenet" / part / "ai"
             d.mkdir(parents=True)
             (d / "a.png").symlink_to(tmp_path / "gone.png")
-    rc = main(["evaluate", "--protocol", "genimage:split1", "--root", str(root),
-               "--out", str(tmp_path / "run"), "--no-progress"])
+    rc = main(
+        [
+            "evaluate",
+            "--protocol",
+            "genimage:split1",
+            "--root",
+            str(root),
+            "--out",
+            str(tmp_path / "run"),
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert rc != 0
     assert "no images found" in err
     n = int(re.search(r"(\d+) file\(s\) skipped: broken symbolic link", err).group(1))
-    assert 8 <= n <= 2 * len(STAND_INS)   # every link walked before giving up was counted
+    assert 8 <= n <= 2 * len(STAND_INS)  # every link walked before giving up was counted

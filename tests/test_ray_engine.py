@@ -1,6 +1,7 @@
 """`--engine ray` on a real local Ray cluster: a head and a second node joined to it on 127.0.0.1.
 Features equal a local run's; killing a worker mid-run still completes the job with a clean
 store. The cluster is stopped whatever happens."""
+
 from __future__ import annotations
 
 import os
@@ -14,13 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import write_subset
 from originprobe.backbones import load_backbone
 from originprobe.cli import main
 from originprobe.data import load_dataset
 from originprobe.data.samples import hash_samples
 from originprobe.features import open_store
-
-from conftest import write_subset
 
 RAY = str(Path(sys.executable).parent / "ray")
 LAYERS = ["stage5", "head"]
@@ -28,6 +28,7 @@ LAYERS = ["stage5", "head"]
 
 def _free_port() -> int:
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -37,17 +38,49 @@ def _free_port() -> int:
 def cluster():
     """`ray start --head` on 127.0.0.1 plus a second node joined to it; stopped at the end."""
     port = _free_port()
-    tmp = tempfile.mkdtemp(prefix="opray-", dir="/tmp")   # short: Ray's socket paths
+    tmp = tempfile.mkdtemp(prefix="opray-", dir="/tmp")  # short: Ray's socket paths
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")
     common = ["--disable-usage-stats", "--object-store-memory", str(150 * 2**20)]
     try:
-        subprocess.run([RAY, "start", "--head", "--node-ip-address", "127.0.0.1",
-                        "--port", str(port), "--num-cpus", "1", "--include-dashboard", "false",
-                        "--temp-dir", tmp, *common], check=True, env=env, capture_output=True,
-                       timeout=180)
-        subprocess.run([RAY, "start", "--address", f"127.0.0.1:{port}", "--node-ip-address",
-                        "127.0.0.1", "--num-cpus", "1", *common], check=True, env=env,
-                       capture_output=True, timeout=180)
+        subprocess.run(
+            [
+                RAY,
+                "start",
+                "--head",
+                "--node-ip-address",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--num-cpus",
+                "1",
+                "--include-dashboard",
+                "false",
+                "--temp-dir",
+                tmp,
+                *common,
+            ],
+            check=True,
+            env=env,
+            capture_output=True,
+            timeout=180,
+        )
+        subprocess.run(
+            [
+                RAY,
+                "start",
+                "--address",
+                f"127.0.0.1:{port}",
+                "--node-ip-address",
+                "127.0.0.1",
+                "--num-cpus",
+                "1",
+                *common,
+            ],
+            check=True,
+            env=env,
+            capture_output=True,
+            timeout=180,
+        )
         yield f"127.0.0.1:{port}", env
     finally:
         subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
@@ -55,8 +88,11 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def data(realgen, tmp_path_factory) -> Path:
-    return write_subset(realgen, tmp_path_factory.mktemp("ray-data"),
-                        {"real": 24, "dalle-mini": 24, "midjourney-v3": 24})
+    return write_subset(
+        realgen,
+        tmp_path_factory.mktemp("ray-data"),
+        {"real": 24, "dalle-mini": 24, "midjourney-v3": 24},
+    )
 
 
 def _features(cache: Path, manifest: Path) -> dict[str, np.ndarray]:
@@ -67,24 +103,56 @@ def _features(cache: Path, manifest: Path) -> dict[str, np.ndarray]:
 
 
 def _extract(cache: Path, manifest: Path, *extra: str, env=None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "originprobe.cli", "extract", str(manifest),
-                             "--cache", str(cache), "--backbone", "efficientnet-lite0", "--layers", ",".join(LAYERS), "--quiet",
-                             *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "originprobe.cli",
+            "extract",
+            str(manifest),
+            "--cache",
+            str(cache),
+            "--backbone",
+            "efficientnet-lite0",
+            "--layers",
+            ",".join(LAYERS),
+            "--quiet",
+            *extra,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def test_ray_extraction_equals_local_and_survives_a_killed_worker(cluster, data, tmp_path):
     address, env = cluster
     local = tmp_path / "local"
-    assert main(["extract", str(data), "--cache", str(local), "--backbone", "efficientnet-lite0", "--layers", ",".join(LAYERS),
-                 "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "extract",
+                str(data),
+                "--cache",
+                str(local),
+                "--backbone",
+                "efficientnet-lite0",
+                "--layers",
+                ",".join(LAYERS),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     want, _ = _features(local, data)
 
     # the cluster computes the features (its workers write them into the store) while one of
     # its model workers is killed mid-run: the job still completes, equal to the local run
     cache = tmp_path / "ray"
-    proc = _extract(cache, data, "--engine", "ray", "--address", address, "--batch-size", "4",
-                    env=env)
+    proc = _extract(
+        cache, data, "--engine", "ray", "--address", address, "--batch-size", "4", env=env
+    )
     killed = None
     try:
         deadline = time.monotonic() + 300
@@ -104,7 +172,7 @@ def test_ray_extraction_equals_local_and_survives_a_killed_worker(cluster, data,
     got, store = _features(cache, data)
     for l in LAYERS:
         assert got[l].dtype == want[l].dtype
-        np.testing.assert_allclose(got[l], want[l], rtol=0, atol=2e-3)   # float16 rows
+        np.testing.assert_allclose(got[l], want[l], rtol=0, atol=2e-3)  # float16 rows
     report = store.verify()
     assert report.ok, report
     assert main(["cache", "verify", str(cache)]) == 0
@@ -131,13 +199,14 @@ def _model_workers() -> list[int]:
 
 def test_engine_ray_without_ray_says_how_to_install(data, tmp_path, monkeypatch, capsys):
     import builtins
+
     real_import = builtins.__import__
 
     def no_ray(name, *a, **kw):
         if name == "ray" or name.startswith("ray."):
             raise ImportError(f"No module named {name!r}")
         return real_import(name, *a, **kw)
+
     monkeypatch.setattr(builtins, "__import__", no_ray)
-    rc = main(["extract", str(data), "--cache", str(tmp_path / "c"), "--engine", "ray",
-               "--quiet"])
+    rc = main(["extract", str(data), "--cache", str(tmp_path / "c"), "--engine", "ray", "--quiet"])
     assert rc == 2 and "pip install 'originprobe[ray]'" in capsys.readouterr().err

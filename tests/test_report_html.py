@@ -1,4 +1,5 @@
 """RUN_DIR/report.html: self-contained, every plot a decodable inline PNG, sections as the run has."""
+
 from __future__ import annotations
 
 import base64
@@ -9,9 +10,8 @@ import re
 import pytest
 from PIL import Image
 
-from originprobe.cli import main
-
 from conftest import DEMO_KNOWN
+from originprobe.cli import main
 
 KNOWN = ",".join(DEMO_KNOWN)
 PNG = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
@@ -40,10 +40,30 @@ def _sections(page: str) -> list[str]:
 @pytest.fixture(scope="module")
 def full_run(small_realgen, shared_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("report") / "run"
-    rc = main(["evaluate", "--data", str(small_realgen), "--known", KNOWN, "--cache",
-               str(shared_cache), "--out", str(out), "--no-progress", "--backbone", "efficientnet-lite0", "--layers",
-               "stage4,stage5", "--robustness", "jpeg=60;blur=2", "--low-data", "3,10",
-               "--low-data-seeds", "2"])
+    rc = main(
+        [
+            "evaluate",
+            "--data",
+            str(small_realgen),
+            "--known",
+            KNOWN,
+            "--cache",
+            str(shared_cache),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--backbone",
+            "efficientnet-lite0",
+            "--layers",
+            "stage4,stage5",
+            "--robustness",
+            "jpeg=60;blur=2",
+            "--low-data",
+            "3,10",
+            "--low-data-seeds",
+            "2",
+        ]
+    )
     assert rc == 0
     return out
 
@@ -51,8 +71,16 @@ def full_run(small_realgen, shared_cache, tmp_path_factory):
 def test_evaluate_writes_a_self_contained_report(full_run):
     page = (full_run / "report.html").read_text(encoding="utf-8")
     _assert_self_contained(page)
-    assert _sections(page) == ["Metrics", "Known vs unknown", "Confusion matrix", "Layer sweep",
-                               "Robustness", "Low-data regime", "Embedding map", "Samples"]
+    assert _sections(page) == [
+        "Metrics",
+        "Known vs unknown",
+        "Confusion matrix",
+        "Layer sweep",
+        "Robustness",
+        "Low-data regime",
+        "Embedding map",
+        "Samples",
+    ]
     images = _inline_images(page)
     # ROC, OSCR, score histogram, per-unknown AUROC, confusion, layer sweep, robustness
     # (2 kinds), low data, map
@@ -95,25 +123,47 @@ def test_report_on_a_missing_run_names_the_file(tmp_path, capsys):
 
 def test_compare_ranks_by_validation_only_and_its_report(small_realgen, shared_cache, tmp_path):
     out = tmp_path / "cmp"
-    rc = main(["compare", "--data", str(small_realgen), "--known", KNOWN, "--cache",
-               str(shared_cache), "--out", str(out), "--no-progress", "--backbone", "efficientnet-lite0", "--layers", "stage5",
-               "--heads", "linear,ncm,linear"])
+    rc = main(
+        [
+            "compare",
+            "--data",
+            str(small_realgen),
+            "--known",
+            KNOWN,
+            "--cache",
+            str(shared_cache),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--backbone",
+            "efficientnet-lite0",
+            "--layers",
+            "stage5",
+            "--heads",
+            "linear,ncm,linear",
+        ]
+    )
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
     pairs = [(r["head"], r["score"]) for r in res["compare"]]
     from originprobe.heads import HEADS
+
     expected = [(h, s) for h in ("linear", "ncm") for s in HEADS.get(h).supported_scores]
-    assert sorted(pairs) == sorted(expected)          # every pair once: no duplicate rows
+    assert sorted(pairs) == sorted(expected)  # every pair once: no duplicate rows
     # ranked by validation figures, never by test figures
     keys = [(r["val_ccr"], r["val_balanced_accuracy"]) for r in res["compare"]]
     assert keys == sorted(keys, reverse=True)
     assert res["ranked_by"] == ["val_ccr", "val_balanced_accuracy"]
     for a, b in zip(res["compare"], res["compare"][1:]):
-        same = (round(a["val_ccr"], 6), round(a["val_balanced_accuracy"], 6)) == \
-            (round(b["val_ccr"], 6), round(b["val_balanced_accuracy"], 6))
+        same = (round(a["val_ccr"], 6), round(a["val_balanced_accuracy"], 6)) == (
+            round(b["val_ccr"], 6),
+            round(b["val_balanced_accuracy"], 6),
+        )
         assert (a["rank"] == b["rank"]) == same and (not same or a["tie"] and b["tie"])
     # one head's selection does not depend on which score it is paired with
-    linear = {(r["layer"], json.dumps(r["params"])) for r in res["compare"] if r["head"] == "linear"}
+    linear = {
+        (r["layer"], json.dumps(r["params"])) for r in res["compare"] if r["head"] == "linear"
+    }
     assert len(linear) == 1
     md = (out / "results.md").read_text()
     assert md.count("| linear |") == len(HEADS.get("linear").supported_scores)

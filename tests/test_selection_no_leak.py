@@ -1,16 +1,16 @@
 """Unknown-class samples never train or select a head; test samples never select one."""
+
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from conftest import DEMO_KNOWN, DEMO_UNKNOWN
 from originprobe.data import Sample, SplitLeakError, hash_samples, load_dataset, make_split
 from originprobe.features import LayerSpec
 from originprobe.heads import LinearHead
 from originprobe.heads.selection import SelectionLeakError, balanced_accuracy, select_head
 from originprobe.openset import calibrate_threshold
-
-from conftest import DEMO_KNOWN, DEMO_UNKNOWN
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,9 @@ def test_split_puts_unknown_classes_in_test_only(realgen_samples):
     test_labels = {s.label for s in split.test}
     assert set(DEMO_UNKNOWN) <= test_labels
     hashes = [{s.sha256 for s in r} for r in (split.train, split.val, split.test)]
-    assert not (hashes[0] & hashes[1]) and not (hashes[0] & hashes[2]) and not (hashes[1] & hashes[2])
+    assert (
+        not (hashes[0] & hashes[1]) and not (hashes[0] & hashes[2]) and not (hashes[1] & hashes[2])
+    )
     # stratified: each known class keeps roughly its share in validation
     for c in DEMO_KNOWN:
         n = sum(s.label == c for s in realgen_samples)
@@ -79,20 +81,34 @@ def test_selection_refuses_unknown_labels_and_uses_validation_only():
     L = LayerSpec.parse("L")
     feats = {("train", L): Xtr, ("val", L): Xva}
     with pytest.raises(SelectionLeakError, match="not known"):
-        select_head(LinearHead, lambda r, l: feats[(r, l)], [L], ytr,
-                    np.r_[yva, np.array(["unknown-gen"], object)], known)
+        select_head(
+            LinearHead,
+            lambda r, l: feats[(r, l)],
+            [L],
+            ytr,
+            np.r_[yva, np.array(["unknown-gen"], object)],
+            known,
+        )
     with pytest.raises(SelectionLeakError, match="not known"):
-        select_head(LinearHead, lambda r, l: feats[(r, l)], [L],
-                    np.r_[ytr[:-1], np.array(["unknown-gen"], object)], yva, known)
+        select_head(
+            LinearHead,
+            lambda r, l: feats[(r, l)],
+            [L],
+            np.r_[ytr[:-1], np.array(["unknown-gen"], object)],
+            yva,
+            known,
+        )
     roles = []
 
     def spy(role, layer):
         roles.append(role)
         return feats[(role, layer)]
+
     sel = select_head(LinearHead, spy, [L], ytr, yva, known, {"C": [0.01, 1.0]})
     assert set(roles) == {"train", "val"}
     assert balanced_accuracy(yva, sel.head.predict(Xva)) == max(
-        r.val_balanced_accuracy for r in sel.rows)
+        r.val_balanced_accuracy for r in sel.rows
+    )
 
 
 def test_threshold_keeps_target_fraction_of_known_validation():
@@ -118,17 +134,23 @@ def test_layers_are_combined_only_while_validation_improves():
     def features(role, spec):
         X = np.hstack([layers[p] for p in spec.parts])
         return X[tr] if role == "train" else X[va]
+
     known = sorted(set(labels))
     grid = {"C": [1.0]}
     specs = [LayerSpec.parse(l) for l in ("noise", "a", "b")]
-    single = select_head(LinearHead, features, specs, labels[tr], labels[va],
-                         known, param_grid=grid, combine=1)
+    single = select_head(
+        LinearHead, features, specs, labels[tr], labels[va], known, param_grid=grid, combine=1
+    )
     assert str(single.layer) in ("a", "b")
-    combined = select_head(LinearHead, features, specs, labels[tr], labels[va],
-                           known, param_grid=grid, combine=3)
+    combined = select_head(
+        LinearHead, features, specs, labels[tr], labels[va], known, param_grid=grid, combine=3
+    )
     assert str(combined.layer) == "a+b"  # canonical order of the given layers, noise not added
     best = combined.best_per_layer()
-    assert best[LayerSpec.parse("a+b")].val_balanced_accuracy > 0.85 > \
-        best[single.layer].val_balanced_accuracy
+    assert (
+        best[LayerSpec.parse("a+b")].val_balanced_accuracy
+        > 0.85
+        > best[single.layer].val_balanced_accuracy
+    )
     assert "noise+a+b" in {str(r.layer) for r in combined.rows}  # tried, and rejected
     assert combined.head.coef_.shape[1] == 4

@@ -1,5 +1,6 @@
 """`originprobe serve`: the HTTP API (FastAPI's test client), a real server process, and the page
 in a real browser (Debian's chromium, driven by Playwright)."""
+
 from __future__ import annotations
 
 import json
@@ -15,12 +16,11 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from conftest import write_subset
 from originprobe import Attributor
 from originprobe.cli import main
 from originprobe.serve import create_app
 from originprobe.serve.process import running_server
-
-from conftest import write_subset
 
 KNOWN3 = ["real", "dalle-mini", "latent-diffusion"]
 
@@ -29,7 +29,9 @@ KNOWN3 = ["real", "dalle-mini", "latent-diffusion"]
 def model_dir(realgen, shared_cache, tmp_path_factory) -> Path:
     data = write_subset(realgen, tmp_path_factory.mktemp("serve-data"), {c: 40 for c in KNOWN3})
     out = tmp_path_factory.mktemp("serve-model") / "model"
-    Attributor(backbone="efficientnet-lite0", layers="stage5,head", cache=str(shared_cache)).fit(data, known=KNOWN3).save(out)
+    Attributor(backbone="efficientnet-lite0", layers="stage5,head", cache=str(shared_cache)).fit(
+        data, known=KNOWN3
+    ).save(out)
     return out
 
 
@@ -41,9 +43,11 @@ def client(model_dir):
 
 
 def _probe_images(realgen) -> list[Path]:
-    return (sorted((realgen / "dalle-mini").iterdir())[200:202]
-            + sorted((realgen / "pixray-vqgan").iterdir())[:1]
-            + sorted((realgen / "real").iterdir())[300:301])
+    return (
+        sorted((realgen / "dalle-mini").iterdir())[200:202]
+        + sorted((realgen / "pixray-vqgan").iterdir())[:1]
+        + sorted((realgen / "real").iterdir())[300:301]
+    )
 
 
 def _upload(paths) -> list:
@@ -52,12 +56,22 @@ def _upload(paths) -> list:
 
 def _png_header(width: int, height: int) -> bytes:
     """A valid PNG signature and header declaring width×height pixels, with 1 row of data."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_service_answers_equal_predict_json(client, model_dir, realgen, capsys):
@@ -74,8 +88,9 @@ def test_service_answers_equal_predict_json(client, model_dir, realgen, capsys):
         assert got["label"] == want["label"] and got["closest"] == want["closest"]
         assert got["threshold"] == want["threshold"]
         assert got["score"] == pytest.approx(want["score"], abs=1e-5)
-        assert [x["label"] for x in got["probabilities"]] == \
-            [x["label"] for x in want["probabilities"]]
+        assert [x["label"] for x in got["probabilities"]] == [
+            x["label"] for x in want["probabilities"]
+        ]
         for a, b in zip(got["probabilities"], want["probabilities"]):
             assert a["probability"] == pytest.approx(b["probability"], abs=1e-5)
         assert got["label"] in KNOWN3 + ["unknown"]
@@ -105,8 +120,9 @@ def test_bad_uploads_get_4xx_naming_the_file_and_the_server_keeps_serving(client
         body = r.json()
         assert body["file"] == name and words in body["reason"].lower()
     # a request mixing a good and a bad file is refused as a whole, naming the bad one
-    r = client.post("/v1/attribute", files=_upload(good)
-                    + [("files", ("x.gif", b"GIF89a-broken", "image/gif"))])
+    r = client.post(
+        "/v1/attribute", files=_upload(good) + [("files", ("x.gif", b"GIF89a-broken", "image/gif"))]
+    )
     assert r.status_code in (415, 422) and r.json()["file"] == "x.gif"
     # over --max-upload-mb (1 MB here): 413, declared or streamed
     big = os.urandom(int(1.5 * 2**20))
@@ -122,10 +138,16 @@ def test_metrics_count_requests_and_latency(client, realgen):
     client.post("/v1/attribute", files=_upload(_probe_images(realgen)[:1]))
     client.post("/v1/attribute", files=[("files", ("n.txt", b"hello", "text/plain"))])
     text = client.get("/metrics").text
-    assert re.search(r'originprobe_requests_total\{endpoint="/v1/attribute",method="POST",'
-                     r'status="200"\} [1-9]', text)
-    assert re.search(r'originprobe_requests_total\{endpoint="/v1/attribute",method="POST",'
-                     r'status="415"\} [1-9]', text)
+    assert re.search(
+        r'originprobe_requests_total\{endpoint="/v1/attribute",method="POST",'
+        r'status="200"\} [1-9]',
+        text,
+    )
+    assert re.search(
+        r'originprobe_requests_total\{endpoint="/v1/attribute",method="POST",'
+        r'status="415"\} [1-9]',
+        text,
+    )
     assert 'originprobe_request_seconds_bucket{endpoint="/v1/attribute",le="0.5"}' in text
     assert "originprobe_batch_images_count" in text
 
@@ -134,12 +156,13 @@ def test_concurrent_requests_share_forward_passes(client, realgen):
     def batches() -> float:
         m = re.search(r"^originprobe_batch_images_count (\S+)$", client.get("/metrics").text, re.M)
         return float(m.group(1))
+
     before = batches()
     paths = sorted((realgen / "glid3-xl").iterdir())[:12]
     with ThreadPoolExecutor(12) as pool:
         rs = list(pool.map(lambda p: client.post("/v1/attribute", files=_upload([p])), paths))
     assert all(r.status_code == 200 for r in rs)
-    assert batches() - before < len(paths)      # some requests were answered together
+    assert batches() - before < len(paths)  # some requests were answered together
 
 
 def test_token_required_when_set(model_dir, realgen):
@@ -178,8 +201,10 @@ def _chromium() -> str:
         path = shutil.which(name)
         if path:
             return path
-    pytest.fail("Debian's chromium is needed for the browser test: apt-get install -y chromium "
-                "(.ci/run installs it)")
+    pytest.fail(
+        "Debian's chromium is needed for the browser test: apt-get install -y chromium "
+        "(.ci/run installs it)"
+    )
 
 
 @pytest.fixture()
@@ -190,18 +215,22 @@ def server(model_dir, tmp_path):
 
 def test_page_in_a_real_browser_shows_the_verdict(server, realgen, tmp_path):
     from playwright.sync_api import sync_playwright
+
     image = sorted((realgen / "dalle-mini").iterdir())[210]
     shot = tmp_path / "page.png"
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=_chromium(), headless=True,
-                                     args=["--no-sandbox", "--disable-gpu"])
+        browser = pw.chromium.launch(
+            executable_path=_chromium(), headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
         try:
             page = browser.new_page(viewport={"width": 1000, "height": 800})
             requests = []
             page.on("request", lambda r: requests.append(r.url))
             page.goto(server + "/", timeout=30_000)
-            page.wait_for_function("document.getElementById('model').textContent"
-                                   ".includes('known classes')", timeout=30_000)
+            page.wait_for_function(
+                "document.getElementById('model').textContent.includes('known classes')",
+                timeout=30_000,
+            )
             page.set_input_files("#files", str(image))
             verdict = page.wait_for_selector(".card .verdict", timeout=60_000)
             label = verdict.get_attribute("data-label")

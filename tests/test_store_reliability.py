@@ -1,4 +1,5 @@
 """The feature store survives kill -9, concurrent writers and damaged files."""
+
 from __future__ import annotations
 
 import signal
@@ -54,6 +55,7 @@ def tiny(tmp_path_factory):
     (d / "tiny_backbone.py").write_text(TINY)
     sys.path.insert(0, str(d))
     import tiny_backbone
+
     images = d / "images" / "gen"
     images.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -65,11 +67,14 @@ def tiny(tmp_path_factory):
 
 def _spawn(tiny, cache: Path, delay: float, **kw) -> subprocess.Popen:
     extra = "".join(f", {k}={v!r}" for k, v in kw.items())
-    code = (f"import sys; sys.path.insert(0, {str(tiny['dir'])!r}); import tiny_backbone; "
-            f"r = tiny_backbone.run({str(tiny['images'])!r}, {str(cache)!r}, {delay}{extra}); "
-            f"print(r.computed, r.shared)")
-    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    code = (
+        f"import sys; sys.path.insert(0, {str(tiny['dir'])!r}); import tiny_backbone; "
+        f"r = tiny_backbone.run({str(tiny['images'])!r}, {str(cache)!r}, {delay}{extra}); "
+        f"print(r.computed, r.shared)"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _committed_rows(cache: Path) -> int:
@@ -87,8 +92,9 @@ def test_kill_9_then_rerun_recomputes_only_what_was_not_committed(tiny, tmp_path
     cache = tmp_path / "cache"
     proc = _spawn(tiny, cache, delay=0.15)
     deadline = time.time() + 60
-    while time.time() < deadline and (not (cache / "tiny").is_dir() or
-                                      len(list((cache / "tiny").glob("shard-*"))) < 2):
+    while time.time() < deadline and (
+        not (cache / "tiny").is_dir() or len(list((cache / "tiny").glob("shard-*"))) < 2
+    ):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -167,8 +173,9 @@ def test_a_kill_loses_at_most_the_last_flush_interval(tiny, tmp_path):
     cache = tmp_path / "cache"
     proc = _spawn(tiny, cache, delay=0.3, flush_every=1000, flush_seconds=0.5)
     deadline = time.time() + 60
-    while time.time() < deadline and (not (cache / "tiny").is_dir() or
-                                      not list((cache / "tiny").glob("shard-*"))):
+    while time.time() < deadline and (
+        not (cache / "tiny").is_dir() or not list((cache / "tiny").glob("shard-*"))
+    ):
         time.sleep(0.05)
     time.sleep(0.8)
     proc.send_signal(signal.SIGKILL)
@@ -189,6 +196,7 @@ def _corrupt_rows(npy: Path) -> None:
 
 def test_reads_are_verified_a_swapped_row_is_an_error_naming_the_shard(tiny, tmp_path):
     from originprobe.features import StoreError
+
     cache = tmp_path / "cache"
     tiny["module"].run(tiny["images"], cache, delay=0.0)
     hashes = _all_hashes(tiny)
@@ -209,6 +217,7 @@ def test_an_edited_shard_description_is_never_read(tiny, tmp_path):
     """meta.json carries its own checksum: swapping two image hashes in it (which would give
     each image the other's features) makes the shard invisible, so its rows are recomputed."""
     import json
+
     cache = tmp_path / "cache"
     tiny["module"].run(tiny["images"], cache, delay=0.0)
     shard = sorted((cache / "tiny").glob("shard-*"))[0]

@@ -1,4 +1,5 @@
 """JPEG-aligned evaluation, test-time perturbations and the low-data regime."""
+
 from __future__ import annotations
 
 import io
@@ -8,10 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import DEMO_KNOWN
 from originprobe.cli import main
 from originprobe.data.perturb import Perturbation, parse_levels
-
-from conftest import DEMO_KNOWN
 
 
 def _image(w=200, h=120):
@@ -40,10 +40,33 @@ def test_perturbations_do_what_they_say():
 
 def test_jpeg_aligned_robustness_and_low_data_in_one_run(small_realgen, shared_cache, tmp_path):
     out = tmp_path / "run"
-    rc = main(["evaluate", "--data", str(small_realgen), "--known", ",".join(DEMO_KNOWN),
-               "--cache", str(shared_cache), "--out", str(out), "--no-progress", "--backbone", "efficientnet-lite0", "--layers",
-               "stage5", "--jpeg-align", "80", "--robustness", "jpeg=60;downscale=0.5",
-               "--low-data", "3,10", "--low-data-seeds", "2", "--no-report"])
+    rc = main(
+        [
+            "evaluate",
+            "--data",
+            str(small_realgen),
+            "--known",
+            ",".join(DEMO_KNOWN),
+            "--cache",
+            str(shared_cache),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--backbone",
+            "efficientnet-lite0",
+            "--layers",
+            "stage5",
+            "--jpeg-align",
+            "80",
+            "--robustness",
+            "jpeg=60;downscale=0.5",
+            "--low-data",
+            "3,10",
+            "--low-data-seeds",
+            "2",
+            "--no-report",
+        ]
+    )
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
     ja = res["jpeg_aligned"]

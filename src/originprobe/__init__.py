@@ -9,9 +9,16 @@ and `serve` expose them.
     att = Attributor().fit("path/to/labelled/images", known=["real", "gen-a", "gen-b"])
     att.predict(["image.png"])
 """
+
 from ._version import __version__
 from .errors import ConfigError, OriginprobeError
 from .model import Attribution, Attributor, BundleError
 
-__all__ = ["Attribution", "Attributor", "BundleError", "ConfigError", "OriginprobeError",
-           "__version__"]
+__all__ = [
+    "Attribution",
+    "Attributor",
+    "BundleError",
+    "ConfigError",
+    "OriginprobeError",
+    "__version__",
+]

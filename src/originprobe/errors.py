@@ -5,6 +5,7 @@ with the path it could not use) and prints one line naming the file and the reas
 that also derive from a built-in (`ValueError`, `FileNotFoundError`, ...) keep working for
 callers that catch the built-in. This module imports nothing from the package.
 """
+
 from __future__ import annotations
 
 

@@ -9,6 +9,7 @@
 - One sha256 helper for files and bytes.
 This module never decides what to write; callers do.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,9 +17,9 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from .errors import OutputExistsError
 
@@ -143,8 +144,10 @@ def check_output_dir(out: str | Path, markers: tuple[str, ...], what: str) -> Pa
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"{out}: exists and is not a directory; choose another --out")
     if out.is_dir() and any(out.iterdir()) and not any((out / m).exists() for m in markers):
-        raise OutputExistsError(f"{out}: directory is not empty and is not an originprobe {what}; "
-                                "refusing to write into it")
+        raise OutputExistsError(
+            f"{out}: directory is not empty and is not an originprobe {what}; "
+            "refusing to write into it"
+        )
     parent = next((p for p in [out, *out.parents] if p.exists()), Path("."))
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise PermissionError(f"{out}: cannot write there ({parent} is not a writable folder)")

@@ -10,9 +10,11 @@
 Entries are registered when their module is imported; each package imports its modules explicitly
 in its `__init__`, so nothing is discovered by scanning and there are no import cycles.
 """
+
 from __future__ import annotations
 
-from typing import Generic, Iterator, TypeVar
+from collections.abc import Iterator
+from typing import Generic, TypeVar
 
 from .errors import ConfigError
 
@@ -31,19 +33,22 @@ class Registry(Generic[T]):
 
     def register(self, name: str, obj: T | None = None):
         """`register(name, obj)`, or `@register(name)` as a decorator."""
+
         def add(o: T) -> T:
             if name in self._entries and self._entries[name] is not o:
                 raise ConfigError(f"{self.kind} {name!r} is registered twice")
             self._entries[name] = o
             return o
+
         return add(obj) if obj is not None else add
 
     def get(self, name: str) -> T:
         try:
             return self._entries[name]
         except KeyError:
-            raise UnknownNameError(f"unknown {self.kind} {name!r}; {self.plural}: "
-                                   f"{', '.join(self.names())}") from None
+            raise UnknownNameError(
+                f"unknown {self.kind} {name!r}; {self.plural}: {', '.join(self.names())}"
+            ) from None
 
     __getitem__ = get
 
@@ -67,7 +72,8 @@ def checked(registry: Registry, names: list[str] | tuple[str, ...]) -> list[str]
     """The names, after checking that every one is registered (one error naming all unknown)."""
     bad = [n for n in names if n not in registry]
     if bad:
-        raise UnknownNameError(f"unknown {registry.kind}(s) {', '.join(map(repr, bad))}; "
-                               f"{registry.plural}: {', '.join(registry.names())}")
+        raise UnknownNameError(
+            f"unknown {registry.kind}(s) {', '.join(map(repr, bad))}; "
+            f"{registry.plural}: {', '.join(registry.names())}"
+        )
     return list(names)
-

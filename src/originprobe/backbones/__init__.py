@@ -3,13 +3,38 @@
 The family modules are imported here so that they register their entries; each imports its own
 heavy library (timm, open_clip, transformers) only when a backbone of it is built.
 """
+
 from . import efficientnet, forensic, hf, openclip, vit  # noqa: F401  (registration)
-from .base import (Backbone, BackboneSpec, DeviceError, Preprocessing, UnknownBackboneError,
-                   WeightsNotFoundError, resolve_device)
-from .registry import BACKBONES, DEFAULT_BACKBONE, PREFIXES, load_backbone, register, register_prefix
+from .base import (
+    Backbone,
+    BackboneSpec,
+    DeviceError,
+    Preprocessing,
+    UnknownBackboneError,
+    WeightsNotFoundError,
+    resolve_device,
+)
+from .registry import (
+    BACKBONES,
+    DEFAULT_BACKBONE,
+    PREFIXES,
+    load_backbone,
+    register,
+    register_prefix,
+)
 
 __all__ = [
-    "BACKBONES", "Backbone", "BackboneSpec", "DEFAULT_BACKBONE", "DeviceError", "PREFIXES",
-    "Preprocessing", "UnknownBackboneError", "WeightsNotFoundError", "load_backbone", "register",
-    "register_prefix", "resolve_device",
+    "BACKBONES",
+    "Backbone",
+    "BackboneSpec",
+    "DEFAULT_BACKBONE",
+    "DeviceError",
+    "PREFIXES",
+    "Preprocessing",
+    "UnknownBackboneError",
+    "WeightsNotFoundError",
+    "load_backbone",
+    "register",
+    "register_prefix",
+    "resolve_device",
 ]

@@ -6,19 +6,20 @@ A backbone must never download anything; weights come from an installed package,
 cache or a file the user names, and missing weights are an error (`WeightsNotFoundError`), never a
 silent fallback to random initialisation.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
-
-from ..errors import ConfigError, OriginprobeError
 
 import torch
 from PIL import Image
 from torch import nn
+
+from ..errors import ConfigError, OriginprobeError
 
 _INTERPOLATIONS = {
     "bicubic": Image.Resampling.BICUBIC,
@@ -62,7 +63,7 @@ class Preprocessing:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     squash: bool = False
-    crop: str = "resize"          # "resize" (resample, then centre crop) or "native" (no resampling)
+    crop: str = "resize"  # "resize" (resample, then centre crop) or "native" (no resampling)
 
     def __post_init__(self) -> None:
         if self.interpolation not in _INTERPOLATIONS:
@@ -82,8 +83,14 @@ class Preprocessing:
         """The same normalisation on an un-resampled centre crop of `size` (default: the input
         size, at least 256) pixels."""
         size = int(size or max(256, self.input_size))
-        return Preprocessing(input_size=size, resize_size=size, interpolation=self.interpolation,
-                             mean=self.mean, std=self.std, crop="native")
+        return Preprocessing(
+            input_size=size,
+            resize_size=size,
+            interpolation=self.interpolation,
+            mean=self.mean,
+            std=self.std,
+            crop="native",
+        )
 
     def source_box(self, w: int, h: int) -> tuple[float, float, float, float]:
         """The region of a w×h picture that the resize + centre crop keeps, in its pixels."""
@@ -120,15 +127,21 @@ class Preprocessing:
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        if d["crop"] == "resize":   # the default is left out: keys of existing caches stay valid
+        if d["crop"] == "resize":  # the default is left out: keys of existing caches stay valid
             del d["crop"]
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocessing":
-        return cls(input_size=int(d["input_size"]), resize_size=int(d["resize_size"]),
-                   interpolation=d["interpolation"], mean=tuple(d["mean"]), std=tuple(d["std"]),
-                   squash=bool(d.get("squash", False)), crop=str(d.get("crop", "resize")))
+        return cls(
+            input_size=int(d["input_size"]),
+            resize_size=int(d["resize_size"]),
+            interpolation=d["interpolation"],
+            mean=tuple(d["mean"]),
+            std=tuple(d["std"]),
+            squash=bool(d.get("squash", False)),
+            crop=str(d.get("crop", "resize")),
+        )
 
 
 def _native_crop(img: Image.Image, s: int) -> torch.Tensor:
@@ -166,14 +179,19 @@ def resolve_device(name: "str | torch.device | None") -> torch.device:
     try:
         dev = torch.device(name)
     except (RuntimeError, ValueError):
-        raise DeviceError(f"--device {name!r}: not a device (use cpu, cuda, cuda:N or mps)") from None
+        raise DeviceError(
+            f"--device {name!r}: not a device (use cpu, cuda, cuda:N or mps)"
+        ) from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError(f"--device {name!r}: CUDA is not available on this machine "
-                              "(no GPU or no CUDA driver); use --device cpu")
+            raise DeviceError(
+                f"--device {name!r}: CUDA is not available on this machine "
+                "(no GPU or no CUDA driver); use --device cpu"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DeviceError(f"--device {name!r}: this machine has {torch.cuda.device_count()} "
-                              "CUDA device(s)")
+            raise DeviceError(
+                f"--device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
     elif dev.type == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
             raise DeviceError(f"--device {name!r}: MPS is not available on this machine")
@@ -194,23 +212,34 @@ class Backbone(nn.Module):
     layer_names: list[str]
     feature_dims: dict[str, int]
     weights_id: str
-    prefers_channels_last: bool = True   # convolutional networks run faster channels-last
-    onnx_friendly: bool = False          # exports to ONNX cleanly (see backbones.onnxrt)
+    prefers_channels_last: bool = True  # convolutional networks run faster channels-last
+    onnx_friendly: bool = False  # exports to ONNX cleanly (see backbones.onnxrt)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def cache_key(self) -> str:
         """Everything that changes the features of an image: name, weights and preprocessing."""
-        blob = json.dumps({"name": self.name, "weights": self.weights_id,
-                           "pre": self.preprocessing.to_dict(), "pipeline": PIPELINE_VERSION,
-                           "variant": getattr(self, "feature_variant", "")}, sort_keys=True)
+        blob = json.dumps(
+            {
+                "name": self.name,
+                "weights": self.weights_id,
+                "pre": self.preprocessing.to_dict(),
+                "pipeline": PIPELINE_VERSION,
+                "variant": getattr(self, "feature_variant", ""),
+            },
+            sort_keys=True,
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def describe(self) -> dict:
-        return {"name": self.name, "weights_id": self.weights_id,
-                "preprocessing": self.preprocessing.to_dict(), "layers": list(self.layer_names),
-                "feature_dims": dict(self.feature_dims)}
+        return {
+            "name": self.name,
+            "weights_id": self.weights_id,
+            "preprocessing": self.preprocessing.to_dict(),
+            "layers": list(self.layer_names),
+            "feature_dims": dict(self.feature_dims),
+        }
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ values 0..255, and emits, per image:
 - `autocorr` (16): the autocorrelation of the grey residual at lags 1..8, across and down.
 No weights: its identity is its code version.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,8 +35,13 @@ class Forensic(Backbone):
     def __init__(self, size: int = _SIZE):
         super().__init__()
         self.name = "forensic"
-        self.preprocessing = Preprocessing(input_size=size, resize_size=size, mean=(0.0, 0.0, 0.0),
-                                           std=(1 / 255, 1 / 255, 1 / 255), crop="native")
+        self.preprocessing = Preprocessing(
+            input_size=size,
+            resize_size=size,
+            mean=(0.0, 0.0, 0.0),
+            std=(1 / 255, 1 / 255, 1 / 255),
+            crop="native",
+        )
         self.weights_id = hashlib.sha256(VERSION.encode()).hexdigest()
         k = torch.tensor([[-1.0, 2.0, -1.0], [2.0, -4.0, 2.0], [-1.0, 2.0, -1.0]]) / 4.0
         self.register_buffer("kernel", k.expand(3, 1, 3, 3).clone(), persistent=False)
@@ -43,27 +49,42 @@ class Forensic(Backbone):
         self.feature_dims = {"residual": 21, "spectrum": _BINS + 9, "autocorr": 16}
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = x.float()                                   # (B, 3, S, S), 0..255
-        res = F.conv2d(x, self.kernel, groups=3)         # (B, 3, S-2, S-2)
-        return {"residual": self._residual(x, res), "spectrum": self._spectrum(res.mean(1)),
-                "autocorr": self._autocorr(res.mean(1))}
+        x = x.float()  # (B, 3, S, S), 0..255
+        res = F.conv2d(x, self.kernel, groups=3)  # (B, 3, S-2, S-2)
+        return {
+            "residual": self._residual(x, res),
+            "spectrum": self._spectrum(res.mean(1)),
+            "autocorr": self._autocorr(res.mean(1)),
+        }
 
     @staticmethod
     def _residual(x: torch.Tensor, res: torch.Tensor) -> torch.Tensor:
-        r = res.flatten(2)                               # (B, 3, N)
+        r = res.flatten(2)  # (B, 3, N)
         mu = r.mean(-1, keepdim=True)
         sd = r.std(-1) + 1e-6
         z = (r - mu) / sd[..., None]
-        stats = [sd.log(), r.abs().mean(-1) / sd, (z ** 4).mean(-1),
-                 (r.abs() < 0.5).float().mean(-1), (r.abs() < 2).float().mean(-1)]
+        stats = [
+            sd.log(),
+            r.abs().mean(-1) / sd,
+            (z**4).mean(-1),
+            (r.abs() < 0.5).float().mean(-1),
+            (r.abs() < 2).float().mean(-1),
+        ]
         per_channel = torch.stack(stats, -1).flatten(1)  # (B, 15)
-        cc = torch.stack([(z[:, 0] * z[:, 1]).mean(-1), (z[:, 1] * z[:, 2]).mean(-1),
-                          (z[:, 0] * z[:, 2]).mean(-1)], -1)
+        cc = torch.stack(
+            [
+                (z[:, 0] * z[:, 1]).mean(-1),
+                (z[:, 1] * z[:, 2]).mean(-1),
+                (z[:, 0] * z[:, 2]).mean(-1),
+            ],
+            -1,
+        )
         flat = x.flatten(1)
         clip = torch.stack([(flat <= 0).float().mean(-1), (flat >= 255).float().mean(-1)], -1)
         green = x[:, 1].round().clamp(0, 255).long().flatten(1)
         hist = torch.zeros(len(x), 256, device=x.device).scatter_add_(
-            1, green, torch.ones_like(green, dtype=torch.float32))
+            1, green, torch.ones_like(green, dtype=torch.float32)
+        )
         gaps = (hist[:, 1:-1] == 0).float().mean(-1, keepdim=True)
         return torch.cat([per_channel, cc, clip, gaps], 1)
 
@@ -75,7 +96,7 @@ class Forensic(Backbone):
         p = p / (p.sum((1, 2), keepdim=True) + 1e-12)
         fy = torch.fft.fftfreq(n, device=g.device)[:, None]
         fx = torch.fft.rfftfreq(w, device=g.device)[None, :]
-        idx = ((fx ** 2 + fy ** 2).sqrt() / 0.5 * _BINS).long().clamp(max=_BINS - 1).flatten()
+        idx = ((fx**2 + fy**2).sqrt() / 0.5 * _BINS).long().clamp(max=_BINS - 1).flatten()
         flat = p.flatten(1)
         sums = torch.zeros(len(g), _BINS, device=g.device).index_add_(1, idx, flat)
         counts = torch.bincount(idx, minlength=_BINS).clamp(min=1).float()
@@ -85,7 +106,12 @@ class Forensic(Backbone):
             k = n // frac
             for yy, xx in ((0, k), (k, 0), (k, k)):
                 xx = min(xx, p.shape[2] - 1)
-                nb = p[:, max(0, yy - 2):yy + 3, max(0, xx - 2):xx + 3].flatten(1).median(1).values
+                nb = (
+                    p[:, max(0, yy - 2) : yy + 3, max(0, xx - 2) : xx + 3]
+                    .flatten(1)
+                    .median(1)
+                    .values
+                )
                 peaks.append(((p[:, yy, xx] + 1e-12) / (nb + 1e-12)).log())
         return torch.cat([radial, torch.stack(peaks, 1)], 1)
 
@@ -100,9 +126,15 @@ class Forensic(Backbone):
         return torch.stack(out, 1)
 
 
-register(BackboneSpec(
-    name="forensic", source="builtin",
-    description="pixel statistics: noise residual, spectrum, autocorrelation (256 px native crop)",
-    builder=lambda weights=None, **_: Forensic(), weights_hint="none needed",
-    weights_available=lambda: True, layers_hint="residual, spectrum, autocorr",
-    dim_hint="21, 33, 16"))
+register(
+    BackboneSpec(
+        name="forensic",
+        source="builtin",
+        description="pixel statistics: noise residual, spectrum, autocorrelation (256 px native crop)",
+        builder=lambda weights=None, **_: Forensic(),
+        weights_hint="none needed",
+        weights_available=lambda: True,
+        layers_hint="residual, spectrum, autocorr",
+        dim_hint="21, 33, 16",
+    )
+)

@@ -9,6 +9,7 @@
   feature store, so a fusion reuses what each member has already extracted, and extraction runs
   member by member (its cost is the sum of theirs).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -21,7 +22,7 @@ from ..errors import ConfigError
 from .base import Backbone
 
 _NATIVE = re.compile(r"^native(\d+)?$")
-SEP = "/"   # member/layer
+SEP = "/"  # member/layer
 
 
 def split_fusion(name: str) -> list[str]:
@@ -65,19 +66,22 @@ class FusedBackbone(Backbone):
             raise ConfigError("a fusion needs at least two backbones")
         self.members = nn.ModuleList(members)
         self.name = "+".join(m.name for m in members)
-        self.preprocessing = members[0].preprocessing   # each member applies its own
+        self.preprocessing = members[0].preprocessing  # each member applies its own
         self.layer_names = [f"{m.name}{SEP}{l}" for m in members for l in m.layer_names]
-        self.feature_dims = {f"{m.name}{SEP}{l}": d for m in members
-                             for l, d in m.feature_dims.items()}
+        self.feature_dims = {
+            f"{m.name}{SEP}{l}": d for m in members for l, d in m.feature_dims.items()
+        }
         self.weights_id = hashlib.sha256(
-            "|".join(m.weights_id for m in members).encode()).hexdigest()
+            "|".join(m.weights_id for m in members).encode()
+        ).hexdigest()
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         raise RuntimeError("a fused backbone runs member by member (see features.extract)")
 
     def cache_key(self) -> str:
-        return hashlib.sha256("|".join(m.cache_key() for m in self.members).encode()
-                              ).hexdigest()[:16]
+        return hashlib.sha256("|".join(m.cache_key() for m in self.members).encode()).hexdigest()[
+            :16
+        ]
 
     def describe(self) -> dict:
         return super().describe() | {"members": [m.describe() for m in self.members]}

@@ -6,18 +6,19 @@ used. Block i's feature is the class token of hidden state i+1 (hidden state 0 i
 output). Preprocessing comes from the model's `preprocessor_config.json` (mean/std, resize of the
 shortest edge, centre crop, resampling); without one, it is an error, not a guess.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
 from ..fileio import sha256_file
 from .base import Backbone, Preprocessing, WeightsNotFoundError
-from .registry import register_prefix
 from .hub import fetch_snapshot, offline
+from .registry import register_prefix
 from .transformer import RANDOM, TransformerBackbone
 
 _RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic"}
@@ -28,8 +29,9 @@ def _resolve_dir(name: str, repo_id: str, weights: str | Path | None) -> Path:
     if weights is not None:
         d = Path(weights)
         if not (d / "config.json").is_file():
-            raise WeightsNotFoundError(f"{name}: {d} is not a save_pretrained directory "
-                                       "(no config.json)")
+            raise WeightsNotFoundError(
+                f"{name}: {d} is not a save_pretrained directory (no config.json)"
+            )
         return d
     return fetch_snapshot(name, repo_id)
 
@@ -37,8 +39,10 @@ def _resolve_dir(name: str, repo_id: str, weights: str | Path | None) -> Path:
 def _preprocessing(d: Path, name: str, squash: bool) -> Preprocessing:
     f = d / "preprocessor_config.json"
     if not f.is_file():
-        raise WeightsNotFoundError(f"{name}: {f} is missing; the preprocessing must come from "
-                                   "the model's own configuration")
+        raise WeightsNotFoundError(
+            f"{name}: {f} is missing; the preprocessing must come from "
+            "the model's own configuration"
+        )
     cfg = json.loads(f.read_text(encoding="utf-8"))
     size = cfg.get("size", 224)
     short = size.get("shortest_edge") if isinstance(size, dict) else size
@@ -46,26 +50,37 @@ def _preprocessing(d: Path, name: str, squash: bool) -> Preprocessing:
         short = size.get("height", 224)
     crop = cfg.get("crop_size", short) if cfg.get("do_center_crop", True) else short
     crop = crop.get("height", short) if isinstance(crop, dict) else crop
-    return Preprocessing(input_size=int(crop), resize_size=max(int(short), int(crop)),
-                         interpolation=_RESAMPLE.get(int(cfg.get("resample", 3)), "bicubic"),
-                         mean=tuple(cfg.get("image_mean", (0.485, 0.456, 0.406))),
-                         std=tuple(cfg.get("image_std", (0.229, 0.224, 0.225))),
-                         squash=squash)
+    return Preprocessing(
+        input_size=int(crop),
+        resize_size=max(int(short), int(crop)),
+        interpolation=_RESAMPLE.get(int(cfg.get("resample", 3)), "bicubic"),
+        mean=tuple(cfg.get("image_mean", (0.485, 0.456, 0.406))),
+        std=tuple(cfg.get("image_std", (0.229, 0.224, 0.225))),
+        squash=squash,
+    )
 
 
 class HFVision(TransformerBackbone):
-    def __init__(self, repo_id: str, weights: str | Path | None = None, patch_mean: bool = False,
-                 squash: bool = False):
+    def __init__(
+        self,
+        repo_id: str,
+        weights: str | Path | None = None,
+        patch_mean: bool = False,
+        squash: bool = False,
+    ):
         super().__init__()
         from transformers import AutoConfig, AutoModel, CLIPVisionModel
+
         name = f"hf:{repo_id}"
         random_init = weights == RANDOM
         if random_init:
-            raise WeightsNotFoundError(f"{name}: random initialisation needs a config; pass a "
-                                       "save_pretrained directory")
+            raise WeightsNotFoundError(
+                f"{name}: random initialisation needs a config; pass a save_pretrained directory"
+            )
         d = _resolve_dir(name, repo_id, weights)
         from transformers.utils import logging as hf_logging
-        hf_logging.set_verbosity_error()        # no load reports or progress bars on stdout
+
+        hf_logging.set_verbosity_error()  # no load reports or progress bars on stdout
         hf_logging.disable_progress_bar()
         with offline():
             cfg = AutoConfig.from_pretrained(d, local_files_only=True)

@@ -7,12 +7,13 @@ them offline. With `HF_HUB_OFFLINE=1`, or when the hub cannot be reached, the er
 weights are missing, where they were looked for and how to put them there; nothing ever falls
 back to random weights.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from .base import WeightsNotFoundError
 
@@ -39,11 +40,13 @@ def offline() -> Iterator[None]:
 
 def cache_dir() -> str:
     from huggingface_hub import constants
+
     return str(constants.HF_HUB_CACHE)
 
 
 def _cached(repo_id: str, filenames: Sequence[str]) -> str | None:
     from huggingface_hub import try_to_load_from_cache
+
     for name in filenames:
         p = try_to_load_from_cache(repo_id, name)
         if isinstance(p, str) and os.path.isfile(p):
@@ -56,7 +59,8 @@ def _missing(backbone: str, repo_id: str, what: str, why: str) -> WeightsNotFoun
         f"{backbone}: weights not on this machine ({why}). Looked for {what} of hub repository "
         f"{repo_id!r} in the cache {cache_dir()}. With network access they are downloaded "
         f"there automatically (unset HF_HUB_OFFLINE); or fetch them on a connected machine with "
-        f"`hf download {repo_id}` and copy its hub cache here; or pass --weights FILE/DIR.")
+        f"`hf download {repo_id}` and copy its hub cache here; or pass --weights FILE/DIR."
+    )
 
 
 def fetch_file(backbone: str, repo_id: str, filenames: Sequence[str]) -> str:
@@ -69,6 +73,7 @@ def fetch_file(backbone: str, repo_id: str, filenames: Sequence[str]) -> str:
         raise _missing(backbone, repo_id, what, "HF_HUB_OFFLINE is set")
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError
+
     last = None
     for name in filenames:
         try:
@@ -87,6 +92,7 @@ def fetch_file(backbone: str, repo_id: str, filenames: Sequence[str]) -> str:
 def fetch_snapshot(backbone: str, repo_id: str) -> Path:
     """A local snapshot directory of the whole repository (cache, else download)."""
     from huggingface_hub import snapshot_download
+
     try:
         with offline():
             return Path(snapshot_download(repo_id, local_files_only=True))
@@ -97,8 +103,9 @@ def fetch_snapshot(backbone: str, repo_id: str) -> Path:
     try:
         return Path(snapshot_download(repo_id))
     except Exception as exc:  # noqa: BLE001
-        raise _missing(backbone, repo_id, "a snapshot",
-                       f"download failed: {type(exc).__name__}") from None
+        raise _missing(
+            backbone, repo_id, "a snapshot", f"download failed: {type(exc).__name__}"
+        ) from None
 
 
 def is_cached(repo_id: str | None, filenames: Sequence[str]) -> bool:

@@ -10,6 +10,7 @@ exported once per weights and preprocessing (the cache key) to `$ORIGINPROBE_HOM
 (`pip install originprobe[onnx]`) and the backbone is ONNX-friendly; PyTorch otherwise.
 Transformers stay on PyTorch: measured here, ONNX Runtime gave them no gain.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,11 +42,16 @@ def choose_runtime(runtime: str, backbone: Backbone, device: torch.device) -> st
         if device.type != "cpu":
             raise ConfigError(f"--runtime onnx runs on the CPU, not on {device}")
         if not onnx_installed():
-            raise ConfigError("--runtime onnx needs onnxruntime and onnx: "
-                             "pip install 'originprobe[onnx]'")
+            raise ConfigError(
+                "--runtime onnx needs onnxruntime and onnx: pip install 'originprobe[onnx]'"
+            )
         return "onnx"
-    if runtime == "auto" and device.type == "cpu" and getattr(backbone, "onnx_friendly", False) \
-            and onnx_installed():
+    if (
+        runtime == "auto"
+        and device.type == "cpu"
+        and getattr(backbone, "onnx_friendly", False)
+        and onnx_installed()
+    ):
         return "onnx"
     return "torch"
 
@@ -67,6 +73,7 @@ class _AllLayers(torch.nn.Module):
 def export(backbone: Backbone) -> Path:
     """The backbone as an ONNX file (every layer an output), exported once and reused."""
     from filelock import FileLock
+
     d = home() / "onnx"
     d.mkdir(parents=True, exist_ok=True)
     safe = backbone.name.replace("/", "_").replace(":", "_")
@@ -77,10 +84,16 @@ def export(backbone: Backbone) -> Path:
             tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
             model = _AllLayers(backbone.to("cpu").eval())
             with torch.inference_mode():
-                torch.onnx.export(model, (torch.zeros(2, 3, size, size),), str(tmp),
-                                  input_names=["pixels"], output_names=list(backbone.layer_names),
-                                  dynamic_axes={"pixels": {0: "batch"}}, opset_version=17,
-                                  dynamo=False)
+                torch.onnx.export(
+                    model,
+                    (torch.zeros(2, 3, size, size),),
+                    str(tmp),
+                    input_names=["pixels"],
+                    output_names=list(backbone.layer_names),
+                    dynamic_axes={"pixels": {0: "batch"}},
+                    opset_version=17,
+                    dynamo=False,
+                )
             normal_mode(tmp)
             os.replace(tmp, path)
     return path
@@ -91,14 +104,16 @@ class OnnxForward:
 
     def __init__(self, backbone: Backbone, threads: int | None = None):
         import onnxruntime as ort
+
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads or torch.get_num_threads()
         so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.log_severity_level = 3
-        so.enable_mem_pattern = False      # with it, peak memory grows by ~0.5 GB
-        self.session = ort.InferenceSession(str(export(backbone)), so,
-                                            providers=["CPUExecutionProvider"])
+        so.enable_mem_pattern = False  # with it, peak memory grows by ~0.5 GB
+        self.session = ort.InferenceSession(
+            str(export(backbone)), so, providers=["CPUExecutionProvider"]
+        )
 
     def __call__(self, x: torch.Tensor, layers: list[str]) -> dict[str, np.ndarray]:
         outs = self.session.run(layers, {"pixels": np.ascontiguousarray(x.numpy(), np.float32)})

@@ -6,25 +6,31 @@ Hugging Face hub cache, or any checkpoint file passed as `weights=`. Preprocessi
 own for that model (mean/std, bicubic resize of the short side, centre crop). Weights come
 from the hub cache, downloaded there when missing and the network allows (`backbones.hub`).
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
 from ..fileio import sha256_file
 from .base import Backbone, Preprocessing, WeightsNotFoundError
-from .registry import register_prefix
 from .hub import fetch_file, offline
+from .registry import register_prefix
 from .transformer import RANDOM, TransformerBackbone
 
-HUB_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin", "model.safetensors",
-             "pytorch_model.bin")
+HUB_FILES = (
+    "open_clip_model.safetensors",
+    "open_clip_pytorch_model.bin",
+    "model.safetensors",
+    "pytorch_model.bin",
+)
 
 
 def _hub_source(arch: str, tag: str) -> tuple[str | None, str | None]:
     import open_clip
+
     cfg = open_clip.get_pretrained_cfg(arch, tag) if tag else {}
     hub = (cfg or {}).get("hf_hub", "")
     repo = hub.rstrip("/").split("/", 2)
@@ -33,13 +39,21 @@ def _hub_source(arch: str, tag: str) -> tuple[str | None, str | None]:
 
 
 class OpenClipViT(TransformerBackbone):
-    def __init__(self, ident: str, weights: str | Path | None = None, patch_mean: bool = False,
-                 squash: bool = False):
+    def __init__(
+        self,
+        ident: str,
+        weights: str | Path | None = None,
+        patch_mean: bool = False,
+        squash: bool = False,
+    ):
         super().__init__()
         import open_clip
+
         arch, _, tag = ident.partition("/")
         if arch not in open_clip.list_models():
-            raise WeightsNotFoundError(f"open_clip:{ident}: unknown open_clip architecture {arch!r}")
+            raise WeightsNotFoundError(
+                f"open_clip:{ident}: unknown open_clip architecture {arch!r}"
+            )
         name = f"open_clip:{ident}"
         if weights == RANDOM:
             model = open_clip.create_model(arch, pretrained=None)
@@ -49,8 +63,10 @@ class OpenClipViT(TransformerBackbone):
             if path is None:
                 repo_id, _ = _hub_source(arch, tag)
                 if not repo_id:
-                    raise WeightsNotFoundError(f"{name}: open_clip names no hub repository for "
-                                               f"{arch}/{tag}; pass --weights FILE")
+                    raise WeightsNotFoundError(
+                        f"{name}: open_clip names no hub repository for "
+                        f"{arch}/{tag}; pass --weights FILE"
+                    )
                 path = Path(fetch_file(name, repo_id, HUB_FILES))
             if not path.is_file():
                 raise WeightsNotFoundError(f"{name}: weights file {path} not found")
@@ -70,11 +86,14 @@ class OpenClipViT(TransformerBackbone):
         cfg = getattr(self.visual, "preprocess_cfg", {}) or {}
         size = cfg.get("size", self.visual.image_size)
         size = size[0] if isinstance(size, (tuple, list)) else size
-        return Preprocessing(input_size=int(size), resize_size=int(size),
-                             interpolation=cfg.get("interpolation", "bicubic"),
-                             mean=tuple(cfg.get("mean", self.visual.image_mean)),
-                             std=tuple(cfg.get("std", self.visual.image_std)),
-                             squash=squash or cfg.get("resize_mode") == "squash")
+        return Preprocessing(
+            input_size=int(size),
+            resize_size=int(size),
+            interpolation=cfg.get("interpolation", "bicubic"),
+            mean=tuple(cfg.get("mean", self.visual.image_mean)),
+            std=tuple(cfg.get("std", self.visual.image_std)),
+            squash=squash or cfg.get("resize_mode") == "squash",
+        )
 
     def _blocks(self, x: torch.Tensor) -> Iterator[torch.Tensor]:
         v = self.visual

@@ -5,10 +5,11 @@ Names are registry entries (`efficientnet-lite0`, `clip-vit-b16`, ...) or open-e
 handled by a family (`timm:NAME`, `open_clip:ARCH/PRETRAINED`, `hf:ORG/NAME`). Each family module
 registers its entries when `originprobe.backbones` imports it.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..errors import ConfigError
 from ..registry import Registry
@@ -16,7 +17,9 @@ from .base import Backbone, BackboneSpec, UnknownBackboneError
 
 BACKBONES: "Registry[BackboneSpec]" = Registry("backbone")
 PREFIXES: "Registry[Callable[..., Backbone]]" = Registry("backbone prefix", "backbone prefixes")
-DEFAULT_BACKBONE = "efficientnet-lite2"   # chosen on known-only validation (README, "Which configuration")
+DEFAULT_BACKBONE = (
+    "efficientnet-lite2"  # chosen on known-only validation (README, "Which configuration")
+)
 
 
 def register(spec: BackboneSpec) -> BackboneSpec:
@@ -28,18 +31,30 @@ def register_prefix(prefix: str, builder: Callable[..., Backbone]) -> None:
     PREFIXES.register(prefix, builder)
 
 
-def load_backbone(name: str = DEFAULT_BACKBONE, weights: str | Path | None = None,
-                  **kw) -> Backbone:
+def load_backbone(
+    name: str = DEFAULT_BACKBONE, weights: str | Path | None = None, **kw
+) -> Backbone:
     """The backbone `name`: a registry entry, `prefix:identifier`, either with `@native[SIZE]`
     (un-resampled crops), or several of those joined by `+` (a fusion; see backbones.fusion)."""
     bb = _load(name, weights, **kw)
-    object.__setattr__(bb, "spec_", (name, None if weights is None else str(Path(weights).resolve())
-                                     if Path(weights).exists() else str(weights)))
+    object.__setattr__(
+        bb,
+        "spec_",
+        (
+            name,
+            None
+            if weights is None
+            else str(Path(weights).resolve())
+            if Path(weights).exists()
+            else str(weights),
+        ),
+    )
     return bb
 
 
 def _load(name: str, weights: str | Path | None, **kw) -> Backbone:
     from .fusion import FusedBackbone, as_native, split_fusion, split_variant
+
     members = split_fusion(name)
     if len(members) > 1:
         if weights is not None:

@@ -8,10 +8,11 @@ It never loads weights itself: the family modules (vit, openclip, hf) do, throug
 `backbones.hub` (the local hub cache first, a download when the network allows it) or from a
 file the user names.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from collections.abc import Iterator
 
 import torch
 
@@ -46,7 +47,7 @@ class TransformerBackbone(Backbone):
         for i, tokens in enumerate(self._blocks(x)):
             out[f"block{i}"] = tokens[:, 0].float()
             if self.patch_mean:
-                out[f"block{i}_patchmean"] = tokens[:, self.num_prefix_tokens:].mean(1).float()
+                out[f"block{i}_patchmean"] = tokens[:, self.num_prefix_tokens :].mean(1).float()
         return out
 
 
@@ -70,5 +71,6 @@ def suggest_batch_size(backbone: Backbone, device: torch.device) -> int:
 
 def clip_preprocessing(size: int, mean, std) -> Preprocessing:
     """OpenAI CLIP: bicubic resize of the short side to `size`, centre crop `size`."""
-    return Preprocessing(input_size=size, resize_size=size, interpolation="bicubic",
-                         mean=tuple(mean), std=tuple(std))
+    return Preprocessing(
+        input_size=size, resize_size=size, interpolation="bicubic", mean=tuple(mean), std=tuple(std)
+    )

@@ -15,11 +15,12 @@ first, downloaded when missing and the network allows). They are loaded by timm'
 and checkpoint filter, as `timm.create_model(..., pretrained=True)` would. `weights="random"` is
 an explicit random initialisation, for speed benchmarks only.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import torch
 
@@ -29,48 +30,86 @@ from .hub import fetch_file, is_cached, offline
 from .registry import register, register_prefix
 from .transformer import RANDOM, TransformerBackbone, clip_preprocessing
 
-HUB_FILES = ("model.safetensors", "open_clip_model.safetensors", "pytorch_model.bin",
-             "open_clip_pytorch_model.bin")
+HUB_FILES = (
+    "model.safetensors",
+    "open_clip_model.safetensors",
+    "pytorch_model.bin",
+    "open_clip_pytorch_model.bin",
+)
 
 
 @dataclass(frozen=True)
 class TimmEntry:
     name: str
-    timm_name: str           # architecture.pretrained_tag
+    timm_name: str  # architecture.pretrained_tag
     description: str
-    family: str              # "clip", "dinov2", or "timm" (preprocessing from its config)
+    family: str  # "clip", "dinov2", or "timm" (preprocessing from its config)
     depth: int
     dim: int
     create_kwargs: dict = field(default_factory=dict)
 
 
 ENTRIES = [
-    TimmEntry("clip-vit-b16", "vit_base_patch16_clip_224.openai", "OpenAI CLIP ViT-B/16", "clip",
-              12, 768),
-    TimmEntry("clip-vit-l14", "vit_large_patch14_clip_224.openai", "OpenAI CLIP ViT-L/14", "clip",
-              24, 1024),
-    TimmEntry("clip-vit-b16-laion2b", "vit_base_patch16_clip_224.laion2b",
-              "OpenCLIP ViT-B/16 trained on LAION-2B", "clip", 12, 768),
-    TimmEntry("dinov2-vit-b14", "vit_base_patch14_dinov2.lvd142m", "DINOv2 ViT-B/14 (LVD-142M)",
-              "dinov2", 12, 768, {"img_size": 224}),
-    TimmEntry("dinov2-vit-l14", "vit_large_patch14_dinov2.lvd142m", "DINOv2 ViT-L/14 (LVD-142M)",
-              "dinov2", 24, 1024, {"img_size": 224}),
+    TimmEntry(
+        "clip-vit-b16", "vit_base_patch16_clip_224.openai", "OpenAI CLIP ViT-B/16", "clip", 12, 768
+    ),
+    TimmEntry(
+        "clip-vit-l14",
+        "vit_large_patch14_clip_224.openai",
+        "OpenAI CLIP ViT-L/14",
+        "clip",
+        24,
+        1024,
+    ),
+    TimmEntry(
+        "clip-vit-b16-laion2b",
+        "vit_base_patch16_clip_224.laion2b",
+        "OpenCLIP ViT-B/16 trained on LAION-2B",
+        "clip",
+        12,
+        768,
+    ),
+    TimmEntry(
+        "dinov2-vit-b14",
+        "vit_base_patch14_dinov2.lvd142m",
+        "DINOv2 ViT-B/14 (LVD-142M)",
+        "dinov2",
+        12,
+        768,
+        {"img_size": 224},
+    ),
+    TimmEntry(
+        "dinov2-vit-l14",
+        "vit_large_patch14_dinov2.lvd142m",
+        "DINOv2 ViT-L/14 (LVD-142M)",
+        "dinov2",
+        24,
+        1024,
+        {"img_size": 224},
+    ),
 ]
 
 
 def preprocessing_for(entry: TimmEntry) -> Preprocessing:
     import timm
+
     cfg = timm.models.get_pretrained_cfg(entry.timm_name)
     if entry.family == "clip":
         return clip_preprocessing(224, cfg.mean, cfg.std)
     # DINOv2 evaluation transform: resize 256 (short side), centre crop 224, ImageNet statistics
-    return Preprocessing(input_size=224, resize_size=256, interpolation=cfg.interpolation,
-                         mean=tuple(cfg.mean), std=tuple(cfg.std))
+    return Preprocessing(
+        input_size=224,
+        resize_size=256,
+        interpolation=cfg.interpolation,
+        mean=tuple(cfg.mean),
+        std=tuple(cfg.std),
+    )
 
 
 def hub_files(timm_name: str) -> tuple[str | None, tuple[str, ...]]:
     """(hub repository, candidate weight files) of a timm model name."""
     import timm
+
     cfg = timm.models.get_pretrained_cfg(timm_name)
     if cfg is None or not cfg.hf_hub_id:
         return None, HUB_FILES
@@ -81,6 +120,7 @@ def hub_files(timm_name: str) -> tuple[str | None, tuple[str, ...]]:
 def create_timm(name: str, timm_name: str, weights, kwargs: dict):
     """(network without classifier, weights id), weights loaded by timm's own loader."""
     import timm
+
     arch = timm_name.split(".")[0]
     if weights == RANDOM:
         torch.manual_seed(0)
@@ -93,39 +133,59 @@ def create_timm(name: str, timm_name: str, weights, kwargs: dict):
     else:
         repo, files = hub_files(timm_name)
         if repo is None:
-            raise WeightsNotFoundError(f"{name}: timm names no hub weights for {timm_name!r}; "
-                                       "pass --weights FILE")
+            raise WeightsNotFoundError(
+                f"{name}: timm names no hub weights for {timm_name!r}; pass --weights FILE"
+            )
         path = Path(fetch_file(name, repo, files))
     try:
         with offline():
-            net = timm.create_model(timm_name, pretrained=True,
-                                    pretrained_cfg_overlay={"file": str(path)}, num_classes=0,
-                                    **kwargs)
+            net = timm.create_model(
+                timm_name,
+                pretrained=True,
+                pretrained_cfg_overlay={"file": str(path)},
+                num_classes=0,
+                **kwargs,
+            )
     except (RuntimeError, KeyError, ValueError) as exc:
-        raise WeightsNotFoundError(f"{name}: {path} does not match the architecture "
-                                   f"({str(exc)[:300]})") from None
+        raise WeightsNotFoundError(
+            f"{name}: {path} does not match the architecture ({str(exc)[:300]})"
+        ) from None
     return net, sha256_file(path)
 
 
 def timm_preprocessing(net, squash: bool = False) -> Preprocessing:
     """A timm model's own evaluation transform, from its pretrained_cfg."""
     import math
+
     from timm.data import resolve_data_config
+
     cfg = resolve_data_config({}, model=net)
     size = int(cfg["input_size"][-1])
     crop_pct = float(cfg.get("crop_pct") or 1.0)
     interp = cfg.get("interpolation", "bicubic")
-    return Preprocessing(input_size=size, resize_size=max(size, int(math.floor(size / crop_pct))),
-                         interpolation=interp if interp in ("bicubic", "bilinear", "nearest",
-                                                            "lanczos") else "bicubic",
-                         mean=tuple(cfg["mean"]), std=tuple(cfg["std"]),
-                         squash=squash or cfg.get("crop_mode") == "squash")
+    return Preprocessing(
+        input_size=size,
+        resize_size=max(size, int(math.floor(size / crop_pct))),
+        interpolation=interp
+        if interp in ("bicubic", "bilinear", "nearest", "lanczos")
+        else "bicubic",
+        mean=tuple(cfg["mean"]),
+        std=tuple(cfg["std"]),
+        squash=squash or cfg.get("crop_mode") == "squash",
+    )
 
 
 class TimmViT(TransformerBackbone):
-    def __init__(self, entry: TimmEntry, weights: str | Path | None = None,
-                 patch_mean: bool = False, squash: bool = False, arch_overrides: dict | None = None,
-                 net=None, weights_id: str | None = None):
+    def __init__(
+        self,
+        entry: TimmEntry,
+        weights: str | Path | None = None,
+        patch_mean: bool = False,
+        squash: bool = False,
+        arch_overrides: dict | None = None,
+        net=None,
+        weights_id: str | None = None,
+    ):
         super().__init__()
         kwargs = dict(entry.create_kwargs) | dict(arch_overrides or {})
         if net is None:
@@ -134,8 +194,11 @@ class TimmViT(TransformerBackbone):
         self.weights_id = weights_id
         self.name = entry.name
         self.num_prefix_tokens = int(getattr(self.net, "num_prefix_tokens", 1))
-        pre = preprocessing_for(entry) if entry.family in ("clip", "dinov2") else \
-            timm_preprocessing(self.net)
+        pre = (
+            preprocessing_for(entry)
+            if entry.family in ("clip", "dinov2")
+            else timm_preprocessing(self.net)
+        )
         self.preprocessing = Preprocessing(**(pre.to_dict() | {"squash": squash or pre.squash}))
         self._setup_layers(len(self.net.blocks), self.net.embed_dim, patch_mean)
 
@@ -167,14 +230,22 @@ class TimmCNN(Backbone):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = self.net.forward_intermediates(x, intermediates_only=True)
-        return {f"stage{i}": (f.mean(dim=(2, 3)) if f.ndim == 4 else f.mean(dim=1))
-                for i, f in enumerate(feats)}
+        return {
+            f"stage{i}": (f.mean(dim=(2, 3)) if f.ndim == 4 else f.mean(dim=1))
+            for i, f in enumerate(feats)
+        }
 
 
-def build_any(ident: str, weights=None, squash: bool = False, patch_mean: bool = False,
-              arch_overrides: dict | None = None) -> Backbone:
+def build_any(
+    ident: str,
+    weights=None,
+    squash: bool = False,
+    patch_mean: bool = False,
+    arch_overrides: dict | None = None,
+) -> Backbone:
     """`timm:NAME`: any timm model, its preprocessing from its pretrained_cfg."""
     import timm
+
     arch = ident.split(".")[0]
     if arch not in timm.list_models():
         raise WeightsNotFoundError(f"timm:{ident}: timm has no model {arch!r}")
@@ -182,8 +253,7 @@ def build_any(ident: str, weights=None, squash: bool = False, patch_mean: bool =
     net, weights_id = create_timm(name, ident, weights, dict(arch_overrides or {}))
     if hasattr(net, "blocks") and hasattr(net, "_pos_embed"):
         entry = TimmEntry(name, ident, name, "timm", len(net.blocks), net.embed_dim)
-        return TimmViT(entry, patch_mean=patch_mean, squash=squash, net=net,
-                       weights_id=weights_id)
+        return TimmViT(entry, patch_mean=patch_mean, squash=squash, net=net, weights_id=weights_id)
     if not hasattr(net, "forward_intermediates"):
         raise WeightsNotFoundError(f"{name}: this timm model cannot emit per-stage features")
     return TimmCNN(name, net, weights_id, squash)
@@ -195,21 +265,29 @@ register_prefix("timm", build_any)
 def _builder(entry: TimmEntry):
     def build(weights=None, **kw) -> TimmViT:
         return TimmViT(entry, weights=weights, **kw)
+
     return build
 
 
 def _available(entry: TimmEntry):
     def check() -> bool:
         return is_cached(*hub_files(entry.timm_name))
+
     return check
 
 
 for _e in ENTRIES:
-    register(BackboneSpec(
-        name=_e.name, source="timm", description=f"{_e.description} (timm {_e.timm_name})",
-        builder=_builder(_e), weights_hint=f"hub: {_e.timm_name} (cached, or downloaded) or "
-                                           "--weights FILE",
-        weights_available=_available(_e), layers_hint=f"block0..block{_e.depth - 1}",
-        dim_hint=str(_e.dim)))
+    register(
+        BackboneSpec(
+            name=_e.name,
+            source="timm",
+            description=f"{_e.description} (timm {_e.timm_name})",
+            builder=_builder(_e),
+            weights_hint=f"hub: {_e.timm_name} (cached, or downloaded) or --weights FILE",
+            weights_available=_available(_e),
+            layers_hint=f"block0..block{_e.depth - 1}",
+            dim_hint=str(_e.dim),
+        )
+    )
 
 __all__ = ["ENTRIES", "TimmCNN", "TimmViT", "build_any", "preprocessing_for"]

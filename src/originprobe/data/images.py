@@ -19,6 +19,7 @@ message names the file and the reason. The rules:
   whose short side is still at least that size, which saves most of the decoding time of large
   photos. The backbone's preprocessing asks for it, and its cache key records it.
 """
+
 from __future__ import annotations
 
 import io
@@ -29,10 +30,10 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError, OriginprobeError
-
 import numpy as np
 from PIL import Image, ImageOps
+
+from ..errors import ConfigError, OriginprobeError
 
 DEFAULT_MAX_PIXELS = 100_000_000
 _max_pixels = int(os.environ.get("ORIGINPROBE_MAX_PIXELS", DEFAULT_MAX_PIXELS))
@@ -131,9 +132,15 @@ def open_regular(path: str | Path):
     if stat.S_ISDIR(st.st_mode):
         raise ImageDecodeError(path, "is a directory, not an image file")
     if not stat.S_ISREG(st.st_mode):
-        kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device" if
-                stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else
-                "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+        kind = (
+            "a FIFO"
+            if stat.S_ISFIFO(st.st_mode)
+            else "a device"
+            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+            else "a socket"
+            if stat.S_ISSOCK(st.st_mode)
+            else "not a regular file"
+        )
         raise ImageDecodeError(path, f"is {kind}, not an image file; refused without reading")
     if st.st_size == 0:
         raise ImageDecodeError(path, "empty file (0 bytes)")
@@ -183,8 +190,9 @@ def _jpeg_damage(data: bytes) -> str | None:
     return None
 
 
-def decode_image(source, path: str | Path = "<bytes>", draft_size: int | None = None
-                 ) -> DecodedImage:
+def decode_image(
+    source, path: str | Path = "<bytes>", draft_size: int | None = None
+) -> DecodedImage:
     """Decode encoded image bytes (or an open binary file) into an RGB `PIL.Image`."""
     fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
     try:
@@ -204,8 +212,10 @@ def decode_image(source, path: str | Path = "<bytes>", draft_size: int | None = 
             w, h = img.size
             if w * h > _max_pixels:
                 raise ImageDecodeError(
-                    path, f"decompression bomb: {w}x{h} pixels exceeds the limit of "
-                          f"{_max_pixels} (ORIGINPROBE_MAX_PIXELS or --max-pixels)")
+                    path,
+                    f"decompression bomb: {w}x{h} pixels exceeds the limit of "
+                    f"{_max_pixels} (ORIGINPROBE_MAX_PIXELS or --max-pixels)",
+                )
             if w < 1 or h < 1:
                 raise ImageDecodeError(path, f"image has no pixels ({w}x{h})")
             if fmt == "JPEG" and draft_size and min(w, h) >= 2 * draft_size:
@@ -217,12 +227,24 @@ def decode_image(source, path: str | Path = "<bytes>", draft_size: int | None = 
     except ImageDecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageDecodeError(path, f"decompression bomb: {exc} (the limit is {_max_pixels} "
-                                     "pixels: ORIGINPROBE_MAX_PIXELS or --max-pixels)") from None
+        raise ImageDecodeError(
+            path,
+            f"decompression bomb: {exc} (the limit is {_max_pixels} "
+            "pixels: ORIGINPROBE_MAX_PIXELS or --max-pixels)",
+        ) from None
     except Image.UnidentifiedImageError:
         raise ImageDecodeError(path, "not a recognised image format") from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError,
-            ZeroDivisionError, struct.error) as exc:
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+        IndexError,
+        TypeError,
+        KeyError,
+        ZeroDivisionError,
+        struct.error,
+    ) as exc:
         msg = str(exc) or type(exc).__name__
         if "truncated" in msg.lower() or isinstance(exc, EOFError):
             raise ImageDecodeError(path, f"truncated or corrupt image data ({msg})") from None
@@ -258,13 +280,19 @@ def image_from_array(arr: np.ndarray, name: str = "<array>") -> Image.Image:
     if a.shape[0] < 1 or a.shape[1] < 1:
         raise ImageDecodeError(name, f"image has no pixels ({a.shape})")
     if a.shape[0] * a.shape[1] > _max_pixels:
-        raise ImageDecodeError(name, f"{a.shape[1]}x{a.shape[0]} pixels exceeds the limit of "
-                                     f"{_max_pixels}")
+        raise ImageDecodeError(
+            name, f"{a.shape[1]}x{a.shape[0]} pixels exceeds the limit of {_max_pixels}"
+        )
     if a.dtype != np.uint8:
-        if not np.issubdtype(a.dtype, np.floating) or not np.all(np.isfinite(a)) or \
-                a.min() < 0 or a.max() > 1:
-            raise ImageDecodeError(name, f"array of dtype {a.dtype}: give uint8, or floats in "
-                                         "[0, 1]")
+        if (
+            not np.issubdtype(a.dtype, np.floating)
+            or not np.all(np.isfinite(a))
+            or a.min() < 0
+            or a.max() > 1
+        ):
+            raise ImageDecodeError(
+                name, f"array of dtype {a.dtype}: give uint8, or floats in [0, 1]"
+            )
         a = np.round(a * 255.0).astype(np.uint8)
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]

@@ -1,17 +1,26 @@
 """One image to attribute, from whatever the caller holds: a path, encoded bytes, a `PIL.Image`
 or a numpy array. It knows how to decode itself; nothing here runs a model."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from .images import DecodedImage, ImageDecodeError, decode_image, image_from_array, read_image, to_rgb
+from .images import (
+    DecodedImage,
+    ImageDecodeError,
+    decode_image,
+    image_from_array,
+    read_image,
+    to_rgb,
+)
 from .samples import Sample
 
-ImageTransform = Callable[[Any], Any]     # PIL image → PIL image (perturbations, studies)
+ImageTransform = Callable[[Any], Any]  # PIL image → PIL image (perturbations, studies)
 
 
 @dataclass
@@ -34,10 +43,13 @@ class ImageInput:
         if isinstance(item, np.ndarray):
             return cls(f"<array #{index}>", item)
         from PIL import Image
+
         if isinstance(item, Image.Image):
             return cls(getattr(item, "filename", "") or f"<image #{index}>", item)
-        raise TypeError(f"input #{index}: cannot read a {type(item).__name__} as an image "
-                        "(give a path, bytes, a PIL.Image or a numpy array)")
+        raise TypeError(
+            f"input #{index}: cannot read a {type(item).__name__} as an image "
+            "(give a path, bytes, a PIL.Image or a numpy array)"
+        )
 
     def decode(self, draft_size: int | None) -> DecodedImage:
         src = self.source
@@ -52,5 +64,3 @@ class ImageInput:
             return DecodedImage(to_rgb(src))
         except (OSError, ValueError) as exc:
             raise ImageDecodeError(self.name, f"unreadable image ({exc})") from None
-
-

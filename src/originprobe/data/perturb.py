@@ -6,14 +6,15 @@ perturbed at graded intensities). A perturbation is a picklable callable PIL →
 DataLoader workers) with a stable `key` that names it in the feature cache. Perturbations are
 deterministic: the same image and parameters always give the same pixels.
 """
+
 from __future__ import annotations
 
 import io
 from dataclasses import dataclass
 
-from ..errors import ConfigError
-
 from PIL import Image, ImageFilter
+
+from ..errors import ConfigError
 
 PERTURBATIONS = ("jpeg", "blur", "downscale", "crop")
 #: graded intensities used by `evaluate --robustness` (mild → strong)
@@ -56,8 +57,10 @@ class Perturbation:
             return img.filter(ImageFilter.GaussianBlur(radius=self.level)) if self.level else img
         if self.kind == "downscale":
             w, h = img.size
-            return img.resize((max(1, round(w * self.level)), max(1, round(h * self.level))),
-                              Image.Resampling.BICUBIC)
+            return img.resize(
+                (max(1, round(w * self.level)), max(1, round(h * self.level))),
+                Image.Resampling.BICUBIC,
+            )
         # crop: centre crop keeping `level` of each side (the backbone resizes afterwards)
         w, h = img.size
         cw, ch = max(1, round(w * self.level)), max(1, round(h * self.level))
@@ -70,7 +73,7 @@ def jpeg_align(quality: int) -> Perturbation:
 
 
 def parse_levels(spec: str | None) -> dict[str, list[float]]:
-    """"jpeg=90,70;blur=1,2" → {"jpeg": [90, 70], "blur": [1, 2]}; None → the defaults."""
+    """ "jpeg=90,70;blur=1,2" → {"jpeg": [90, 70], "blur": [1, 2]}; None → the defaults."""
     if not spec or spec == "default":
         return dict(DEFAULT_LEVELS)
     out: dict[str, list[float]] = {}

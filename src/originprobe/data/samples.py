@@ -23,16 +23,17 @@ wherever they lead (a Hugging Face hub cache, DVC and git-annex link every file 
 and the resolved path is kept in `Sample.extra["resolved_path"]`. Annotation files that originprobe
 itself wrote from such a tree are read the same way (`follow_links=True`).
 """
+
 from __future__ import annotations
 
 import csv
 import hashlib
 import os
 from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 from ..errors import OriginprobeError
 from .images import SNIFF_BYTES, ImageDecodeError, describe_non_image, open_regular, sniff_format
@@ -122,8 +123,13 @@ def hash_samples(samples: Sequence[Sample], workers: int = 8) -> tuple[list[Samp
         for s in ok:
             if s.sha256 in conflicts:
                 others = [f"{l!r} ({p})" for l, p in labels[s.sha256].items() if l != s.label]
-                problems.append(Problem(str(s.path), f"the same image content is also labelled "
-                                                     f"{', '.join(others)}; both dropped"))
+                problems.append(
+                    Problem(
+                        str(s.path),
+                        f"the same image content is also labelled "
+                        f"{', '.join(others)}; both dropped",
+                    )
+                )
         ok = [s for s in ok if s.sha256 not in conflicts]
     return ok, problems
 
@@ -135,7 +141,7 @@ def walk_files(root: Path, problems: list[Problem] | None = None) -> Iterable[Pa
     seen: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         real = os.path.realpath(dirpath)
-        if real in seen:            # a link cycle, or the same folder linked twice
+        if real in seen:  # a link cycle, or the same folder linked twice
             dirnames[:] = []
             continue
         seen.add(real)
@@ -146,8 +152,7 @@ def walk_files(root: Path, problems: list[Problem] | None = None) -> Iterable[Pa
             p = Path(dirpath) / name
             if p.is_symlink() and not p.exists():
                 if problems is not None:
-                    problems.append(Problem(str(p), "broken symbolic link (its target is "
-                                                    "missing)"))
+                    problems.append(Problem(str(p), "broken symbolic link (its target is missing)"))
                 continue
             yield p
 
@@ -157,9 +162,11 @@ def skipped_summary(problems: Sequence[Problem]) -> str:
     if not problems:
         return ""
     why = Counter(p.reason for p in problems)
-    return (f"{len(problems)} file(s) skipped: "
-            + "; ".join(f"{r} ({n})" for r, n in why.most_common(3))
-            + (f"; {len(why) - 3} other reason(s)" if len(why) > 3 else ""))
+    return (
+        f"{len(problems)} file(s) skipped: "
+        + "; ".join(f"{r} ({n})" for r, n in why.most_common(3))
+        + (f"; {len(why) - 3} other reason(s)" if len(why) > 3 else "")
+    )
 
 
 def _resolved_extra(path: Path) -> dict[str, str]:
@@ -195,8 +202,9 @@ def load_folder(root: str | Path) -> Dataset:
             samples.append(Sample(path=f, label=label_dir.name, extra=_resolved_extra(f)))
     if not samples:
         skipped = skipped_summary(problems)
-        raise DatasetError(f"{root}: no files found under <root>/<label>/"
-                           + (f" ({skipped})" if skipped else ""))
+        raise DatasetError(
+            f"{root}: no files found under <root>/<label>/" + (f" ({skipped})" if skipped else "")
+        )
     return Dataset(samples=samples, source=str(root), problems=problems)
 
 
@@ -223,7 +231,9 @@ def load_manifest(manifest: str | Path, allow_outside_root: bool = False) -> Dat
                 if why:
                     problems.append(Problem(f"{manifest}:{lineno}", f"{row['path']}: {why}"))
                     continue
-                extra = {k: v for k, v in row.items() if k not in ("path", "label") and k is not None}
+                extra = {
+                    k: v for k, v in row.items() if k not in ("path", "label") and k is not None
+                }
                 samples.append(Sample(path=path, label=row["label"].strip(), extra=extra))
     except UnicodeDecodeError:
         raise DatasetError(f"{manifest}: manifest is not UTF-8 text") from None
@@ -241,8 +251,11 @@ def read_class_names(path: str | Path) -> list[str]:
 
 
 def load_annotations(
-    annotation_file: str | Path, class_names: Sequence[str] | LabelResolver,
-    root: str | Path | None = None, allow_outside_root: bool = False, follow_links: bool = False,
+    annotation_file: str | Path,
+    class_names: Sequence[str] | LabelResolver,
+    root: str | Path | None = None,
+    allow_outside_root: bool = False,
+    follow_links: bool = False,
 ) -> Dataset:
     """Read `path<TAB>integer_label` lines; paths resolve against `root` (default: the file's folder).
 
@@ -279,8 +292,11 @@ def load_annotations(
         except ValueError:
             label = None
         if label is None:
-            what = (f"an index into the {n_names} class names" if n_names is not None
-                    else "a class of this protocol")
+            what = (
+                f"an index into the {n_names} class names"
+                if n_names is not None
+                else "a class of this protocol"
+            )
             problems.append(Problem(f"{annotation_file}:{lineno}", f"label {idx!r} is not {what}"))
             continue
         p = Path(rel)
@@ -289,13 +305,18 @@ def load_annotations(
         if why:
             problems.append(Problem(f"{annotation_file}:{lineno}", f"{rel}: {why}"))
             continue
-        samples.append(Sample(path=path, label=label,
-                              extra={"label_index": idx, **_resolved_extra(path)}))
+        samples.append(
+            Sample(path=path, label=label, extra={"label_index": idx, **_resolved_extra(path)})
+        )
     return Dataset(samples=samples, source=str(annotation_file), problems=problems)
 
 
-def load_dataset(spec: str | Path, class_names: str | Path | None = None,
-                 root: str | Path | None = None, allow_outside_root: bool = False) -> Dataset:
+def load_dataset(
+    spec: str | Path,
+    class_names: str | Path | None = None,
+    root: str | Path | None = None,
+    allow_outside_root: bool = False,
+) -> Dataset:
     """Open a dataset from a folder tree, a manifest CSV (or a folder holding `manifest.csv`),
     or an annotation file (with `class_names`)."""
     p = Path(spec)
@@ -312,12 +333,23 @@ def load_dataset(spec: str | Path, class_names: str | Path | None = None,
         raise DatasetError(
             f"{p}: an annotation file needs --class-names (one class name per line, in index order)"
         )
-    return load_annotations(p, read_class_names(class_names), root=root,
-                            allow_outside_root=allow_outside_root)
+    return load_annotations(
+        p, read_class_names(class_names), root=root, allow_outside_root=allow_outside_root
+    )
 
 
 __all__ = [
-    "Dataset", "DatasetError", "ImageDecodeError", "Problem", "Sample", "hash_samples",
-    "load_annotations", "load_dataset", "load_folder", "load_manifest", "read_class_names",
-    "skipped_summary", "walk_files",
+    "Dataset",
+    "DatasetError",
+    "ImageDecodeError",
+    "Problem",
+    "Sample",
+    "hash_samples",
+    "load_annotations",
+    "load_dataset",
+    "load_folder",
+    "load_manifest",
+    "read_class_names",
+    "skipped_summary",
+    "walk_files",
 ]

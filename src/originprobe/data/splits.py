@@ -6,12 +6,13 @@ one (the reference code's faults are exactly these):
 - no image (by content hash) is in more than one of train, validation and test;
 - validation is never the test set.
 """
+
 from __future__ import annotations
 
 import warnings
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -83,8 +84,9 @@ def dedupe(samples: Sequence[Sample]) -> tuple[list[Sample], int]:
 PART_NAMES = {2: ("train", "validation"), 3: ("train", "validation", "test")}
 
 
-def stratified_indices(labels: Sequence[str], fractions: Sequence[float], seed: int
-                       ) -> list[np.ndarray]:
+def stratified_indices(
+    labels: Sequence[str], fractions: Sequence[float], seed: int
+) -> list[np.ndarray]:
     """Indices of `labels` split per class by `fractions` (seeded, in the given order). Every
     part with a positive fraction gets ≥1 sample of a class when the class is large enough; a
     class too small for that is reported with a `SplitWarning`."""
@@ -101,29 +103,38 @@ def stratified_indices(labels: Sequence[str], fractions: Sequence[float], seed: 
         wanted = fr > 0
         if n >= int(wanted.sum()):
             sizes[wanted] = np.maximum(sizes[wanted], 1)
-        sizes[0] = n - sizes[1:].sum()   # the rounding remainder goes to the first part
+        sizes[0] = n - sizes[1:].sum()  # the rounding remainder goes to the first part
         empty = [names[i] for i in range(1, len(fr)) if wanted[i] and sizes[i] == 0]
         if empty:
-            warnings.warn(f"class {label!r} has only {n} image(s): none left for "
-                          f"{' or '.join(empty)}", SplitWarning, stacklevel=3)
+            warnings.warn(
+                f"class {label!r} has only {n} image(s): none left for {' or '.join(empty)}",
+                SplitWarning,
+                stacklevel=3,
+            )
         start = 0
         for i, size in enumerate(sizes):
-            parts[i].extend(items[order[start:start + size]].tolist())
+            parts[i].extend(items[order[start : start + size]].tolist())
             start += size
     return [np.array(sorted(p), dtype=np.int64) for p in parts]
 
 
-def stratified_split(samples: Sequence[Sample], fractions: Sequence[float], seed: int
-                     ) -> list[list[Sample]]:
+def stratified_split(
+    samples: Sequence[Sample], fractions: Sequence[float], seed: int
+) -> list[list[Sample]]:
     """`stratified_indices` over samples in a canonical order (label, content hash, path)."""
     ordered = sorted(samples, key=lambda s: (s.label, s.sha256 or "", str(s.path)))
-    return [[ordered[i] for i in idx]
-            for idx in stratified_indices([s.label for s in ordered], fractions, seed)]
+    return [
+        [ordered[i] for i in idx]
+        for idx in stratified_indices([s.label for s in ordered], fractions, seed)
+    ]
 
 
 def make_split(
-    samples: Sequence[Sample], known: Sequence[str], unknown: Sequence[str] | None = None,
-    test_samples: Sequence[Sample] | None = None, seed: int = 0,
+    samples: Sequence[Sample],
+    known: Sequence[str],
+    unknown: Sequence[str] | None = None,
+    test_samples: Sequence[Sample] | None = None,
+    seed: int = 0,
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
 ) -> OpenSetSplit:
     """Build a checked open-set split.
@@ -147,8 +158,9 @@ def make_split(
     if test_samples is not None:
         if unknown is None:
             unknown = sorted({s.label for s in test_samples} - set(known))
-        return split_from_roles(samples, None, test_samples, known, unknown, seed=seed,
-                                fractions=fractions[:2])
+        return split_from_roles(
+            samples, None, test_samples, known, unknown, seed=seed, fractions=fractions[:2]
+        )
     if unknown is None:
         unknown = sorted({s.label for s in samples} - set(known))
     known_part = [s for s in samples if s.label in set(known)]
@@ -158,8 +170,12 @@ def make_split(
 
 
 def split_from_roles(
-    train: Sequence[Sample], val: Sequence[Sample] | None, test: Sequence[Sample],
-    known: Sequence[str], unknown: Sequence[str], seed: int = 0,
+    train: Sequence[Sample],
+    val: Sequence[Sample] | None,
+    test: Sequence[Sample],
+    known: Sequence[str],
+    unknown: Sequence[str],
+    seed: int = 0,
     fractions: tuple[float, float] = (0.6, 0.2),
 ) -> OpenSetSplit:
     """A checked split from files that already say which samples train, validate and test
@@ -174,6 +190,7 @@ def split_from_roles(
         used = {s.sha256 for s in train}
         val = [s for s in dedupe(val)[0] if s.label in set(known) and s.sha256 not in used]
     used = {s.sha256 for s in train} | {s.sha256 for s in val}
-    test = [s for s in dedupe(test)[0]
-            if s.label in set(known) | set(unknown) and s.sha256 not in used]
+    test = [
+        s for s in dedupe(test)[0] if s.label in set(known) | set(unknown) and s.sha256 not in used
+    ]
     return OpenSetSplit(list(known), list(unknown), train, val, test).check()

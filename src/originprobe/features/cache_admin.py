@@ -4,6 +4,7 @@ A namespace is removed by renaming it aside under its lock, then deleting it, so
 never sees half a namespace; a namespace some process is writing right now (a claim or a shard in
 progress) is left alone.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,12 @@ def verify_cache(root: str | Path, repair: bool = False) -> list[tuple[FeatureSt
     return [(st, st.verify(repair=repair)) for st in stores]
 
 
-def prune_cache(root: str | Path, older_than_days: float | None = None,
-                backbone: str | None = None, dry_run: bool = False) -> list[StoreInfo]:
+def prune_cache(
+    root: str | Path,
+    older_than_days: float | None = None,
+    backbone: str | None = None,
+    dry_run: bool = False,
+) -> list[StoreInfo]:
     if older_than_days is None and not backbone:
         raise ConfigError("give --older-than DAYS and/or --backbone NAME")
     removed = []

@@ -14,32 +14,33 @@ the calling thread; batches are normalised on the model's device. No image proce
 memory does not grow with the number of decoders. Undecodable inputs are reported
 (`ExtractionReport.errors`), never fatal; partly damaged ones are used and flagged (`warnings`).
 """
+
 from __future__ import annotations
 
-import os
 import sys
 import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..errors import ConfigError
-from ..backbones.base import Backbone, resolve_device
+from ..backbones.base import Backbone
 from ..backbones.fusion import SEP, FusedBackbone
-from ..data.images import (DecodedImage, ImageDecodeError, decode_image, image_from_array,
-                           read_image, to_rgb)
-from ..data.samples import Problem, Sample, hash_samples
 from ..data.inputs import ImageInput, ImageTransform
-from .forward import (ForwardRunner, default_batch_size, default_workers, iter_batches,
-                      preprocess_one)
+from ..data.samples import Problem, Sample, hash_samples
+from ..errors import ConfigError
+from .forward import (
+    ForwardRunner,
+    default_batch_size,
+    default_workers,
+    iter_batches,
+)
 from .store import FeatureStore, FusedStore
 
-BUCKET_CHARS = 2          # work is claimed in buckets of images sharing a 2-hex-digit hash prefix
+BUCKET_CHARS = 2  # work is claimed in buckets of images sharing a 2-hex-digit hash prefix
 
 
 @dataclass
@@ -50,9 +51,9 @@ class ExtractionReport:
     errors: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     seconds: float = 0.0
-    loader_wait_seconds: float = 0.0   # the model idle, waiting for decoded images
-    shared: int = 0                    # images another writer extracted while this run waited
-    runtime: str = ""                  # torch or onnx (the forward pass engine)
+    loader_wait_seconds: float = 0.0  # the model idle, waiting for decoded images
+    shared: int = 0  # images another writer extracted while this run waited
+    runtime: str = ""  # torch or onnx (the forward pass engine)
 
     @property
     def images_per_second(self) -> float:
@@ -61,28 +62,52 @@ class ExtractionReport:
     def summary(self) -> str:
         extra = f", {self.shared} by another writer" if self.shared else ""
         warn = f", {len(self.warnings)} damaged but used" if self.warnings else ""
-        return (f"{self.requested} images: {self.cached} cached, {self.computed} extracted "
-                f"({self.images_per_second:.1f} img/s){extra}, {len(self.errors)} skipped{warn}")
+        return (
+            f"{self.requested} images: {self.cached} cached, {self.computed} extracted "
+            f"({self.images_per_second:.1f} img/s){extra}, {len(self.errors)} skipped{warn}"
+        )
 
 
 def _progress(total: int, desc: str, enabled: bool):
     from tqdm import tqdm
-    return tqdm(total=total, desc=desc, unit="img", disable=not enabled, dynamic_ncols=True,
-                smoothing=0.1, file=sys.stderr)
+
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="img",
+        disable=not enabled,
+        dynamic_ncols=True,
+        smoothing=0.1,
+        file=sys.stderr,
+    )
 
 
-def extract_arrays(items: Iterable[Any], backbone: Backbone, layers: Sequence[str],
-                   batch_size: int | None = None, workers: int | None = None, device=None,
-                   progress: bool = False, image_transform: ImageTransform | None = None,
-                   runtime: str = "auto"
-                   ) -> tuple[dict[str, np.ndarray], list[int], list[Problem], list[Problem]]:
+def extract_arrays(
+    items: Iterable[Any],
+    backbone: Backbone,
+    layers: Sequence[str],
+    batch_size: int | None = None,
+    workers: int | None = None,
+    device=None,
+    progress: bool = False,
+    image_transform: ImageTransform | None = None,
+    runtime: str = "auto",
+) -> tuple[dict[str, np.ndarray], list[int], list[Problem], list[Problem]]:
     """Features of `items` in memory: ({layer: (n_ok, D)}, positions of the rows in the input,
     errors, warnings)."""
     inputs = [ImageInput.of(it, i) for i, it in enumerate(items)]
     if isinstance(backbone, FusedBackbone):
-        return _fused_arrays(inputs, backbone, layers, batch_size=batch_size, workers=workers,
-                             device=device, progress=progress, image_transform=image_transform,
-                             runtime=runtime)
+        return _fused_arrays(
+            inputs,
+            backbone,
+            layers,
+            batch_size=batch_size,
+            workers=workers,
+            device=device,
+            progress=progress,
+            image_transform=image_transform,
+            runtime=runtime,
+        )
     runner = ForwardRunner(backbone, layers, device, runtime)
     batch_size = batch_size or default_batch_size(backbone, runner.device)
     workers = default_workers() if workers is None else workers
@@ -102,8 +127,10 @@ def extract_arrays(items: Iterable[Any], backbone: Backbone, layers: Sequence[st
     finally:
         bar.close()
     dims = backbone.feature_dims
-    out = {l: (np.concatenate(p) if p else np.zeros((0, dims.get(l, 0)), np.float32))
-           for l, p in parts.items()}
+    out = {
+        l: (np.concatenate(p) if p else np.zeros((0, dims.get(l, 0)), np.float32))
+        for l, p in parts.items()
+    }
     return out, order, errors, warns
 
 
@@ -137,11 +164,29 @@ def extract_features(
     if isinstance(backbone, FusedBackbone):
         if not isinstance(store, FusedStore):
             raise TypeError("a fused backbone's features go into its FusedStore (open_store)")
-        return _merge_reports(len(samples), [
-            extract_features(samples, member, store.member(member.name), mine, batch_size,
-                             num_workers, device, progress, image_transform, flush_every,
-                             flush_seconds, None, runtime, engine, address)
-            for member, mine in backbone.by_member(layers)])
+        return _merge_reports(
+            len(samples),
+            [
+                extract_features(
+                    samples,
+                    member,
+                    store.member(member.name),
+                    mine,
+                    batch_size,
+                    num_workers,
+                    device,
+                    progress,
+                    image_transform,
+                    flush_every,
+                    flush_seconds,
+                    None,
+                    runtime,
+                    engine,
+                    address,
+                )
+                for member, mine in backbone.by_member(layers)
+            ],
+        )
     report = ExtractionReport(requested=len(samples))
     samples, problems = hash_samples(samples)
     report.errors.extend(problems)
@@ -160,8 +205,19 @@ def extract_features(
     if todo and engine == "ray":
         if image_transform is not None:
             raise ConfigError("--engine ray does not run image perturbations; use --engine local")
-        _extract_ray(todo, backbone, store, layers, report, batch_size, device, runtime,
-                     address, progress, desc)
+        _extract_ray(
+            todo,
+            backbone,
+            store,
+            layers,
+            report,
+            batch_size,
+            device,
+            runtime,
+            address,
+            progress,
+            desc,
+        )
     elif todo:
         runner = ForwardRunner(backbone, layers, device, runtime)
         report.runtime = runner.runtime
@@ -170,8 +226,19 @@ def extract_features(
         bar = _progress(sum(map(len, todo.values())), desc or f"extract {backbone.name}", progress)
         t_model = time.perf_counter()
         try:
-            deferred = _extract_buckets(todo, store, runner, batch_size, workers, image_transform,
-                                        flush_every, flush_seconds, report, failed, bar)
+            deferred = _extract_buckets(
+                todo,
+                store,
+                runner,
+                batch_size,
+                workers,
+                image_transform,
+                flush_every,
+                flush_seconds,
+                report,
+                failed,
+                bar,
+            )
             while deferred:  # buckets another live writer holds: wait, then finish what is left
                 time.sleep(0.2)
                 store.refresh()
@@ -184,9 +251,21 @@ def extract_features(
                         again[b] = left
                     elif left:
                         todo[b] = left
-                        again.update(_extract_buckets({b: left}, store, runner, batch_size,
-                                                      workers, image_transform, flush_every,
-                                                      flush_seconds, report, failed, bar))
+                        again.update(
+                            _extract_buckets(
+                                {b: left},
+                                store,
+                                runner,
+                                batch_size,
+                                workers,
+                                image_transform,
+                                flush_every,
+                                flush_seconds,
+                                report,
+                                failed,
+                                bar,
+                            )
+                        )
                 deferred = again
         finally:
             bar.close()
@@ -197,21 +276,34 @@ def extract_features(
     reported = {p.path for p in report.errors}
     for s in samples:
         if s.sha256 in failed and str(s.path) not in reported:
-            report.errors.append(Problem(str(s.path), f"same content as an unusable file "
-                                                      f"({failed[s.sha256]})"))
+            report.errors.append(
+                Problem(str(s.path), f"same content as an unusable file ({failed[s.sha256]})")
+            )
     return report
 
 
-def _extract_ray(todo: dict[str, list[Sample]], backbone: Backbone, store: FeatureStore,
-                 layers: list[str], report: ExtractionReport, batch_size, device, runtime,
-                 address, progress: bool, desc) -> None:
+def _extract_ray(
+    todo: dict[str, list[Sample]],
+    backbone: Backbone,
+    store: FeatureStore,
+    layers: list[str],
+    report: ExtractionReport,
+    batch_size,
+    device,
+    runtime,
+    address,
+    progress: bool,
+    desc,
+) -> None:
     """The missing buckets on Ray (see features.ray_engine); buckets another writer holds are
     waited for, then whatever they left is done too."""
     from .ray_engine import connect, extract_on_ray
+
     connect(address)
     report.runtime = f"ray:{runtime}"
-    bar = _progress(sum(map(len, todo.values())), desc or f"extract {backbone.name} (ray)",
-                    progress)
+    bar = _progress(
+        sum(map(len, todo.values())), desc or f"extract {backbone.name} (ray)", progress
+    )
     t0 = time.perf_counter()
     try:
         while todo:
@@ -221,15 +313,24 @@ def _extract_ray(todo: dict[str, list[Sample]], backbone: Backbone, store: Featu
                 store.refresh()
             else:
                 try:
-                    extract_on_ray([s for b in mine for s in todo[b]], backbone, store, layers,
-                                   address=address, batch_size=batch_size, device=device,
-                                   runtime=runtime, progress=bar, report=report)
+                    extract_on_ray(
+                        [s for b in mine for s in todo[b]],
+                        backbone,
+                        store,
+                        layers,
+                        address=address,
+                        batch_size=batch_size,
+                        device=device,
+                        runtime=runtime,
+                        progress=bar,
+                        report=report,
+                    )
                 finally:
                     store.release(mine)
             for b in mine:
                 del todo[b]
             store.refresh()
-            for b in list(todo):   # buckets of other writers: drop what they have written
+            for b in list(todo):  # buckets of other writers: drop what they have written
                 left = [s for s in todo[b] if store.missing([s.sha256], layers)]
                 report.shared += len(todo[b]) - len(left)
                 bar.update(len(todo[b]) - len(left))
@@ -242,10 +343,19 @@ def _extract_ray(todo: dict[str, list[Sample]], backbone: Backbone, store: Featu
     report.seconds = time.perf_counter() - t0
 
 
-def _extract_buckets(todo: dict[str, list[Sample]], store: FeatureStore, runner: ForwardRunner,
-                     batch_size: int, workers: int, transform, flush_every: int,
-                     flush_seconds: float, report: ExtractionReport, failed: dict[str, str],
-                     bar) -> dict[str, list[Sample]]:
+def _extract_buckets(
+    todo: dict[str, list[Sample]],
+    store: FeatureStore,
+    runner: ForwardRunner,
+    batch_size: int,
+    workers: int,
+    transform,
+    flush_every: int,
+    flush_seconds: float,
+    report: ExtractionReport,
+    failed: dict[str, str],
+    bar,
+) -> dict[str, list[Sample]]:
     """Extract the buckets this process can claim, claiming each as the decoders reach it;
     return those another live writer holds (the caller waits for them)."""
     deferred: dict[str, list[Sample]] = {}
@@ -266,7 +376,7 @@ def _extract_buckets(todo: dict[str, list[Sample]], store: FeatureStore, runner:
 
     pending_hashes: list[str] = []
     pending: dict[str, list[np.ndarray]] = {l: [] for l in runner.layers}
-    unflushed: list[Sample] = []       # extracted, not yet committed
+    unflushed: list[Sample] = []  # extracted, not yet committed
     done_buckets: list[str] = []
     last_flush = time.monotonic()
 
@@ -279,15 +389,16 @@ def _extract_buckets(todo: dict[str, list[Sample]], store: FeatureStore, runner:
     def flush() -> None:
         nonlocal last_flush
         if pending_hashes:
-            store.write_shard(list(pending_hashes),
-                              {l: np.concatenate(pending[l]) for l in runner.layers})
+            store.write_shard(
+                list(pending_hashes), {l: np.concatenate(pending[l]) for l in runner.layers}
+            )
             pending_hashes.clear()
             for l in runner.layers:
                 pending[l].clear()
         for s in unflushed:
             settle(s)
         unflushed.clear()
-        store.release(done_buckets)    # only once their rows are committed
+        store.release(done_buckets)  # only once their rows are committed
         done_buckets.clear()
         store.touch_claims(b for b in claimed if left_in_bucket[b] > 0)
         last_flush = time.monotonic()
@@ -311,26 +422,27 @@ def _extract_buckets(todo: dict[str, list[Sample]], store: FeatureStore, runner:
                 unflushed.extend(order[i] for i in batch.index)
                 report.computed += len(batch.index)
             bar.update(len(batch.index) + len(batch.errors))
-            if len(pending_hashes) >= flush_every or \
-                    time.monotonic() - last_flush >= flush_seconds:
+            if len(pending_hashes) >= flush_every or time.monotonic() - last_flush >= flush_seconds:
                 flush()
             t_wait = time.perf_counter()
         flush()
     except BaseException:
-        store.release(claimed)   # what was flushed stays; the rest is free again
+        store.release(claimed)  # what was flushed stays; the rest is free again
         raise
     return deferred
 
 
 def _merge_reports(requested: int, reports: list[ExtractionReport]) -> ExtractionReport:
     """A fusion's report from its members' (an image counts once)."""
-    out = ExtractionReport(requested=requested,
-                           cached=min(r.cached for r in reports),
-                           computed=max(r.computed for r in reports),
-                           seconds=sum(r.seconds for r in reports),
-                           loader_wait_seconds=sum(r.loader_wait_seconds for r in reports),
-                           shared=max(r.shared for r in reports),
-                           runtime="+".join(r.runtime or "cached" for r in reports))
+    out = ExtractionReport(
+        requested=requested,
+        cached=min(r.cached for r in reports),
+        computed=max(r.computed for r in reports),
+        seconds=sum(r.seconds for r in reports),
+        loader_wait_seconds=sum(r.loader_wait_seconds for r in reports),
+        shared=max(r.shared for r in reports),
+        runtime="+".join(r.runtime or "cached" for r in reports),
+    )
     for r in reports:
         seen = {p.path for p in out.errors}
         out.errors += [p for p in r.errors if p.path not in seen]
@@ -339,8 +451,9 @@ def _merge_reports(requested: int, reports: list[ExtractionReport]) -> Extractio
     return out
 
 
-def _fused_arrays(inputs: list[ImageInput], backbone: "FusedBackbone", layers: Sequence[str],
-                  **kw) -> tuple[dict[str, np.ndarray], list[int], list[Problem], list[Problem]]:
+def _fused_arrays(
+    inputs: list[ImageInput], backbone: "FusedBackbone", layers: Sequence[str], **kw
+) -> tuple[dict[str, np.ndarray], list[int], list[Problem], list[Problem]]:
     """extract_arrays for a fusion: member by member, keeping the inputs every member read."""
     runs = [(m, extract_arrays(inputs, m, mine, **kw)) for m, mine in backbone.by_member(layers)]
     common = set.intersection(*(set(order) for _, (_, order, _, _) in runs))
@@ -362,16 +475,19 @@ def _fused_arrays(inputs: list[ImageInput], backbone: "FusedBackbone", layers: S
     return {l: feats[l] for l in layers}, order, errors, warns
 
 
-def open_store(cache_dir: str | Path, backbone: Backbone, variant: str = "",
-               dtype: str = "float16") -> FeatureStore:
+def open_store(
+    cache_dir: str | Path, backbone: Backbone, variant: str = "", dtype: str = "float16"
+) -> FeatureStore:
     """The store namespace for this backbone (name + weights + preprocessing [+ variant]); for a
     fusion, a view over one namespace per member."""
     if isinstance(backbone, FusedBackbone):
-        return FusedStore({m.name: open_store(cache_dir, m, variant, dtype)
-                           for m in backbone.members})
+        return FusedStore(
+            {m.name: open_store(cache_dir, m, variant, dtype) for m in backbone.members}
+        )
     key = backbone.cache_key()
     if variant:
         import hashlib
+
         key = hashlib.sha256(f"{key}|{variant}".encode()).hexdigest()[:16]
     desc = backbone.describe() | {"variant": variant, "dtype": dtype}
     safe = backbone.name.replace("/", "_").replace(":", "_")

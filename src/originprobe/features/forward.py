@@ -4,13 +4,14 @@ Shared by the local engine (`features.extract`) and the Ray engine (`features.ra
 neither engine imports the other's internals. Decoding and preprocessing run in a pool of
 threads, ordered, with a bounded read-ahead, while the model runs in the calling thread.
 """
+
 from __future__ import annotations
 
 import os
 from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -23,9 +24,9 @@ from ..errors import ConfigError
 
 @dataclass
 class Batch:
-    index: list[int]                   # positions (in the input order) of the images in `x`
-    x: torch.Tensor | None             # uint8 (B, 3, H, W)
-    errors: list[tuple[int, str]]      # (position, reason)
+    index: list[int]  # positions (in the input order) of the images in `x`
+    x: torch.Tensor | None  # uint8 (B, 3, H, W)
+    errors: list[tuple[int, str]]  # (position, reason)
     warnings: list[tuple[int, str]]
 
 
@@ -36,12 +37,14 @@ def default_workers() -> int:
 def default_batch_size(backbone: Backbone, device: torch.device) -> int:
     if device.type == "cuda":
         from ..backbones.transformer import suggest_batch_size
+
         return suggest_batch_size(backbone, device)
-    return 16   # on a CPU larger batches are not faster, and cost memory
+    return 16  # on a CPU larger batches are not faster, and cost memory
 
 
-def preprocess_one(inp: ImageInput, pre, transform: ImageTransform | None = None
-                   ) -> tuple[torch.Tensor | None, str | None, str | None]:
+def preprocess_one(
+    inp: ImageInput, pre, transform: ImageTransform | None = None
+) -> tuple[torch.Tensor | None, str | None, str | None]:
     """(uint8 pixels or None, error, warning) of one input: decoded, transformed, preprocessed.
     Never raises: a bug in a transform must not kill a million-image run."""
     try:
@@ -54,8 +57,13 @@ def preprocess_one(inp: ImageInput, pre, transform: ImageTransform | None = None
         return None, f"preprocessing failed: {type(exc).__name__}: {exc}", None
 
 
-def iter_batches(inputs: Iterable[ImageInput], backbone: Backbone, batch_size: int,
-                 workers: int, transform: ImageTransform | None = None) -> Iterator[Batch]:
+def iter_batches(
+    inputs: Iterable[ImageInput],
+    backbone: Backbone,
+    batch_size: int,
+    workers: int,
+    transform: ImageTransform | None = None,
+) -> Iterator[Batch]:
     """Decoded, preprocessed uint8 batches in input order; decoding runs ahead in threads.
     `inputs` is consumed lazily (a generator may claim work as it is pulled); positions in the
     batches count the inputs in the order they were pulled."""
@@ -66,9 +74,12 @@ def iter_batches(inputs: Iterable[ImageInput], backbone: Backbone, batch_size: i
 
     def emit(results) -> Batch:
         ok = [(i, x) for i, x, _, _ in results if x is not None]
-        return Batch([i for i, _ in ok], torch.stack([x for _, x in ok]) if ok else None,
-                     [(i, e) for i, x, e, _ in results if x is None],
-                     [(i, w) for i, x, _, w in results if x is not None and w])
+        return Batch(
+            [i for i, _ in ok],
+            torch.stack([x for _, x in ok]) if ok else None,
+            [(i, e) for i, x, e, _ in results if x is None],
+            [(i, w) for i, x, _, w in results if x is not None and w],
+        )
 
     source = enumerate(inputs)
     if workers <= 0:
@@ -116,24 +127,30 @@ class ForwardRunner:
 
     def __init__(self, backbone: Backbone, layers: Sequence[str], device, runtime: str = "auto"):
         from ..backbones.onnxrt import OnnxForward, choose_runtime
+
         self.device = resolve_device(device)
         self.layers = list(layers)
         unknown = [l for l in self.layers if l not in backbone.layer_names]
         if unknown:
-            raise ConfigError(f"{backbone.name} has no layers {unknown}; it has "
-                             f"{backbone.layer_names}")
+            raise ConfigError(
+                f"{backbone.name} has no layers {unknown}; it has {backbone.layer_names}"
+            )
         self.runtime = choose_runtime(runtime, backbone, self.device)
         self.onnx = None
-        if self.runtime == "onnx":   # one session per backbone object, reused by later calls
+        if self.runtime == "onnx":  # one session per backbone object, reused by later calls
             self.onnx = backbone.__dict__.get("_onnx_forward")
             if self.onnx is None:
                 self.onnx = OnnxForward(backbone)
                 object.__setattr__(backbone, "_onnx_forward", self.onnx)
-        self.channels_last = self.device.type == "cuda" or getattr(backbone,
-                                                                  "prefers_channels_last", True)
+        self.channels_last = self.device.type == "cuda" or getattr(
+            backbone, "prefers_channels_last", True
+        )
         bb = backbone.to(self.device).eval() if self.onnx is None else backbone
-        self.backbone = bb.to(memory_format=torch.channels_last) \
-            if self.channels_last and self.onnx is None else bb
+        self.backbone = (
+            bb.to(memory_format=torch.channels_last)
+            if self.channels_last and self.onnx is None
+            else bb
+        )
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> dict[str, np.ndarray]:
@@ -146,7 +163,7 @@ class ForwardRunner:
         with _autocast(self.device):
             feats = self.backbone(x)
         # copies: a view of a block's class token would keep the whole token tensor alive
-        return {l: np.array(feats[l].float().cpu().numpy(), dtype=np.float32, copy=True)
-                for l in self.layers}
-
-
+        return {
+            l: np.array(feats[l].float().cpu().numpy(), dtype=np.float32, copy=True)
+            for l in self.layers
+        }

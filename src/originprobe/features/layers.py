@@ -4,15 +4,16 @@ A `LayerSpec` is parsed once from text and carried as a value everywhere after t
 module splits "a+b" strings. `parse_layer_list` reads the command-line form ("all", "a,b", "a+b,c")
 against the layers a backbone (or a fusion of backbones) can emit.
 """
+
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Sequence
-
-from ..errors import ConfigError
+from typing import Any
 
 import numpy as np
+
+from ..errors import ConfigError
 
 
 @dataclass(frozen=True, order=True)
@@ -45,9 +46,10 @@ class LayerSpec:
         return len(self.parts)
 
 
-def parse_layer_list(spec: "str | Sequence[str] | None", available: Sequence[str],
-                     owner: str = "the backbone") -> list[LayerSpec]:
-    """"all"/None → every available layer; "a,b+c" → [a, b+c]. Unknown or empty lists are errors."""
+def parse_layer_list(
+    spec: "str | Sequence[str] | None", available: Sequence[str], owner: str = "the backbone"
+) -> list[LayerSpec]:
+    """ "all"/None → every available layer; "a,b+c" → [a, b+c]. Unknown or empty lists are errors."""
     if spec is None or spec == "all" or list(spec) == ["all"]:
         if not available:
             raise ConfigError(f"{owner} emits no layers")
@@ -55,13 +57,16 @@ def parse_layer_list(spec: "str | Sequence[str] | None", available: Sequence[str
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     items = [str(s).strip() for s in items if str(s).strip()]
     if not items:
-        raise ConfigError(f"layer list {spec!r} names no layer; use 'all' or names such as "
-                         f"{', '.join(list(available)[:3])}")
+        raise ConfigError(
+            f"layer list {spec!r} names no layer; use 'all' or names such as "
+            f"{', '.join(list(available)[:3])}"
+        )
     specs = [LayerSpec.parse(s) for s in items]
     bad = sorted({p for s in specs for p in s.parts} - set(available))
     if bad:
-        raise ConfigError(f"{owner} has no layer(s) {', '.join(bad)}; it has "
-                         f"{', '.join(available)}")
+        raise ConfigError(
+            f"{owner} has no layer(s) {', '.join(bad)}; it has {', '.join(available)}"
+        )
     return list(dict.fromkeys(specs))
 
 
@@ -97,21 +102,26 @@ class LayerRows(Mapping):
 
     def width(self, layer: str) -> int | None:
         """The layer's dims when known without reading it (arrays with a shape), else None."""
-        shape = getattr(self.arrays.get(layer), "shape", None) if isinstance(self.arrays, dict) \
+        shape = (
+            getattr(self.arrays.get(layer), "shape", None)
+            if isinstance(self.arrays, dict)
             else None
+        )
         return int(shape[1]) if shape is not None else None
 
     def concat(self, spec: LayerSpec) -> np.ndarray:
         """(n, Σ dims) float32 of the spec's layers, filled part by part (one output copy)."""
         if len(spec.parts) == 1:
             return self[spec.parts[0]]
-        shapes = [getattr(self.arrays.get(p), "shape", None) if isinstance(self.arrays, dict)
-                  else None for p in spec.parts]
+        shapes = [
+            getattr(self.arrays.get(p), "shape", None) if isinstance(self.arrays, dict) else None
+            for p in spec.parts
+        ]
         if any(s is None for s in shapes):
             return np.hstack([self[p] for p in spec.parts])
         out = np.empty((self.rows(spec.parts[0]), sum(s[1] for s in shapes)), dtype=np.float32)
         col = 0
         for p, shape in zip(spec.parts, shapes):
-            out[:, col:col + shape[1]] = self[p]
+            out[:, col : col + shape[1]] = self[p]
             col += shape[1]
         return out

@@ -11,18 +11,19 @@ The store must be on a filesystem every node sees (NFS, a cluster filesystem, or
 Rows already in the store are never recomputed: the driver skips them, and an actor re-checks
 before writing (a batch retried after a worker died is not written twice).
 """
+
 from __future__ import annotations
 
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from ..errors import ConfigError
 from ..data.samples import Problem, Sample
+from ..errors import ConfigError
 from .store import FeatureStore
 
 INSTALL_HINT = "--engine ray needs Ray: pip install 'originprobe[ray]'"
@@ -60,11 +61,13 @@ class _Decode:
 
     def __init__(self, preprocessing: dict):
         from ..backbones.base import Preprocessing
+
         self.pre = Preprocessing.from_dict(preprocessing)
 
     def __call__(self, batch: dict) -> dict:
         from ..data.inputs import ImageInput
         from .forward import preprocess_one
+
         s = self.pre.input_size
         n = len(batch["path"])
         pixels = np.zeros((n, 3, s, s), np.uint8)
@@ -73,19 +76,35 @@ class _Decode:
             x, errors[i], warns[i] = preprocess_one(ImageInput.of(Path(str(path)), i), self.pre)
             if x is not None:
                 pixels[i] = x.numpy()
-        return {"sha256": batch["sha256"], "path": batch["path"], "pixels": pixels,
-                "error": np.array([e or "" for e in errors], dtype=object),
-                "warning": np.array([w or "" for w in warns], dtype=object)}
+        return {
+            "sha256": batch["sha256"],
+            "path": batch["path"],
+            "pixels": pixels,
+            "error": np.array([e or "" for e in errors], dtype=object),
+            "warning": np.array([w or "" for w in warns], dtype=object),
+        }
 
 
 class _Extract:
     """Actor: loads the backbone once; runs batches and commits them to the store."""
 
-    def __init__(self, backbone: str, weights: str | None, layers: list[str], store_root: str,
-                 namespace: str, dtype: str, device: str | None, runtime: str, threads: int):
+    def __init__(
+        self,
+        backbone: str,
+        weights: str | None,
+        layers: list[str],
+        store_root: str,
+        namespace: str,
+        dtype: str,
+        device: str | None,
+        runtime: str,
+        threads: int,
+    ):
         import torch
+
         from ..backbones import load_backbone
         from .forward import ForwardRunner
+
         # Ray sets OMP_NUM_THREADS=1 in workers; the forward pass gets its share of the node
         torch.set_num_threads(max(1, threads))
         bb = load_backbone(backbone, weights=weights)
@@ -95,12 +114,13 @@ class _Extract:
 
     def __call__(self, batch: dict) -> dict:
         import torch
+
         ok = np.flatnonzero(np.asarray([not e for e in batch["error"]], dtype=bool))
         hashes = [str(batch["sha256"][i]) for i in ok]
         if hashes:
             self.store.refresh()
             todo = set(self.store.missing(hashes, self.layers))
-            first = {}   # one row per missing hash (a batch may hold the same image twice)
+            first = {}  # one row per missing hash (a batch may hold the same image twice)
             for i, h in zip(ok, hashes):
                 if h in todo:
                     first.setdefault(h, i)
@@ -109,8 +129,12 @@ class _Extract:
                 x = torch.from_numpy(np.ascontiguousarray(batch["pixels"][keep]))
                 feats = self.runner(x)
                 self.store.write_shard([str(batch["sha256"][i]) for i in keep], feats)
-        return {"sha256": batch["sha256"], "path": batch["path"], "error": batch["error"],
-                "warning": batch["warning"]}
+        return {
+            "sha256": batch["sha256"],
+            "path": batch["path"],
+            "error": batch["error"],
+            "warning": batch["warning"],
+        }
 
 
 def _pool_size(ray, device: str | None) -> tuple[int, float, float, int]:
@@ -125,9 +149,20 @@ def _pool_size(ray, device: str | None) -> tuple[int, float, float, int]:
     return max(1, cpus // 2), 1.0, 0.0, 2
 
 
-def extract_on_ray(todo: Sequence[Sample], backbone, store: FeatureStore, layers: Sequence[str],
-                   *, address: str | None, batch_size: int | None, device: str | None,
-                   runtime: str, progress, report, actors: int | None = None) -> None:
+def extract_on_ray(
+    todo: Sequence[Sample],
+    backbone,
+    store: FeatureStore,
+    layers: Sequence[str],
+    *,
+    address: str | None,
+    batch_size: int | None,
+    device: str | None,
+    runtime: str,
+    progress,
+    report,
+    actors: int | None = None,
+) -> None:
     """Compute the features of `todo` (samples missing from `store`) on Ray, updating `report`
     (computed, errors, warnings) and the progress bar as results come back."""
     ray = connect(address)
@@ -137,20 +172,40 @@ def extract_on_ray(todo: Sequence[Sample], backbone, store: FeatureStore, layers
     batch_size = batch_size or (64 if gpus else 16)
     rows = [{"path": str(s.path), "sha256": s.sha256} for s in todo]
     from ray.data import DataContext
+
     DataContext.get_current().enable_progress_bars = False
-    ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // batch_size,
-                                                                  4 * n_actors * 4)))
-    ds = ds.map_batches(_Decode, fn_constructor_kwargs={"preprocessing":
-                                                        backbone.preprocessing.to_dict()},
-                        batch_size=batch_size, batch_format="numpy", num_cpus=0.5,
-                        concurrency=(1, max(1, int(ray.cluster_resources().get("CPU", 2)))))
+    ds = ray.data.from_items(
+        rows, override_num_blocks=max(1, min(len(rows) // batch_size, 4 * n_actors * 4))
+    )
     ds = ds.map_batches(
-        _Extract, batch_size=batch_size, batch_format="numpy", num_cpus=cpus, num_gpus=gpus,
-        concurrency=n_actors, max_restarts=-1, max_task_retries=-1,
-        fn_constructor_kwargs={"backbone": spec[0], "weights": spec[1], "layers": list(layers),
-                               "store_root": str(store.root), "namespace": store.dir.name,
-                               "dtype": store.dtype, "device": device, "runtime": runtime,
-                               "threads": threads})
+        _Decode,
+        fn_constructor_kwargs={"preprocessing": backbone.preprocessing.to_dict()},
+        batch_size=batch_size,
+        batch_format="numpy",
+        num_cpus=0.5,
+        concurrency=(1, max(1, int(ray.cluster_resources().get("CPU", 2)))),
+    )
+    ds = ds.map_batches(
+        _Extract,
+        batch_size=batch_size,
+        batch_format="numpy",
+        num_cpus=cpus,
+        num_gpus=gpus,
+        concurrency=n_actors,
+        max_restarts=-1,
+        max_task_retries=-1,
+        fn_constructor_kwargs={
+            "backbone": spec[0],
+            "weights": spec[1],
+            "layers": list(layers),
+            "store_root": str(store.root),
+            "namespace": store.dir.name,
+            "dtype": store.dtype,
+            "device": device,
+            "runtime": runtime,
+            "threads": threads,
+        },
+    )
     t0 = time.perf_counter()
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
         for path, err, warn in zip(batch["path"], batch["error"], batch["warning"]):

@@ -25,6 +25,7 @@ preprocessing) + layer. Guarantees:
   rows are copied.
 The store never decides what to extract; that is `originprobe.features.extract`.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,20 +34,27 @@ import shutil
 import socket
 import time
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from filelock import FileLock
 
 from ..errors import ConfigError, OriginprobeError
-from ..fileio import atomic_write_text, canonical_json, fsync_dir, normal_mode, sha256_bytes, sha256_file
+from ..fileio import (
+    atomic_write_text,
+    canonical_json,
+    fsync_dir,
+    normal_mode,
+    sha256_bytes,
+    sha256_file,
+)
 
 META = "meta.json"
 FORMAT_VERSION = 2
-CLAIM_STALE_S = 600.0       # a claim not refreshed for this long is taken over
-_VERIFIED: set[tuple[str, float, int]] = set()   # (file, mtime, size) checked in this process
+CLAIM_STALE_S = 600.0  # a claim not refreshed for this long is taken over
+_VERIFIED: set[tuple[str, float, int]] = set()  # (file, mtime, size) checked in this process
 
 
 class StoreError(OriginprobeError):
@@ -101,8 +109,9 @@ def read_shard_meta(d: Path) -> ShardInfo:
     try:
         m = json.loads((d / META).read_text(encoding="utf-8"))
         if m.get("format_version") != FORMAT_VERSION:
-            raise StoreError(f"{d}: shard format {m.get('format_version')!r} is not "
-                             f"{FORMAT_VERSION}")
+            raise StoreError(
+                f"{d}: shard format {m.get('format_version')!r} is not {FORMAT_VERSION}"
+            )
         if m.get("checksum") != _meta_checksum(m):
             raise StoreError(f"{d}: {META} does not match its checksum (edited or damaged)")
         hashes, layers = list(m["hashes"]), dict(m["layers"])
@@ -115,14 +124,20 @@ def read_shard_meta(d: Path) -> ShardInfo:
 
 def _host_tag() -> str:
     import hashlib
+
     return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
 
 class FeatureStore:
     """Features of one backbone namespace (see module docstring)."""
 
-    def __init__(self, root: str | Path, namespace: str, description: dict | None = None,
-                 dtype: str = "float16"):
+    def __init__(
+        self,
+        root: str | Path,
+        namespace: str,
+        description: dict | None = None,
+        dtype: str = "float16",
+    ):
         if dtype not in ("float16", "float32"):
             raise ConfigError("dtype must be float16 or float32")
         self.root = Path(root)
@@ -186,16 +201,20 @@ class FeatureStore:
             key = (str(f), st.st_mtime, st.st_size)
             if key not in _VERIFIED:
                 if sha256_file(f) != shard.layers[layer]["sha256"]:
-                    raise StoreError(f"{shard.path}: {f.name} does not match its checksum "
-                                     "(damaged or edited); run `originprobe cache verify "
-                                     f"{self.root} --repair`")
+                    raise StoreError(
+                        f"{shard.path}: {f.name} does not match its checksum "
+                        "(damaged or edited); run `originprobe cache verify "
+                        f"{self.root} --repair`"
+                    )
                 _VERIFIED.add(key)
             arr = np.load(f, mmap_mode="r")
         except StoreError:
             raise
         except (OSError, ValueError, EOFError) as exc:
-            raise StoreError(f"{shard.path}: {f.name} is unreadable or truncated ({exc}); run "
-                             f"`originprobe cache verify {self.root} --repair`") from None
+            raise StoreError(
+                f"{shard.path}: {f.name} is unreadable or truncated ({exc}); run "
+                f"`originprobe cache verify {self.root} --repair`"
+            ) from None
         want = (len(shard.hashes), shard.layers[layer]["dim"])
         if arr.shape != want:
             raise StoreError(f"{shard.path}: {f.name} has shape {arr.shape}, expected {want}")
@@ -247,8 +266,11 @@ class FeatureStore:
                     np.save(fh, np.ascontiguousarray(arr, dtype=self.dtype))
                     fh.flush()
                     os.fsync(fh.fileno())
-                layers[layer] = {"dim": int(arr.shape[1]), "dtype": self.dtype,
-                                 "sha256": sha256_file(f)}
+                layers[layer] = {
+                    "dim": int(arr.shape[1]),
+                    "dtype": self.dtype,
+                    "sha256": sha256_file(f),
+                }
             meta = {"format_version": FORMAT_VERSION, "hashes": list(hashes), "layers": layers}
             meta["checksum"] = _meta_checksum(meta)
             with open(tmp / META, "w", encoding="utf-8") as fh:
@@ -279,8 +301,8 @@ class FeatureStore:
                     old = time.time() - d.stat().st_mtime > CLAIM_STALE_S
                 except (IndexError, ValueError, OSError):
                     continue
-                here = d.name.split("-")[3:] in ([], [_host_tag()])   # writers of other hosts
-                if (here and pid != os.getpid() and not _pid_alive(pid)) or old:   # age out
+                here = d.name.split("-")[3:] in ([], [_host_tag()])  # writers of other hosts
+                if (here and pid != os.getpid() and not _pid_alive(pid)) or old:  # age out
                     shutil.rmtree(d, ignore_errors=True)
                     removed += 1
         return removed
@@ -291,7 +313,7 @@ class FeatureStore:
         return {"pid": os.getpid(), "host": socket.gethostname()}
 
     def _claim_state(self, bucket: str) -> str:
-        """"mine", "held" (by another live writer) or "free"."""
+        """ "mine", "held" (by another live writer) or "free"."""
         f = self.dir / "claims" / f"{bucket}.claim"
         try:
             owner = json.loads(f.read_text(encoding="utf-8"))
@@ -302,7 +324,7 @@ class FeatureStore:
             return "mine"
         if age >= CLAIM_STALE_S:
             return "free"
-        if owner.get("host") == socket.gethostname():   # same machine: ask the OS
+        if owner.get("host") == socket.gethostname():  # same machine: ask the OS
             return "held" if _pid_alive(int(owner.get("pid", -1))) else "free"
         return "held"
 
@@ -395,8 +417,9 @@ class FeatureStore:
         except (OSError, ValueError, KeyError):
             pass
         images = len({h for sh in self.shards for h in sh.hashes})
-        return StoreInfo(self.dir.name, backbone, self.layers(), images, len(self.shards), size,
-                         last)
+        return StoreInfo(
+            self.dir.name, backbone, self.layers(), images, len(self.shards), size, last
+        )
 
 
 class FusedStore:
@@ -444,5 +467,8 @@ def open_namespaces(root: str | Path) -> list[FeatureStore]:
     root = Path(root)
     if not root.is_dir():
         raise StoreError(f"{root}: not a feature store directory")
-    return [FeatureStore(root, d.name) for d in sorted(root.iterdir())
-            if d.is_dir() and (any(d.glob("shard-*")) or (d / "backbone.json").exists())]
+    return [
+        FeatureStore(root, d.name)
+        for d in sorted(root.iterdir())
+        if d.is_dir() and (any(d.glob("shard-*")) or (d / "backbone.json").exists())
+    ]

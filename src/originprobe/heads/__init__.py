@@ -2,6 +2,7 @@
 
 Every head registers itself in `HEADS` when its module is imported here.
 """
+
 from __future__ import annotations
 
 from .base import HEADS, Head, HeadStateError, NotFittedError, logsumexp, softmax
@@ -19,8 +20,21 @@ def head_factory(name: str, seed: int = 0):
 
     def make(**params) -> Head:
         return cls(**(seeded | params))
+
     return make
 
 
-__all__ = ["HEADS", "GaussianHead", "Head", "HeadStateError", "KNNHead", "LinearHead", "NCMHead",
-           "NotFittedError", "ReferenceHead", "head_factory", "logsumexp", "softmax"]
+__all__ = [
+    "HEADS",
+    "GaussianHead",
+    "Head",
+    "HeadStateError",
+    "KNNHead",
+    "LinearHead",
+    "NCMHead",
+    "NotFittedError",
+    "ReferenceHead",
+    "head_factory",
+    "logsumexp",
+    "softmax",
+]

@@ -1,4 +1,5 @@
 """Small feature transforms shared by the distance heads (fitted state saved as tensors)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -20,23 +20,24 @@ extraction pass. Here every problem of a sweep is solved together:
 Stopping rule per problem (as scipy's L-BFGS-B used by scikit-learn): max-abs gradient ≤ tol, or
 relative decrease of the objective ≤ 64·eps, or `max_iter` iterations.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
-_A = 0.25          # p(1-p) at p = ½: the curvature scale of the log-loss
+_A = 0.25  # p(1-p) at p = ½: the curvature scale of the log-loss
 _MAX_BATCH_ELEMS = 6_000_000  # problems × classes × samples held at once (memory bound)
-F32_ELEMS = 20_000_000        # n × D above which a basis is kept, and multiplied, in float32
-_ROWS = 1024                  # row chunk of the passes over a feature matrix
+F32_ELEMS = 20_000_000  # n × D above which a basis is kept, and multiplied, in float32
+_ROWS = 1024  # row chunk of the passes over a feature matrix
 
 
 @dataclass
 class LogisticFit:
-    coef: np.ndarray        # (K, D) on the features given
-    intercept: np.ndarray   # (K,)
+    coef: np.ndarray  # (K, D) on the features given
+    intercept: np.ndarray  # (K,)
     n_iter: int
     converged: bool
     objective: float
@@ -47,8 +48,14 @@ def balanced_weights(y_idx: np.ndarray, n_classes: int) -> np.ndarray:
     return (len(y_idx) / (n_classes * np.maximum(counts, 1)))[y_idx]
 
 
-def objective(Z: np.ndarray, y_idx: np.ndarray, sample_weight: np.ndarray, C: float,
-              coef: np.ndarray, intercept: np.ndarray) -> float:
+def objective(
+    Z: np.ndarray,
+    y_idx: np.ndarray,
+    sample_weight: np.ndarray,
+    C: float,
+    coef: np.ndarray,
+    intercept: np.ndarray,
+) -> float:
     """The objective every solver here minimises (to compare solutions of different solvers)."""
     S = sample_weight.sum()
     L = Z @ coef.T + intercept
@@ -68,8 +75,8 @@ class _Basis:
         self.dtype = np.float32 if n * D > F32_ELEMS else np.float64
         M = np.zeros((D, D))
         for s in range(0, n, _ROWS):
-            z = np.asarray(Z[s:s + _ROWS], dtype=np.float64)
-            M += (z * w8[s:s + _ROWS, None]).T @ z
+            z = np.asarray(Z[s : s + _ROWS], dtype=np.float64)
+            M += (z * w8[s : s + _ROWS, None]).T @ z
         ev, Q = np.linalg.eigh(M)
         del M
         keep = ev > max(float(ev.max()), 1e-300) * 1e-12
@@ -78,7 +85,7 @@ class _Basis:
         self.Vp = np.empty((n, self.dim + 1), dtype=self.dtype)
         Qd = self.Q.astype(self.dtype)
         for s in range(0, n, _ROWS):
-            self.Vp[s:s + _ROWS, :self.dim] = np.asarray(Z[s:s + _ROWS], self.dtype) @ Qd
+            self.Vp[s : s + _ROWS, : self.dim] = np.asarray(Z[s : s + _ROWS], self.dtype) @ Qd
         self.Vp[:, self.dim] = 1.0
 
     def logits(self, W: np.ndarray) -> np.ndarray:
@@ -90,19 +97,27 @@ class _Basis:
         return np.asarray(R.astype(self.dtype, copy=False) @ self.Vp, dtype=np.float64)
 
 
-def _objective_in_basis(b: _Basis, y_idx: np.ndarray, w8: np.ndarray, C: float, S: float,
-                        v: np.ndarray) -> float:
+def _objective_in_basis(
+    b: _Basis, y_idx: np.ndarray, w8: np.ndarray, C: float, S: float, v: np.ndarray
+) -> float:
     """The objective at v (K, dim + 1), computed in the basis (‖coef‖ = ‖v[:, :dim]‖)."""
     L = b.logits(v)
     m = L.max(0, keepdims=True)
     lse = (m + np.log(np.exp(L - m).sum(0, keepdims=True)))[0]
     ce = lse - L[y_idx, np.arange(len(y_idx))]
-    return float(w8 @ ce + 0.5 / (C * S) * np.sum(v[:, :b.dim] ** 2))
+    return float(w8 @ ce + 0.5 / (C * S) * np.sum(v[:, : b.dim] ** 2))
 
 
-def fit_multinomial(Zs: list, y_idx: np.ndarray, n_classes: int,
-                    sample_weight: np.ndarray, Cs: Sequence[float], tol: float = 1e-4,
-                    max_iter: int = 1000, memory: int = 10) -> list[list[LogisticFit]]:
+def fit_multinomial(
+    Zs: list,
+    y_idx: np.ndarray,
+    n_classes: int,
+    sample_weight: np.ndarray,
+    Cs: Sequence[float],
+    tol: float = 1e-4,
+    max_iter: int = 1000,
+    memory: int = 10,
+) -> list[list[LogisticFit]]:
     """Solve every (Z in Zs, C in Cs) problem; result[i][j] is for Zs[i] and Cs[j]. The list is
     consumed: each entry is released once its basis is built (so a caller holding only the list
     holds each matrix once)."""
@@ -124,13 +139,24 @@ def fit_multinomial(Zs: list, y_idx: np.ndarray, n_classes: int,
         width = bases[problems[order[start]][0]].dim
         end = start
         limit = max(1, _MAX_BATCH_ELEMS // (n_classes * n))
-        while (end < len(order) and end - start < limit
-               and bases[problems[order[end]][0]].dim <= 2 * width + 8):
+        while (
+            end < len(order)
+            and end - start < limit
+            and bases[problems[order[end]][0]].dim <= 2 * width + 8
+        ):
             end += 1
         chunk = order[start:end]
-        fits = _solve_batch([bases[problems[p][0]] for p in chunk],
-                            [problems[p][1] for p in chunk], y_idx, n_classes, w8, S, tol,
-                            max_iter, memory)
+        fits = _solve_batch(
+            [bases[problems[p][0]] for p in chunk],
+            [problems[p][1] for p in chunk],
+            y_idx,
+            n_classes,
+            w8,
+            S,
+            tol,
+            max_iter,
+            memory,
+        )
         for p, fit in zip(chunk, fits):
             out[p] = fit
         start = end
@@ -145,23 +171,31 @@ def fit_multinomial(Zs: list, y_idx: np.ndarray, n_classes: int,
     return res
 
 
-def _solve_batch(bases: list[_Basis], Cs: list[float], y_idx: np.ndarray, K: int,
-                 w8: np.ndarray, S: float, tol: float, max_iter: int, m: int
-                 ) -> list[tuple[np.ndarray, LogisticFit]]:
+def _solve_batch(
+    bases: list[_Basis],
+    Cs: list[float],
+    y_idx: np.ndarray,
+    K: int,
+    w8: np.ndarray,
+    S: float,
+    tol: float,
+    max_iter: int,
+    m: int,
+) -> list[tuple[np.ndarray, LogisticFit]]:
     n = len(y_idx)
     B = len(bases)
     uniq = list(dict.fromkeys(id(b) for b in bases))
     groups = {bid: gi for gi, bid in enumerate(uniq)}
     mats = {groups[id(b)]: b for b in bases}
     Dp = max(b.dim for b in bases)
-    W1 = Dp + 1                                   # padded width + intercept column
+    W1 = Dp + 1  # padded width + intercept column
     # the columns of the padded coordinates each basis uses: its own, then the intercept at Dp
-    cols = {gi: np.r_[0:b.dim, Dp] for gi, b in mats.items()}
+    cols = {gi: np.r_[0 : b.dim, Dp] for gi, b in mats.items()}
     grp = np.array([groups[id(b)] for b in bases])
     lam = np.array([1.0 / (C * S) for C in Cs])
-    scale = np.zeros((B, W1))                     # u → v: v = scale·u (preconditioner)
+    scale = np.zeros((B, W1))  # u → v: v = scale·u (preconditioner)
     for j, b in enumerate(bases):
-        scale[j, :b.dim] = 1.0 / np.sqrt(_A * b.ev + lam[j])
+        scale[j, : b.dim] = 1.0 / np.sqrt(_A * b.ev + lam[j])
         scale[j, Dp] = 1.0 / np.sqrt(_A)
     scale = scale_all = np.repeat(scale[:, None, :], K, 1).reshape(B, -1)
     pen = np.ones((K, W1))
@@ -192,8 +226,9 @@ def _solve_batch(bases: list[_Basis], Cs: list[float], y_idx: np.ndarray, K: int
         Gv = np.zeros((b, K, W1))
         for g, sel in sels.items():
             idx = sel if isinstance(sel, np.ndarray) else np.arange(b)
-            Gv[np.ix_(idx, np.arange(K), cols[g])] = \
+            Gv[np.ix_(idx, np.arange(K), cols[g])] = (
                 mats[g].backproject(R[sel].reshape(-1, n)).reshape(-1, K, len(cols[g]))
+            )
         Gv = Gv.reshape(b, P)
         vp = v * pen
         f = f + 0.5 * lam * np.einsum("bp,bp->b", vp, v)
@@ -246,15 +281,16 @@ def _solve_batch(bases: list[_Basis], Cs: list[float], y_idx: np.ndarray, K: int
             idx = np.flatnonzero(pending)
             if not idx.size:
                 break
-            ft, gt, gvt = value_and_grad(u[idx] + step[idx, None] * d[idx], lam[idx], grp[idx],
-                                         scale[idx])
+            ft, gt, gvt = value_and_grad(
+                u[idx] + step[idx, None] * d[idx], lam[idx], grp[idx], scale[idx]
+            )
             ok = ft <= f[idx] + 1e-4 * step[idx] * gd[idx]
             acc = idx[ok]
             f_new[acc], g_new[acc], gv_new[acc] = ft[ok], gt[ok], gvt[ok]
             pending[acc] = False
             step[idx[~ok]] *= 0.5
         s = step[:, None] * d
-        s[pending] = 0.0                       # no acceptable step: the problem has converged
+        s[pending] = 0.0  # no acceptable step: the problem has converged
         yv = g_new - g
         sy = np.einsum("bp,bp->b", s, yv)
         yy = np.einsum("bp,bp->b", yv, yv)
@@ -275,10 +311,18 @@ def _solve_batch(bases: list[_Basis], Cs: list[float], y_idx: np.ndarray, K: int
     V = (u_out * scale_all).reshape(B, K, W1)
     fits = []
     for j, b in enumerate(bases):
-        coef = V[j, :, :b.dim] @ b.Q.T
-        v = np.concatenate([V[j, :, :b.dim], V[j, :, Dp:Dp + 1]], axis=1)
-        fits.append((v, LogisticFit(coef=coef, intercept=V[j, :, Dp].copy(),
-                                    n_iter=int(n_iter[j]), converged=bool(converged[j]),
-                                    objective=float("nan"))))
+        coef = V[j, :, : b.dim] @ b.Q.T
+        v = np.concatenate([V[j, :, : b.dim], V[j, :, Dp : Dp + 1]], axis=1)
+        fits.append(
+            (
+                v,
+                LogisticFit(
+                    coef=coef,
+                    intercept=V[j, :, Dp].copy(),
+                    n_iter=int(n_iter[j]),
+                    converged=bool(converged[j]),
+                    objective=float("nan"),
+                ),
+            )
+        )
     return fits
-

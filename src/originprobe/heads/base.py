@@ -20,9 +20,11 @@ Heads are saved without pickle: `state_arrays` names the learned arrays (attribu
 checking every array's shape against the class count and feature dimension.
 A head never sees unknown-class samples: the pipeline only passes known classes to `fit`.
 """
+
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
@@ -78,13 +80,15 @@ class Head(ClassifierMixin, BaseEstimator):
     def predict(self, X: np.ndarray) -> np.ndarray:
         return self.classes_[np.argmax(self.decision_function(X), axis=1)]
 
-    def fit_grid(self, Xs: Sequence[np.ndarray], y: np.ndarray,
-                 grid: Sequence[Mapping[str, Any]]) -> list[list["Head"]]:
+    def fit_grid(
+        self, Xs: Sequence[np.ndarray], y: np.ndarray, grid: Sequence[Mapping[str, Any]]
+    ) -> list[list["Head"]]:
         """Heads fitted on every feature matrix of `Xs` with every parameter set of `grid`."""
         return [[clone(self).set_params(**params).fit(X, y) for params in grid] for X in Xs]
 
-    def add_class(self, X: np.ndarray, label: str, X_train: np.ndarray,
-                  y_train: np.ndarray) -> "Head":  # pragma: no cover - per head
+    def add_class(
+        self, X: np.ndarray, label: str, X_train: np.ndarray, y_train: np.ndarray
+    ) -> "Head":  # pragma: no cover - per head
         """Enrol a new class from a few samples; `X_train, y_train` are the training features of
         the classes already known (heads that update in place do not need them)."""
         raise NotImplementedError(f"head {self.name!r} cannot enrol classes")
@@ -97,10 +101,14 @@ class Head(ClassifierMixin, BaseEstimator):
     # --- saving without pickle ------------------------------------------------------------------
     def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         self._check_fitted()
-        tensors = {attr.rstrip("_"): np.ascontiguousarray(getattr(self, attr), dtype=dtype)
-                   for attr, dtype in self.state_arrays.items()}
-        return tensors, {"params": self.get_params(deep=False),
-                         "classes": [str(c) for c in self.classes_]}
+        tensors = {
+            attr.rstrip("_"): np.ascontiguousarray(getattr(self, attr), dtype=dtype)
+            for attr, dtype in self.state_arrays.items()
+        }
+        return tensors, {
+            "params": self.get_params(deep=False),
+            "classes": [str(c) for c in self.classes_],
+        }
 
     @classmethod
     def from_state(cls, tensors: Mapping[str, np.ndarray], params: Mapping[str, Any]) -> "Head":
@@ -126,19 +134,25 @@ class Head(ClassifierMixin, BaseEstimator):
         for attr in self.per_class_arrays:
             arr = getattr(self, attr)
             if arr.ndim < 1 or arr.shape[0] != K:
-                raise HeadStateError(f"{self.name} head: {attr.rstrip('_')} has {arr.shape[0] if arr.ndim else 0} "
-                                     f"class rows for {K} classes")
+                raise HeadStateError(
+                    f"{self.name} head: {attr.rstrip('_')} has {arr.shape[0] if arr.ndim else 0} "
+                    f"class rows for {K} classes"
+                )
         D = self.mean_.shape[0] if hasattr(self, "mean_") else None
         for attr in self.state_arrays:
             arr = getattr(self, attr)
             if not np.all(np.isfinite(arr)):
-                raise HeadStateError(f"{self.name} head: {attr.rstrip('_')} holds non-finite values")
+                raise HeadStateError(
+                    f"{self.name} head: {attr.rstrip('_')} holds non-finite values"
+                )
         if D is not None:
             for attr in self.feature_axis_arrays():
                 arr = getattr(self, attr)
                 if arr.shape[-1] != D:
-                    raise HeadStateError(f"{self.name} head: {attr.rstrip('_')} is {arr.shape[-1]}-d, "
-                                         f"the features are {D}-d")
+                    raise HeadStateError(
+                        f"{self.name} head: {attr.rstrip('_')} is {arr.shape[-1]}-d, "
+                        f"the features are {D}-d"
+                    )
 
     def feature_axis_arrays(self) -> tuple[str, ...]:
         """Learned arrays whose last axis is the feature dimension."""
@@ -154,8 +168,9 @@ class Head(ClassifierMixin, BaseEstimator):
         self._check_fitted()
         X = self._as_2d(X)
         if X.shape[1] != self.n_features_:
-            raise ConfigError(f"{self.name} head expects {self.n_features_}-d features, "
-                             f"got {X.shape[1]}")
+            raise ConfigError(
+                f"{self.name} head expects {self.n_features_}-d features, got {X.shape[1]}"
+            )
         return X
 
     def _check_new_class(self, label: str) -> None:

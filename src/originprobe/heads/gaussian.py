@@ -7,6 +7,7 @@ decision_function[:, c] = -½·(x-μ_c)ᵀ Σ⁻¹ (x-μ_c): with equal priors t
 up to a constant, so `msp` is its posterior and `mahalanobis` (row max) is minus half the squared
 distance to the nearest class. Enrolling a class adds its mean; the covariance is kept.
 """
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -22,8 +23,11 @@ from .base import HEADS, Head
 class GaussianHead(Head):
     name: ClassVar[str] = "gaussian"
     supported_scores: ClassVar[tuple[str, ...]] = ("mahalanobis", "msp", "energy", "knn")
-    state_arrays: ClassVar[dict[str, type]] = {"mean_": np.float32, "means_": np.float32,
-                                                "precision_": np.float32}
+    state_arrays: ClassVar[dict[str, type]] = {
+        "mean_": np.float32,
+        "means_": np.float32,
+        "precision_": np.float32,
+    }
     per_class_arrays: ClassVar[tuple[str, ...]] = ("means_",)
     default_score: ClassVar[str] = "mahalanobis"
     param_grid: ClassVar[dict[str, list]] = {"shrinkage": ["auto", 0.1, 0.5]}
@@ -44,6 +48,7 @@ class GaussianHead(Head):
     def _shrunk_precision(self, R: np.ndarray) -> np.ndarray:
         if self.shrinkage == "auto":
             from sklearn.covariance import ledoit_wolf
+
             cov, self.shrinkage_ = ledoit_wolf(R, assume_centered=True)
         else:
             a = float(self.shrinkage)

@@ -6,6 +6,7 @@ the k-th-neighbour distance to the nearest known class. Search is exact with tor
 (bounded memory); `backend="faiss"` uses faiss when installed, for millions of vectors.
 Enrolling a class appends its vectors.
 """
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -20,13 +21,17 @@ from .base import HEADS, Head, softmax
 class KNNHead(Head):
     name: ClassVar[str] = "knn"
     supported_scores: ClassVar[tuple[str, ...]] = ("knn", "msp", "maxlogit", "mahalanobis")
-    state_arrays: ClassVar[dict[str, type]] = {"bank_": np.float32, "bank_labels_": np.int64,
-                                                "mean_": np.float32}
+    state_arrays: ClassVar[dict[str, type]] = {
+        "bank_": np.float32,
+        "bank_labels_": np.int64,
+        "mean_": np.float32,
+    }
     default_score: ClassVar[str] = "knn"
     param_grid: ClassVar[dict[str, list]] = {"k": [1, 3, 5, 10, 20]}
 
-    def __init__(self, k: int = 5, temperature: float = 0.05, backend: str = "auto",
-                 chunk: int = 4096):
+    def __init__(
+        self, k: int = 5, temperature: float = 0.05, backend: str = "auto", chunk: int = 4096
+    ):
         self.k = k
         self.temperature = temperature
         self.backend = backend
@@ -42,6 +47,7 @@ class KNNHead(Head):
 
     def _kth_similarity(self, Q: np.ndarray) -> np.ndarray:
         import torch
+
         out = np.empty((len(Q), len(self.classes_)), dtype=np.float32)
         bank = torch.from_numpy(self.bank_)
         for ci in range(len(self.classes_)):
@@ -51,8 +57,8 @@ class KNNHead(Head):
                 out[:, ci] = self._faiss_kth(members.numpy(), Q, k)
                 continue
             for s in range(0, len(Q), self.chunk):
-                sims = torch.from_numpy(Q[s:s + self.chunk]) @ members.T
-                out[s:s + self.chunk, ci] = sims.topk(k, dim=1).values[:, -1].numpy()
+                sims = torch.from_numpy(Q[s : s + self.chunk]) @ members.T
+                out[s : s + self.chunk, ci] = sims.topk(k, dim=1).values[:, -1].numpy()
         return out
 
     @staticmethod
@@ -79,9 +85,11 @@ class KNNHead(Head):
     def _check_state(self) -> None:
         super()._check_state()
         if len(self.bank_labels_) != len(self.bank_) or (
-                len(self.bank_labels_) and not 0 <= self.bank_labels_.min() <= self.bank_labels_.max()
-                < len(self.classes_)):
+            len(self.bank_labels_)
+            and not 0 <= self.bank_labels_.min() <= self.bank_labels_.max() < len(self.classes_)
+        ):
             from .base import HeadStateError
+
             raise HeadStateError("knn head: bank labels do not match the bank or the classes")
 
     def add_class(self, X: np.ndarray, label: str, X_train=None, y_train=None) -> "KNNHead":
@@ -91,6 +99,7 @@ class KNNHead(Head):
         new = centred_unit(self._as_2d(X), self.mean_)
         self.bank_ = np.vstack([self.bank_, new])
         self.classes_ = classes
-        self.bank_labels_ = np.searchsorted(classes, np.r_[old, [label] * len(new)].astype(object)
-                                            ).astype(np.int64)
+        self.bank_labels_ = np.searchsorted(
+            classes, np.r_[old, [label] * len(new)].astype(object)
+        ).astype(np.int64)
         return self

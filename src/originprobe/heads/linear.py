@@ -4,9 +4,11 @@ C is not chosen here: `param_grid["C"]` is swept by `heads.selection` on known-c
 data. `fit_grid` solves every (layer, C) problem of a sweep in one batched, preconditioned L-BFGS
 (`heads._logistic`), to the same optimum as scikit-learn's `LogisticRegression` (a test checks it).
 """
+
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import clone
@@ -26,7 +28,7 @@ def _moments(X: np.ndarray, standardize: bool) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(D), np.ones(D)
     s1, s2 = np.zeros(D), np.zeros(D)
     for s in range(0, len(X), 1024):
-        x = np.asarray(X[s:s + 1024], dtype=np.float64)
+        x = np.asarray(X[s : s + 1024], dtype=np.float64)
         s1 += x.sum(0)
         s2 += (x * x).sum(0)
     mean = s1 / len(X)
@@ -52,16 +54,32 @@ class StandardizedRows:
 @HEADS.register("linear")
 class LinearHead(Head):
     name: ClassVar[str] = "linear"
-    supported_scores: ClassVar[tuple[str, ...]] = ("msp", "maxlogit", "energy", "vim", "knn",
-                                                    "mahalanobis")
-    state_arrays: ClassVar[dict[str, type]] = {"coef_": np.float32, "intercept_": np.float32,
-                                                "mean_": np.float32, "scale_": np.float32}
+    supported_scores: ClassVar[tuple[str, ...]] = (
+        "msp",
+        "maxlogit",
+        "energy",
+        "vim",
+        "knn",
+        "mahalanobis",
+    )
+    state_arrays: ClassVar[dict[str, type]] = {
+        "coef_": np.float32,
+        "intercept_": np.float32,
+        "mean_": np.float32,
+        "scale_": np.float32,
+    }
     per_class_arrays: ClassVar[tuple[str, ...]] = ("coef_", "intercept_")
     default_score: ClassVar[str] = "msp"
     param_grid: ClassVar[dict[str, list]] = {"C": C_GRID}
 
-    def __init__(self, C: float = 1.0, tol: float = 1e-4, max_iter: int = 1000,
-                 standardize: bool = True, class_weight: str | None = "balanced"):
+    def __init__(
+        self,
+        C: float = 1.0,
+        tol: float = 1e-4,
+        max_iter: int = 1000,
+        standardize: bool = True,
+        class_weight: str | None = "balanced",
+    ):
         self.C = C
         self.tol = tol
         self.max_iter = max_iter
@@ -76,12 +94,16 @@ class LinearHead(Head):
         self.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
         return self
 
-    def fit_grid(self, Xs: Sequence[np.ndarray], y: np.ndarray,
-                 grid: Sequence[Mapping[str, Any]]) -> list[list["LinearHead"]]:
+    def fit_grid(
+        self, Xs: Sequence[np.ndarray], y: np.ndarray, grid: Sequence[Mapping[str, Any]]
+    ) -> list[list["LinearHead"]]:
         """One batched solve for every (feature matrix, C); other parameters must not vary."""
         heads = [clone(self).set_params(**params) for params in grid]
-        if any({k: v for k, v in h.get_params().items() if k != "C"}
-               != {k: v for k, v in self.get_params().items() if k != "C"} for h in heads):
+        if any(
+            {k: v for k, v in h.get_params().items() if k != "C"}
+            != {k: v for k, v in self.get_params().items() if k != "C"}
+            for h in heads
+        ):
             return super().fit_grid(Xs, y, grid)
         classes, y_idx = self._labels(y)
         if len(classes) < 2:
@@ -97,10 +119,11 @@ class LinearHead(Head):
             if np.ndim(X) != 2:
                 raise ConfigError(f"features must be (n, D), got shape {np.shape(X)}")
             mean, scale = _moments(X, self.standardize)
-            Zs.append(StandardizedRows(X, mean, scale))   # standardised chunk by chunk, never whole
+            Zs.append(StandardizedRows(X, mean, scale))  # standardised chunk by chunk, never whole
             moments.append((mean, scale))
-        solved = fit_multinomial(Zs, y_idx, len(classes), sw, [h.C for h in heads], tol=self.tol,
-                                 max_iter=self.max_iter)
+        solved = fit_multinomial(
+            Zs, y_idx, len(classes), sw, [h.C for h in heads], tol=self.tol, max_iter=self.max_iter
+        )
         out = []
         for (mean, scale), row in zip(moments, solved):
             fitted = []
@@ -124,14 +147,16 @@ class LinearHead(Head):
         W = self.coef_ / self.scale_
         return W, self.intercept_ - W @ self.mean_
 
-    def add_class(self, X: np.ndarray, label: str, X_train: np.ndarray,
-                  y_train: np.ndarray) -> "LinearHead":
+    def add_class(
+        self, X: np.ndarray, label: str, X_train: np.ndarray, y_train: np.ndarray
+    ) -> "LinearHead":
         """Refit with the new class on the stored training features of the others."""
         self._check_new_class(label)
         X = self._as_2d(X)
         Xn = np.vstack([self._as_2d(X_train), X])
-        yn = np.concatenate([np.asarray(y_train, dtype=object),
-                             np.array([label] * len(X), dtype=object)])
+        yn = np.concatenate(
+            [np.asarray(y_train, dtype=object), np.array([label] * len(X), dtype=object)]
+        )
         # a class enrolled from a handful of images is not up-weighted to the size of the others:
         # balanced weights would multiply its few samples and push its boundary into theirs
         weight, self.class_weight = self.class_weight, None

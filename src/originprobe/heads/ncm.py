@@ -5,6 +5,7 @@ normalised mean of its samples. decision_function[:, c] is the cosine similarity
 so the `reference` score (row max) is the similarity to the nearest class mean, and `msp` is the
 softmax of similarities / temperature. Enrolling a class adds its mean.
 """
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -33,8 +34,9 @@ class NCMHead(Head):
         self.classes_, idx = self._labels(y)
         self.mean_ = X.mean(axis=0) if self.centre else np.zeros(X.shape[1], np.float32)
         Z = centred_unit(X, self.mean_)
-        self.centroids_ = l2_normalize(np.stack([Z[idx == c].mean(axis=0)
-                                                 for c in range(len(self.classes_))]))
+        self.centroids_ = l2_normalize(
+            np.stack([Z[idx == c].mean(axis=0) for c in range(len(self.classes_))])
+        )
         return self
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:

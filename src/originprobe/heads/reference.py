@@ -10,6 +10,7 @@ decision_function[:, c] = -distance to class c's nearest reference, so the `refe
 max) rejects by distance. Enrolling a class adds a reference at the mean embedding of its images
 (the projection is frozen). Deterministic for a given `seed`; trains on CPU in seconds.
 """
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -24,16 +25,31 @@ class ReferenceHead(Head):
     name: ClassVar[str] = "reference"
     supported_scores: ClassVar[tuple[str, ...]] = ("reference", "msp", "knn", "mahalanobis")
     state_arrays: ClassVar[dict[str, type]] = {
-        "w1_": np.float32, "b1_": np.float32, "w2_": np.float32, "b2_": np.float32,
-        "references_": np.float32, "mean_": np.float32, "scale_": np.float32}
+        "w1_": np.float32,
+        "b1_": np.float32,
+        "w2_": np.float32,
+        "b2_": np.float32,
+        "references_": np.float32,
+        "mean_": np.float32,
+        "scale_": np.float32,
+    }
     per_class_arrays: ClassVar[tuple[str, ...]] = ("references_",)
     default_score: ClassVar[str] = "reference"
     param_grid: ClassVar[dict[str, list]] = {"pull_weight": [0.01, 0.1]}
 
-    def __init__(self, embedding_dim: int = 128, hidden_dim: int = 512, refs_per_class: int = 1,
-                 pull_weight: float = 0.1, epochs: int = 60, lr: float = 1e-3,
-                 weight_decay: float = 1e-4, batch_size: int = 128, temperature: float = 1.0,
-                 seed: int = 0):
+    def __init__(
+        self,
+        embedding_dim: int = 128,
+        hidden_dim: int = 512,
+        refs_per_class: int = 1,
+        pull_weight: float = 0.1,
+        epochs: int = 60,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        batch_size: int = 128,
+        temperature: float = 1.0,
+        seed: int = 0,
+    ):
         self.embedding_dim = embedding_dim
         self.hidden_dim = hidden_dim
         self.refs_per_class = refs_per_class
@@ -49,8 +65,12 @@ class ReferenceHead(Head):
     def _net(self, d_in: int):
         import torch
         from torch import nn
-        return nn.Sequential(nn.Linear(d_in, self.hidden_dim), nn.GELU(),
-                             nn.Linear(self.hidden_dim, self.embedding_dim)).to(torch.float32)
+
+        return nn.Sequential(
+            nn.Linear(d_in, self.hidden_dim),
+            nn.GELU(),
+            nn.Linear(self.hidden_dim, self.embedding_dim),
+        ).to(torch.float32)
 
     @staticmethod
     def _sq_dist(z, refs):
@@ -59,6 +79,7 @@ class ReferenceHead(Head):
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "ReferenceHead":
         import torch
+
         X = self._as_2d(X)
         self.classes_, y_idx = self._labels(y)
         self.mean_ = X.mean(axis=0)
@@ -69,8 +90,9 @@ class ReferenceHead(Head):
         net = self._net(X.shape[1])
         K, m = len(self.classes_), self.refs_per_class
         refs = torch.nn.Parameter(torch.randn(K, m, self.embedding_dim, generator=g))
-        opt = torch.optim.AdamW(list(net.parameters()) + [refs], lr=self.lr,
-                                weight_decay=self.weight_decay)
+        opt = torch.optim.AdamW(
+            list(net.parameters()) + [refs], lr=self.lr, weight_decay=self.weight_decay
+        )
         Z = torch.from_numpy(((X - self.mean_) / self.scale_).astype(np.float32))
         t = torch.from_numpy(y_idx.astype(np.int64))
         # class-balanced sampling weights so that a large "real" class does not dominate
@@ -82,7 +104,7 @@ class ReferenceHead(Head):
         for _ in range(self.epochs):
             order = torch.multinomial(w, n, replacement=True, generator=g)
             for s in range(steps):
-                idx = order[s * self.batch_size:(s + 1) * self.batch_size]
+                idx = order[s * self.batch_size : (s + 1) * self.batch_size]
                 emb = net(Z[idx])
                 d2 = self._sq_dist(emb, refs).min(dim=2).values  # nearest ref per class
                 loss = torch.nn.functional.cross_entropy(-d2 / self.temperature, t[idx])
@@ -116,7 +138,7 @@ class ReferenceHead(Head):
         return -self.distances(X)
 
     def proba_from_decision(self, decision: np.ndarray) -> np.ndarray:
-        return softmax(-(decision ** 2) / self.temperature)   # decision = -distance
+        return softmax(-(decision**2) / self.temperature)  # decision = -distance
 
     def feature_axis_arrays(self) -> tuple[str, ...]:
         return ("w1_", "mean_", "scale_")
@@ -132,4 +154,5 @@ class ReferenceHead(Head):
 
 def _erf(x: np.ndarray) -> np.ndarray:
     from scipy.special import erf
+
     return erf(x)

@@ -24,13 +24,14 @@ one. The criterion of the final choice is unchanged: the head's own validation b
 `screen=None` screens when the sweep would cost more than `SCREEN_COST` (layers × parameters ×
 classes × dims × rows); `screen=0` never does.
 """
+
 from __future__ import annotations
 
 import itertools
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -39,11 +40,11 @@ from ..features.layers import LayerSpec, base_layers
 from .base import Head
 
 FeatureFn = Callable[[str, LayerSpec], np.ndarray]
-GROUP_ELEMS = 25_000_000      # training values (rows × dims) fitted together in one group
-SCREEN_COST = 2e9             # layers × grid × classes × dims × rows above which selection screens
-SCREEN_TOP = 3                # single layers fully swept after screening
-SHRINKAGES = (1e-3, 1e-2, 1e-1, 1.0)
-_CHUNK = 1024                 # rows per pass of the proxy's accumulations   # LDA proxy: ridge on the within-class covariance, × mean ev
+GROUP_ELEMS = 25_000_000  # training values (rows × dims) fitted together in one group
+SCREEN_COST = 2e9  # layers × grid × classes × dims × rows above which selection screens
+SCREEN_TOP = 3  # single layers fully swept after screening
+SHRINKAGES = (1e-3, 1e-2, 1e-1, 1.0)  # LDA proxy: ridge on the within-class covariance, × mean ev
+_CHUNK = 1024  # rows per pass of the proxy's accumulations
 
 
 class SelectionLeakError(ConfigError):
@@ -73,7 +74,7 @@ class Selection:
     best_heads: dict[LayerSpec, Head] = field(default_factory=dict)  # best params per layer spec
     seconds: float = 0.0
     fits: int = 0
-    proxy: dict[LayerSpec, float] = field(default_factory=dict)      # screening scores, if any
+    proxy: dict[LayerSpec, float] = field(default_factory=dict)  # screening scores, if any
 
     def best_per_layer(self) -> dict[LayerSpec, SweepRow]:
         best: dict[LayerSpec, SweepRow] = {}
@@ -89,8 +90,9 @@ class Selection:
 
 def _grid(param_grid: Mapping[str, Sequence]) -> list[dict]:
     keys = list(param_grid)
-    return [dict(zip(keys, vals)) for vals in
-            itertools.product(*(param_grid[k] for k in keys))] or [{}]
+    return [
+        dict(zip(keys, vals)) for vals in itertools.product(*(param_grid[k] for k in keys))
+    ] or [{}]
 
 
 class _Progress:
@@ -106,8 +108,13 @@ class _Progress:
             return
         el = time.perf_counter() - self.t0
         eta = el / self.done * max(self.total - self.done, 0) if self.done else 0.0
-        print(f"\rselect {self.head}: {what} | {self.done}/{self.total} fits | "
-              f"{el:.1f}s elapsed, ETA {eta:.1f}s", end="", file=sys.stderr, flush=True)
+        print(
+            f"\rselect {self.head}: {what} | {self.done}/{self.total} fits | "
+            f"{el:.1f}s elapsed, ETA {eta:.1f}s",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def close(self) -> None:
         if self.enabled:
@@ -127,8 +134,13 @@ def check_roles(y_train: np.ndarray, y_val: np.ndarray, known_classes: Sequence[
         raise SelectionLeakError("the validation split is empty")
 
 
-def lda_proxy(X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray,
-              classes: Sequence[str]) -> float:
+def lda_proxy(
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    classes: Sequence[str],
+) -> float:
     """Validation balanced accuracy of the best of a few shrinkage-LDA classifiers (balanced
     priors) on standardised features: a closed-form stand-in for a linear head's sweep."""
     classes = list(classes)
@@ -139,18 +151,18 @@ def lda_proxy(X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val
     sums = np.zeros((K, D))
     counts = np.bincount(yi, minlength=K).astype(np.float64)
     for s in range(0, n, _CHUNK):
-        x = np.asarray(X_train[s:s + _CHUNK], dtype=np.float64)
+        x = np.asarray(X_train[s : s + _CHUNK], dtype=np.float64)
         s1 += x.sum(0)
         s2 += (x * x).sum(0)
-        np.add.at(sums, yi[s:s + _CHUNK], x)
+        np.add.at(sums, yi[s : s + _CHUNK], x)
     mean = s1 / n
-    scale = np.sqrt(np.maximum(s2 / n - mean ** 2, 0.0))
+    scale = np.sqrt(np.maximum(s2 / n - mean**2, 0.0))
     scale[scale < 1e-8] = 1.0
-    mu = (sums / np.maximum(counts, 1)[:, None] - mean) / scale        # class means, standardised
+    mu = (sums / np.maximum(counts, 1)[:, None] - mean) / scale  # class means, standardised
     Sw = np.zeros((D, D))
     for s in range(0, n, _CHUNK):
-        z = (np.asarray(X_train[s:s + _CHUNK], dtype=np.float64) - mean) / scale
-        z -= mu[yi[s:s + _CHUNK]]
+        z = (np.asarray(X_train[s : s + _CHUNK], dtype=np.float64) - mean) / scale
+        z -= mu[yi[s : s + _CHUNK]]
         z32 = z.astype(np.float32)
         Sw += z32.T @ z32
     Sw /= max(n - K, 1)
@@ -161,15 +173,16 @@ def lda_proxy(X_train: np.ndarray, y_train: np.ndarray, X_val: np.ndarray, y_val
     best = 0.0
     for shrink in SHRINKAGES:
         inv = 1.0 / (ev + shrink * max(float(ev.mean()), 1e-12))
-        W = muQ * inv                                               # (K, D) discriminants
-        b = -0.5 * np.einsum("kd,kd->k", W, muQ)                    # balanced (equal) priors
+        W = muQ * inv  # (K, D) discriminants
+        b = -0.5 * np.einsum("kd,kd->k", W, muQ)  # balanced (equal) priors
         pred = np.asarray(classes, dtype=object)[np.argmax(Zv @ W.T + b, axis=1)]
         best = max(best, balanced_accuracy(y_val, pred))
     return best
 
 
-def _groups(specs: Sequence[LayerSpec], width: Callable[[LayerSpec], int], n_rows: int,
-            budget: int) -> list[list[LayerSpec]]:
+def _groups(
+    specs: Sequence[LayerSpec], width: Callable[[LayerSpec], int], n_rows: int, budget: int
+) -> list[list[LayerSpec]]:
     """Consecutive specs whose training values together stay under `budget` (≥ 1 per group)."""
     out: list[list[LayerSpec]] = []
     size = 0
@@ -224,8 +237,9 @@ def select_head(
         screen = SCREEN_TOP if cost * n > SCREEN_COST and len(layers) > SCREEN_TOP else 0
     screening = screen > 0
     n_combos = sum(max(len(singles) - k, 0) for k in range(1, max(combine, 1)))
-    total = ((min(screen, len(layers)) + (combine - 1)) if screening
-             else len(layers) + n_combos) * len(grid)
+    total = (
+        (min(screen, len(layers)) + (combine - 1)) if screening else len(layers) + n_combos
+    ) * len(grid)
     bar = _Progress(progress, total, prototype.name)
     t0 = time.perf_counter()
     rows: list[SweepRow] = []
@@ -240,35 +254,41 @@ def select_head(
                 for order, (params, head) in enumerate(zip(grid, heads)):
                     pred = head.predict(Xva)
                     bacc = balanced_accuracy(y_val, pred)
-                    rows.append(SweepRow(spec, dict(params), bacc,
-                                         float(np.mean(pred == y_val))))
+                    rows.append(SweepRow(spec, dict(params), bacc, float(np.mean(pred == y_val))))
                     key = (bacc, -order)
                     if spec not in scores or key > scores[spec][0]:
                         scores[spec] = (key, dict(params), head)
                 del Xva
             del fitted
-            bar.update(len(group) * len(grid), ", ".join(map(str, group[:3]))
-                       + (" ..." if len(group) > 3 else ""))
+            bar.update(
+                len(group) * len(grid),
+                ", ".join(map(str, group[:3])) + (" ..." if len(group) > 3 else ""),
+            )
 
     def rank_by_proxy(specs: list[LayerSpec]) -> list[LayerSpec]:
         for spec in specs:
             if spec not in proxy:
-                proxy[spec] = lda_proxy(features("train", spec), y_train, features("val", spec),
-                                        y_val, classes)
+                proxy[spec] = lda_proxy(
+                    features("train", spec), y_train, features("val", spec), y_val, classes
+                )
         return sorted(specs, key=lambda sp: -proxy[sp])
 
     try:
         if screening:
             ranked = rank_by_proxy(list(layers))
             sweep(ranked[:screen])
-            pool = [s for s in ranked[:2 * screen] if len(s) == 1]
+            pool = [s for s in ranked[: 2 * screen] if len(s) == 1]
         else:
             sweep(list(layers))
             pool = [LayerSpec((l,)) for l in singles]
         layer = max(scores, key=lambda spec: scores[spec][0])
         while len(layer) < combine:
-            candidates = [layer.with_layer(extra, singles) for sp in pool
-                          for extra in sp.parts if extra not in layer.parts]
+            candidates = [
+                layer.with_layer(extra, singles)
+                for sp in pool
+                for extra in sp.parts
+                if extra not in layer.parts
+            ]
             candidates = list(dict.fromkeys(candidates))
             if not candidates:
                 break
@@ -284,5 +304,13 @@ def select_head(
     finally:
         bar.close()
     _, params, head = scores[layer]
-    return Selection(layer, params, head, rows, {s: v[2] for s, v in scores.items()},
-                     time.perf_counter() - t0, len(rows), proxy)
+    return Selection(
+        layer,
+        params,
+        head,
+        rows,
+        {s: v[2] for s, v in scores.items()},
+        time.perf_counter() - t0,
+        len(rows),
+        proxy,
+    )

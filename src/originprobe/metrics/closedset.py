@@ -1,7 +1,8 @@
 """Closed-set metrics over the known classes ("real" included), computed without rejection."""
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -28,8 +29,9 @@ def macro_f1(y_true: Sequence, y_pred: Sequence, labels: Sequence[str]) -> float
     return float(np.mean(list(f1.values()))) if f1 else float("nan")
 
 
-def confusion_matrix(y_true: Sequence, y_pred: Sequence, rows: Sequence[str],
-                     cols: Sequence[str]) -> list[list[int]]:
+def confusion_matrix(
+    y_true: Sequence, y_pred: Sequence, rows: Sequence[str], cols: Sequence[str]
+) -> list[list[int]]:
     """Counts with true labels as rows and predicted labels as columns."""
     r = {c: i for i, c in enumerate(rows)}
     k = {c: i for i, c in enumerate(cols)}

@@ -4,9 +4,10 @@ Scores follow originprobe's convention (higher = more likely known). "Positive" 
 Implemented directly from their definitions (no sklearn at run time); the tests check AUROC
 against sklearn's `roc_auc_score` and OSCR against a brute-force sweep of every threshold.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -30,7 +31,7 @@ def auroc(scores: Sequence[float], is_known: Sequence[bool]) -> float:
     uniq, start, counts = np.unique(sorted_v, return_index=True, return_counts=True)
     avg = start + (counts - 1) / 2.0 + 1.0
     ranks[order] = np.repeat(avg, counts)
-    u = ranks[:pos.size].sum() - pos.size * (pos.size + 1) / 2.0
+    u = ranks[: pos.size].sum() - pos.size * (pos.size + 1) / 2.0
     return float(u / (pos.size * neg.size))
 
 

@@ -3,17 +3,25 @@
 This module computes figures from decisions it is given (closest class, decided label, score);
 it never decides anything itself: the `Attributor` does.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from .closedset import accuracy, confusion_matrix, macro_f1, per_class_f1
-from .openset import (aupr_in, aupr_out, auroc, ccr_at_fpr, fpr_at_tpr, oscr, per_unknown_auroc,
-                      tnr_at_tpr)
-
 from ..openset.threshold import UNKNOWN
+from .closedset import accuracy, confusion_matrix, macro_f1, per_class_f1
+from .openset import (
+    aupr_in,
+    aupr_out,
+    auroc,
+    ccr_at_fpr,
+    fpr_at_tpr,
+    oscr,
+    per_unknown_auroc,
+    tnr_at_tpr,
+)
 
 
 def _clean(x: float) -> float | None:
@@ -38,9 +46,14 @@ def open_set_figures(scores, is_known, correct) -> dict:
     }
 
 
-def evaluate_open_set(y_true: Sequence[str], y_closest: Sequence[str], scores: Sequence[float],
-                      known_classes: Sequence[str], y_decided: Sequence[str] | None = None,
-                      threshold: float | None = None) -> dict:
+def evaluate_open_set(
+    y_true: Sequence[str],
+    y_closest: Sequence[str],
+    scores: Sequence[float],
+    known_classes: Sequence[str],
+    y_decided: Sequence[str] | None = None,
+    threshold: float | None = None,
+) -> dict:
     """`y_closest` are closed-set predictions (always a known class); `scores` higher = known;
     `y_decided` the model's final labels (`unknown` where it rejected), when there are any.
 
@@ -59,14 +72,17 @@ def evaluate_open_set(y_true: Sequence[str], y_closest: Sequence[str], scores: S
             "accuracy": _clean(accuracy(y_true[is_known], y_pred[is_known])),
             "macro_f1": _clean(macro_f1(y_true[is_known], y_pred[is_known], known)),
             "per_class_f1": per_class_f1(y_true[is_known], y_pred[is_known], known),
-            "confusion": {"rows": known, "cols": known,
-                          "matrix": confusion_matrix(y_true[is_known], y_pred[is_known], known,
-                                                     known)},
+            "confusion": {
+                "rows": known,
+                "cols": known,
+                "matrix": confusion_matrix(y_true[is_known], y_pred[is_known], known, known),
+            },
         },
         "open_set": {
             **open_set_figures(s, is_known, correct),
-            "per_unknown_auroc": {k: _clean(v) for k, v in
-                                  per_unknown_auroc(s, y_true, known).items()},
+            "per_unknown_auroc": {
+                k: _clean(v) for k, v in per_unknown_auroc(s, y_true, known).items()
+            },
         },
     }
     if y_decided is not None:
@@ -77,12 +93,17 @@ def evaluate_open_set(y_true: Sequence[str], y_closest: Sequence[str], scores: S
         out["thresholded"] = {
             "threshold": None if threshold is None else float(threshold),
             "open_set_accuracy": _clean(accuracy(truth, decided)),
-            "known_accepted": _clean(float(np.mean(accepted[is_known]))
-                                     if is_known.any() else float("nan")),
-            "unknown_rejected": _clean(float(np.mean(~accepted[~is_known]))
-                                       if (~is_known).any() else float("nan")),
+            "known_accepted": _clean(
+                float(np.mean(accepted[is_known])) if is_known.any() else float("nan")
+            ),
+            "unknown_rejected": _clean(
+                float(np.mean(~accepted[~is_known])) if (~is_known).any() else float("nan")
+            ),
             "macro_f1": _clean(macro_f1(truth, decided, cols)),
-            "confusion": {"rows": known + unknown_labels, "cols": cols,
-                          "matrix": confusion_matrix(y_true, decided, known + unknown_labels, cols)},
+            "confusion": {
+                "rows": known + unknown_labels,
+                "cols": cols,
+                "matrix": confusion_matrix(y_true, decided, known + unknown_labels, cols),
+            },
         }
     return out

@@ -17,52 +17,84 @@ every (layer, hyper-parameter) candidate, validation chooses among them, and cal
 threshold that keeps `target_tpr` of the known validation images. Unknown classes never reach
 `fit`. With `--score msp` the score shown is the top-1 probability shown, for every head.
 """
+
 from __future__ import annotations
 
 import copy
 import tempfile
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Mapping
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
-from ..errors import ConfigError
 from .._version import __version__
 from ..backbones import DEFAULT_BACKBONE, Backbone, Preprocessing, load_backbone
 from ..data import Dataset, Problem, Sample, hash_samples, load_dataset, make_split
 from ..data.splits import stratified_indices
-from ..features import (ImageInput, LayerRows, LayerSpec, base_layers, extract_arrays, extract_features,
-                        open_store, parse_layer_list)
+from ..errors import ConfigError
+from ..features import (
+    ImageInput,
+    LayerRows,
+    LayerSpec,
+    base_layers,
+    extract_arrays,
+    extract_features,
+    open_store,
+    parse_layer_list,
+)
 from ..heads import HEADS, Head, HeadStateError, head_factory
-from ..heads.selection import Selection, select_head
-from ..openset import (UNKNOWN, OpenSetScore, calibrate_threshold, check_supported,
-                       check_target_tpr, fit_score)
+from ..heads.selection import select_head
+from ..openset import (
+    UNKNOWN,
+    OpenSetScore,
+    calibrate_threshold,
+    check_supported,
+    check_target_tpr,
+    fit_score,
+)
 from ..provenance import Evidence, EvidenceReader, compare
 from .bundle import BundleError, read_bundle, write_bundle
 
-FEATURES = "features"      # the layer name of features handed to `fit_features` as one array
+FEATURES = "features"  # the layer name of features handed to `fit_features` as one array
 
 #: the hyper-parameter defaults of a fitted model, used by `Attributor`, `RunConfig` and the CLI
-DEFAULTS: dict[str, Any] = {"head": "linear", "combine_layers": 3, "target_tpr": 0.95, "seed": 0,
-                            "val_fraction": 0.25, "reference_per_class": 2000, "top_k": 3}
+DEFAULTS: dict[str, Any] = {
+    "head": "linear",
+    "combine_layers": 3,
+    "target_tpr": 0.95,
+    "seed": 0,
+    "val_fraction": 0.25,
+    "reference_per_class": 2000,
+    "top_k": 3,
+}
 
 
-def check_params(head: str = DEFAULTS["head"], score: str | None = None,
-                 target_tpr: float = DEFAULTS["target_tpr"],
-                 combine_layers: int = DEFAULTS["combine_layers"], seed: int = DEFAULTS["seed"],
-                 val_fraction: float = DEFAULTS["val_fraction"], top_k: int = DEFAULTS["top_k"],
-                 head_params: Mapping[str, Any] | None = None,
-                 batch_size: int | None = None) -> str:
+def check_params(
+    head: str = DEFAULTS["head"],
+    score: str | None = None,
+    target_tpr: float = DEFAULTS["target_tpr"],
+    combine_layers: int = DEFAULTS["combine_layers"],
+    seed: int = DEFAULTS["seed"],
+    val_fraction: float = DEFAULTS["val_fraction"],
+    top_k: int = DEFAULTS["top_k"],
+    head_params: Mapping[str, Any] | None = None,
+    batch_size: int | None = None,
+) -> str:
     """Every rule on a model's hyper-parameters, in one place; returns the score name."""
     head_cls = HEADS.get(head)
     score = score or head_cls.default_score
     check_supported(head_cls, score)
     check_target_tpr(target_tpr)
-    for name, value, lowest in (("combine_layers", combine_layers, 1), ("seed", seed, 0),
-                                ("top_k", top_k, 1), ("batch size", batch_size, 1)):
+    for name, value, lowest in (
+        ("combine_layers", combine_layers, 1),
+        ("seed", seed, 0),
+        ("top_k", top_k, 1),
+        ("batch size", batch_size, 1),
+    ):
         if value is not None and int(value) < lowest:
             raise ConfigError(f"{name} must be ≥ {lowest}, got {value}")
     if not 0.0 < float(val_fraction) < 1.0:
@@ -78,27 +110,33 @@ def check_params(head: str = DEFAULTS["head"], score: str | None = None,
 class Attribution:
     """The answer for one input image."""
 
-    source: str                                  # the path, or "<bytes #i>", "<image #i>" ...
-    label: str | None                            # a known class or "unknown"; None on error
-    closest: str | None = None                   # the most likely known class, even if rejected
-    score: float | None = None                   # open-set score, higher = more likely known
-    threshold: float | None = None               # below it the label is "unknown"
-    probabilities: list[tuple[str, float]] = field(default_factory=list)   # top-k, descending
-    error: str | None = None                     # why the input could not be used
-    warning: str | None = None                   # used, but something is wrong with it
-    evidence: Evidence | None = None             # what the file's metadata claims (never mixed
-                                                 # into the verdict); None for in-memory images
+    source: str  # the path, or "<bytes #i>", "<image #i>" ...
+    label: str | None  # a known class or "unknown"; None on error
+    closest: str | None = None  # the most likely known class, even if rejected
+    score: float | None = None  # open-set score, higher = more likely known
+    threshold: float | None = None  # below it the label is "unknown"
+    probabilities: list[tuple[str, float]] = field(default_factory=list)  # top-k, descending
+    error: str | None = None  # why the input could not be used
+    warning: str | None = None  # used, but something is wrong with it
+    evidence: Evidence | None = None  # what the file's metadata claims (never mixed
+    # into the verdict); None for in-memory images
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
     def to_dict(self) -> dict:
-        return {"source": self.source, "label": self.label, "closest": self.closest,
-                "score": self.score, "threshold": self.threshold,
-                "probabilities": [{"label": l, "probability": p} for l, p in self.probabilities],
-                "error": self.error, "warning": self.warning,
-                "evidence": self.evidence.to_dict() if self.evidence is not None else None}
+        return {
+            "source": self.source,
+            "label": self.label,
+            "closest": self.closest,
+            "score": self.score,
+            "threshold": self.threshold,
+            "probabilities": [{"label": l, "probability": p} for l, p in self.probabilities],
+            "error": self.error,
+            "warning": self.warning,
+            "evidence": self.evidence.to_dict() if self.evidence is not None else None,
+        }
 
 
 @dataclass
@@ -106,10 +144,10 @@ class Decisions:
     """Vectorised decisions for n feature rows (what evaluation reads)."""
 
     classes: list[str]
-    closest: np.ndarray          # (n,) object: best known class
-    label: np.ndarray            # (n,) object: closest, or "unknown" below the threshold
-    score: np.ndarray            # (n,) float
-    proba: np.ndarray            # (n, K) the head's posterior
+    closest: np.ndarray  # (n,) object: best known class
+    label: np.ndarray  # (n,) object: closest, or "unknown" below the threshold
+    score: np.ndarray  # (n,) float
+    proba: np.ndarray  # (n, K) the head's posterior
     threshold: float
 
 
@@ -119,22 +157,44 @@ def _cap_per_class(y: np.ndarray, cap: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
 
 
-class Attributor:
-    """Open-set origin attribution: a known generator, "real", or unknown (see module doc)."""
+class Attributor(BaseEstimator):
+    """Open-set origin attribution: a known generator, "real", or unknown (see module doc).
 
-    def __init__(self, backbone: str = DEFAULT_BACKBONE, layers: str | Sequence[str] = "all",
-                 head: str = DEFAULTS["head"], score: str | None = None,
-                 target_tpr: float = DEFAULTS["target_tpr"],
-                 combine_layers: int = DEFAULTS["combine_layers"],
-                 head_params: Mapping[str, Any] | None = None,
-                 weights: str | None = None, seed: int = DEFAULTS["seed"],
-                 val_fraction: float = DEFAULTS["val_fraction"],
-                 reference_per_class: int = DEFAULTS["reference_per_class"],
-                 device: str | None = None,
-                 batch_size: int | None = None, workers: int | None = None,
-                 cache: str | None = None, progress: bool = False,
-                 top_k: int = DEFAULTS["top_k"],
-                 runtime: str = "auto", provenance: bool = True, c2pa_trust: str | None = None):
+    A scikit-learn estimator: `__init__` only stores its arguments, `fit` validates them
+    (`check_params`), learned state ends in `_` and is set by this class's own methods only,
+    and `sklearn.base.clone` works. `get_params` lists the hyper-parameters; the runtime settings
+    (`RUNTIME`: where and how it runs, never what it computes) are not among them and are
+    changed with `set_runtime`.
+    """
+
+    bundle_meta_: dict[str, Any]  # set by `load`: the bundle's model.json
+
+    RUNTIME = ("device", "batch_size", "workers", "cache", "progress", "runtime", "provenance",
+               "c2pa_trust")  # fmt: skip
+
+    def __init__(
+        self,
+        backbone: str = DEFAULT_BACKBONE,
+        layers: str | Sequence[str] = "all",
+        head: str = DEFAULTS["head"],
+        score: str | None = None,
+        target_tpr: float = DEFAULTS["target_tpr"],
+        combine_layers: int = DEFAULTS["combine_layers"],
+        head_params: Mapping[str, Any] | None = None,
+        weights: str | None = None,
+        seed: int = DEFAULTS["seed"],
+        val_fraction: float = DEFAULTS["val_fraction"],
+        reference_per_class: int = DEFAULTS["reference_per_class"],
+        device: str | None = None,
+        batch_size: int | None = None,
+        workers: int | None = None,
+        cache: str | None = None,
+        progress: bool = False,
+        top_k: int = DEFAULTS["top_k"],
+        runtime: str = "auto",
+        provenance: bool = True,
+        c2pa_trust: str | None = None,
+    ):
         self.backbone = backbone
         self.layers = layers
         self.head = head
@@ -158,48 +218,92 @@ class Attributor:
         self._backbone_obj: Backbone | None = None
         self._evidence_reader: EvidenceReader | None = None
 
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        return [p for p in super()._get_param_names() if p not in cls.RUNTIME]
+
+    def set_runtime(self, **settings: Any) -> Attributor:
+        """Change where and how the model runs (device, batch size, workers, cache, progress,
+        runtime, provenance, c2pa_trust); never what it computes."""
+        for k, v in settings.items():
+            if k not in self.RUNTIME:
+                raise TypeError(f"{k!r} is not a runtime setting ({', '.join(self.RUNTIME)})")
+            setattr(self, k, v)
+        return self
+
+    def __sklearn_clone__(self) -> Attributor:
+        """An unfitted copy with the same hyper-parameters and runtime settings."""
+        other = type(self)(**self.get_params(deep=False))
+        return other.set_runtime(**{k: getattr(self, k) for k in self.RUNTIME})
+
     # ------------------------------------------------------------------ configuration
     def _check_config(self) -> str:
         """Fail before any work on a bad configuration; return the score name."""
-        return check_params(head=self.head, score=self.score, target_tpr=self.target_tpr,
-                            combine_layers=self.combine_layers, seed=self.seed,
-                            val_fraction=self.val_fraction, top_k=self.top_k,
-                            head_params=self.head_params, batch_size=self.batch_size)
+        return check_params(
+            head=self.head,
+            score=self.score,
+            target_tpr=self.target_tpr,
+            combine_layers=self.combine_layers,
+            seed=self.seed,
+            val_fraction=self.val_fraction,
+            top_k=self.top_k,
+            head_params=self.head_params,
+            batch_size=self.batch_size,
+        )
 
     def load_backbone(self) -> Backbone:
         """The backbone (built once, on first use)."""
         if self._backbone_obj is None:
             info = getattr(self, "backbone_info_", None)
             if info is not None and not info.get("name"):
-                raise ConfigError("this model was fitted on features alone (fit_features with an "
-                                 "array): it cannot read images")
+                raise ConfigError(
+                    "this model was fitted on features alone (fit_features with an "
+                    "array): it cannot read images"
+                )
             bb = load_backbone(self.backbone, weights=self.weights)
             if info is not None:
                 if bb.weights_id != info["weights_id"]:
                     raise BundleError(
                         f"the model was fitted with {info['name']} weights "
                         f"{info['weights_id'][:16]}, but the weights found here are "
-                        f"{bb.weights_id[:16]}; pass the original weights (--weights)")
+                        f"{bb.weights_id[:16]}; pass the original weights (--weights)"
+                    )
                 if bb.preprocessing != Preprocessing.from_dict(info["preprocessing"]):
-                    raise BundleError("the backbone's preprocessing differs from the one the "
-                                      "model was fitted with")
+                    raise BundleError(
+                        "the backbone's preprocessing differs from the one the "
+                        "model was fitted with"
+                    )
                 if bb.cache_key() != info["cache_key"]:
-                    raise BundleError("the backbone's image pipeline differs from the one the "
-                                      "model was fitted with (another originprobe version?)")
+                    raise BundleError(
+                        "the backbone's image pipeline differs from the one the "
+                        "model was fitted with (another originprobe version?)"
+                    )
             self.use_backbone(bb)
+        assert self._backbone_obj is not None
         return self._backbone_obj
 
     @staticmethod
     def _describe_backbone(bb: Backbone | None) -> dict:
         if bb is None:
             return {"name": "", "weights_id": "", "preprocessing": {}, "cache_key": ""}
-        return {"name": bb.name, "weights_id": bb.weights_id,
-                "preprocessing": bb.preprocessing.to_dict(), "cache_key": bb.cache_key()}
+        return {
+            "name": bb.name,
+            "weights_id": bb.weights_id,
+            "preprocessing": bb.preprocessing.to_dict(),
+            "cache_key": bb.cache_key(),
+        }
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, data, labels: Sequence[str] | None = None, *, known: Sequence[str] | None = None,
-            root: str | None = None, class_names: str | None = None,
-            allow_outside_root: bool = False) -> "Attributor":
+    def fit(
+        self,
+        data,
+        labels: Sequence[str] | None = None,
+        *,
+        known: Sequence[str] | None = None,
+        root: str | None = None,
+        class_names: str | None = None,
+        allow_outside_root: bool = False,
+    ) -> "Attributor":
         """Fit on labelled images: a folder tree, a manifest or annotation file, a `Dataset`, or
         `(images, labels)`. Only the `known` classes are used (default: every label)."""
         self._check_config()
@@ -216,13 +320,26 @@ class Attributor:
             keep = np.isin(y, list(known)) if known is not None else np.ones(len(y), bool)
             items, y = [it for it, k in zip(items, keep) if k], y[keep]
             feats, order, errors, _ = extract_arrays(
-                items, self.load_backbone(), base_layers(self._layer_specs()),
-                batch_size=self.batch_size, workers=self.workers, device=self.device,
-                progress=self.progress, runtime=self.runtime)
+                items,
+                self.load_backbone(),
+                base_layers(self._layer_specs()),
+                batch_size=self.batch_size,
+                workers=self.workers,
+                device=self.device,
+                progress=self.progress,
+                runtime=self.runtime,
+            )
             self.problems_ += errors
-            return self.fit_features(feats, y[np.asarray(order, dtype=np.int64)])
-        ds = data if isinstance(data, Dataset) else load_dataset(
-            data, class_names=class_names, root=root, allow_outside_root=allow_outside_root)
+            return self.fit_features(
+                feats, y[np.asarray(order, dtype=np.int64)], problems=self.problems_
+            )
+        ds = (
+            data
+            if isinstance(data, Dataset)
+            else load_dataset(
+                data, class_names=class_names, root=root, allow_outside_root=allow_outside_root
+            )
+        )
         self.problems_ += ds.problems
         return self._fit_samples(ds.samples, known)
 
@@ -239,32 +356,62 @@ class Attributor:
         known = list(known) if known is not None else labels
         if not samples:
             raise ConfigError("no usable images to fit on")
-        split = make_split(samples, known, [], [], seed=self.seed,
-                           fractions=(1.0 - self.val_fraction, self.val_fraction, 0.0))
+        split = make_split(
+            samples,
+            known,
+            [],
+            [],
+            seed=self.seed,
+            fractions=(1.0 - self.val_fraction, self.val_fraction, 0.0),
+        )
         bb = self.load_backbone()
         specs = self._layer_specs()
         with tempfile.TemporaryDirectory(prefix="originprobe-fit-") as tmp:
             store = open_store(self.cache or tmp, bb)
-            report = extract_features(split.train + split.val, bb, store, base_layers(specs),
-                                      batch_size=self.batch_size, num_workers=self.workers,
-                                      device=self.device, progress=self.progress,
-                                      runtime=self.runtime)
+            report = extract_features(
+                split.train + split.val,
+                bb,
+                store,
+                base_layers(specs),
+                batch_size=self.batch_size,
+                num_workers=self.workers,
+                device=self.device,
+                progress=self.progress,
+                runtime=self.runtime,
+            )
             self.problems_ += report.errors
             failed = {p.path for p in report.errors}
             train = [s for s in split.train if str(s.path) not in failed]
             val = [s for s in split.val if str(s.path) not in failed]
-            self.counts_ = {"train": _counts(train), "val": _counts(val)}
             # layers are read from the store one at a time, as selection asks for them
-            feats = {role: _StoreLayers(store, [s.sha256 for s in ss], base_layers(specs))
-                     for role, ss in (("train", train), ("val", val))}
-            return self.fit_features(feats["train"], np.array([s.label for s in train], object),
-                                     feats["val"], np.array([s.label for s in val], object))
+            feats = {
+                role: _StoreLayers(store, [str(s.sha256) for s in ss], base_layers(specs))
+                for role, ss in (("train", train), ("val", val))
+            }
+            return self.fit_features(
+                feats["train"],
+                np.array([s.label for s in train], object),
+                feats["val"],
+                np.array([s.label for s in val], object),
+                counts={"train": _counts(train), "val": _counts(val)},
+                problems=self.problems_,
+            )
 
-    def fit_features(self, X, y, X_val=None, y_val=None) -> "Attributor":
+    def fit_features(
+        self,
+        X,
+        y,
+        X_val=None,
+        y_val=None,
+        *,
+        counts: dict | None = None,
+        problems: Sequence[Problem] = (),
+    ) -> Attributor:
         """Fit on features the caller already has: an (n, D) array, or {layer: (n, D)} of the
         backbone's layers (then layers are selected as in `fit`). Arrays may be memory-mapped
         (`np.load(path, mmap_mode="r")`) and float16: selection reads one layer group at a time.
-        Without `X_val`, validation is carved from `X` (stratified, seeded)."""
+        Without `X_val`, validation is carved from `X` (stratified, seeded). `counts` (images per
+        role and class) and `problems` (files skipped on the way) are recorded with the model."""
         score = self._check_config()
         X = self._as_layers(X)
         y = np.asarray([str(v) for v in y], dtype=object)
@@ -283,23 +430,37 @@ class Attributor:
         grid = {k: [v] for k, v in params.items()} if params else None
         make = head_factory(self.head, self.seed)
         widths = {l: w for l in Xtr if (w := Xtr.width(l)) is not None}
-        sel = select_head(make, lambda role, spec: (Xtr if role == "train" else Xva).concat(spec),
-                          specs, y, y_val, sorted(set(y.tolist())), param_grid=grid,
-                          combine=int(self.combine_layers), progress=self.progress,
-                          widths=widths)
+        sel = select_head(
+            make,
+            lambda role, spec: (Xtr if role == "train" else Xva).concat(spec),
+            specs,
+            y,
+            y_val,
+            sorted(set(y.tolist())),
+            param_grid=grid,
+            combine=int(self.combine_layers),
+            progress=self.progress,
+            widths=widths,
+        )
         self.selection_ = sel
-        self._set_fitted(sel.layer, sel.head, score, Xtr.concat(sel.layer), y,
-                         Xva.concat(sel.layer), y_val)
-        if not hasattr(self, "counts_") or self.counts_ is None:
-            self.counts_ = {"train": _counts_labels(y), "val": _counts_labels(y_val)}
+        self._set_fitted(
+            sel.layer, sel.head, score, Xtr.concat(sel.layer), y, Xva.concat(sel.layer), y_val
+        )
+        self.counts_ = counts or {"train": _counts_labels(y), "val": _counts_labels(y_val)}
+        self.problems_ = list(problems)
         self.selection_summary_ = {
-            "layer": str(sel.layer), "params": sel.params, "criterion": "validation balanced accuracy",
-            "val_balanced_accuracy": sel.val_balanced_accuracy, "fits": sel.fits,
-            "seconds": round(sel.seconds, 3)}
+            "layer": str(sel.layer),
+            "params": sel.params,
+            "criterion": "validation balanced accuracy",
+            "val_balanced_accuracy": sel.val_balanced_accuracy,
+            "fits": sel.fits,
+            "seconds": round(sel.seconds, 3),
+        }
         if sel.proxy:
             self.selection_summary_["screened"] = {
                 "proxy": "shrinkage LDA, validation balanced accuracy",
-                "scores": {str(k): round(v, 4) for k, v in sel.proxy.items()}}
+                "scores": {str(k): round(v, 4) for k, v in sel.proxy.items()},
+            }
         return self
 
     def _as_layers(self, X) -> Mapping[str, Any]:
@@ -318,12 +479,26 @@ class Attributor:
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2:
             raise ConfigError(f"features must be (n, D) or {{layer: (n, D)}}, got shape {X.shape}")
-        name = str(self.layers) if isinstance(self.layers, str) and self.layers != "all" \
-            and "," not in self.layers and "+" not in self.layers else FEATURES
+        name = (
+            str(self.layers)
+            if isinstance(self.layers, str)
+            and self.layers != "all"
+            and "," not in self.layers
+            and "+" not in self.layers
+            else FEATURES
+        )
         return {name: X}
 
-    def _set_fitted(self, layer: LayerSpec, head: Head, score: str, X_train: np.ndarray,
-                    y_train: np.ndarray, X_val: np.ndarray, y_val: np.ndarray) -> None:
+    def _set_fitted(
+        self,
+        layer: LayerSpec,
+        head: Head,
+        score: str,
+        X_train: np.ndarray,
+        y_train: np.ndarray,
+        X_val: np.ndarray,
+        y_val: np.ndarray,
+    ) -> None:
         self.layer_ = layer
         self.head_ = head
         self.classes_ = [str(c) for c in head.classes_]
@@ -335,8 +510,15 @@ class Attributor:
         self.score_: OpenSetScore = fit_score(score, *self.reference_, head)
         self.threshold_ = calibrate_threshold(self.score_.score(X_val), float(self.target_tpr))
 
-    def with_head(self, layer: LayerSpec, head: Head, X_train: np.ndarray, y_train: np.ndarray,
-                  X_val: np.ndarray, y_val: np.ndarray) -> "Attributor":
+    def with_head(
+        self,
+        layer: LayerSpec,
+        head: Head,
+        X_train: np.ndarray,
+        y_train: np.ndarray,
+        X_val: np.ndarray,
+        y_val: np.ndarray,
+    ) -> "Attributor":
         """A copy of this model that uses another (layer, fitted head), its score refitted and
         its threshold recalibrated on the given known-class features (layer sweeps)."""
         other = copy.copy(self)
@@ -386,26 +568,35 @@ class Attributor:
         label[score < self.threshold_] = UNKNOWN
         return Decisions(self.classes_, closest, label, score, proba, float(self.threshold_))
 
-    def features(self, images: Iterable[Any], image_transform=None
-                 ) -> tuple[np.ndarray, list[int], list[Problem], list[Problem]]:
+    def features(
+        self, images: Iterable[Any], image_transform=None
+    ) -> tuple[np.ndarray, list[int], list[Problem], list[Problem]]:
         """Features of the model's layer for images: (rows, input positions, errors, warnings)."""
         self._check_fitted()
         if FEATURES in self.layer_.parts:
-            raise ConfigError("this model was fitted on features alone (fit_features with an "
-                             "array): it cannot read images; pass it features")
+            raise ConfigError(
+                "this model was fitted on features alone (fit_features with an "
+                "array): it cannot read images; pass it features"
+            )
         bb = self.load_backbone()
         feats, order, errors, warns = extract_arrays(
-            images, bb, list(self.layer_.parts), batch_size=self.batch_size,
-            workers=self.workers, device=self.device, progress=self.progress,
-            image_transform=image_transform, runtime=self.runtime)
+            images,
+            bb,
+            list(self.layer_.parts),
+            batch_size=self.batch_size,
+            workers=self.workers,
+            device=self.device,
+            progress=self.progress,
+            image_transform=image_transform,
+            runtime=self.runtime,
+        )
         return _concat(feats, self.layer_), order, errors, warns
 
     def evidence_reader(self) -> EvidenceReader | None:
         """The provenance reader (built once), or None when `provenance` is off."""
         if not self.provenance:
             return None
-        if self._evidence_reader is None or \
-                self._evidence_reader.trust_anchors != self.c2pa_trust:
+        if self._evidence_reader is None or self._evidence_reader.trust_anchors != self.c2pa_trust:
             self._evidence_reader = EvidenceReader(self.c2pa_trust)
         return self._evidence_reader
 
@@ -417,15 +608,18 @@ class Attributor:
         reader = self.evidence_reader()
         pending = None
         if reader is not None:
-            files = [(i, inp.source) for i, inp in enumerate(inputs)
-                     if isinstance(inp.source, (Path, bytes))]
+            files = [
+                (i, inp.source)
+                for i, inp in enumerate(inputs)
+                if isinstance(inp.source, (Path, bytes))
+            ]
             pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="provenance")
             pending = pool.submit(lambda: {i: reader.read(src) for i, src in files})
             pool.shutdown(wait=False)
         X, order, errors, warns = self.features(inputs)
         k = int(top_k or self.top_k)
         out = [Attribution(source=inp.name, label=None) for inp in inputs]
-        by_name_err = {}
+        by_name_err: dict[str, str] = {}
         for p in errors:
             by_name_err.setdefault(p.path, p.reason)
         for i, inp in enumerate(inputs):
@@ -437,10 +631,14 @@ class Attributor:
             for row, i in enumerate(order):
                 top = np.argsort(-d.proba[row], kind="stable")[:k]
                 out[i] = Attribution(
-                    source=inputs[i].name, label=str(d.label[row]), closest=str(d.closest[row]),
-                    score=float(d.score[row]), threshold=d.threshold,
+                    source=inputs[i].name,
+                    label=str(d.label[row]),
+                    closest=str(d.closest[row]),
+                    score=float(d.score[row]),
+                    threshold=d.threshold,
                     probabilities=[(self.classes_[j], float(d.proba[row, j])) for j in top],
-                    warning=warn_by.get(inputs[i].name))
+                    warning=warn_by.get(inputs[i].name),
+                )
         if pending is not None:
             for i, ev in pending.result().items():
                 out[i].evidence = compare(ev, out[i].label, self.classes_) if out[i].ok else ev
@@ -449,9 +647,12 @@ class Attributor:
     def decision_scores(self, images_or_features) -> np.ndarray:
         """Open-set scores (higher = more likely known) of images, or of feature rows."""
         self._check_fitted()
-        if isinstance(images_or_features, np.ndarray) and images_or_features.ndim == 2 and \
-                images_or_features.dtype != np.uint8 and \
-                images_or_features.shape[1] == self.head_.n_features_:
+        if (
+            isinstance(images_or_features, np.ndarray)
+            and images_or_features.ndim == 2
+            and images_or_features.dtype != np.uint8
+            and images_or_features.shape[1] == self.head_.n_features_
+        ):
             return self.decide(images_or_features).score
         X, order, errors, _ = self.features(images_or_features)
         out = np.full(len(order) + len(errors), np.nan)
@@ -478,8 +679,9 @@ class Attributor:
         X_tr, y_tr = np.vstack([X_ref, X]), np.concatenate([y_ref, y_new])
         X_val, y_val = self.calibration_
         self._set_fitted(self.layer_, head, self.score_name_, X_tr, y_tr, X_val, y_val)
-        self.enrolled_ = list(getattr(self, "enrolled_", [])) + [{"label": label,
-                                                                  "images": int(len(X))}]
+        self.enrolled_ = list(getattr(self, "enrolled_", [])) + [
+            {"label": label, "images": int(len(X))}
+        ]
         return len(X), errors
 
     # ------------------------------------------------------------------ saving
@@ -492,23 +694,30 @@ class Attributor:
         meta = {
             "originprobe_version": __version__,
             "backbone": self._backbone_for_bundle(),
-            "layer": str(self.layer_), "feature_dim": int(self.head_.n_features_),
+            "layer": str(self.layer_),
+            "feature_dim": int(self.head_.n_features_),
             "head": {"name": self.head_.name, **head_params},
             "score": {"name": self.score_name_},
-            "threshold": float(self.threshold_), "target_tpr": float(self.target_tpr),
+            "threshold": float(self.threshold_),
+            "target_tpr": float(self.target_tpr),
             "classes": list(self.classes_),
-            "config": {"combine_layers": int(self.combine_layers), "seed": int(self.seed),
-                       "val_fraction": float(self.val_fraction),
-                       "reference_per_class": int(self.reference_per_class),
-                       "top_k": int(self.top_k)},
+            "config": {
+                "combine_layers": int(self.combine_layers),
+                "seed": int(self.seed),
+                "val_fraction": float(self.val_fraction),
+                "reference_per_class": int(self.reference_per_class),
+                "top_k": int(self.top_k),
+            },
             "selection": getattr(self, "selection_summary_", {}),
             "counts": getattr(self, "counts_", {}),
             "enrolled": getattr(self, "enrolled_", []),
         }
-        reference = {"train_features": X_ref, "train_labels": np.array([idx[v] for v in y_ref],
-                                                                       dtype=np.int64),
-                     "val_features": X_val, "val_labels": np.array([idx[v] for v in y_val],
-                                                                   dtype=np.int64)}
+        reference: dict[str, np.ndarray] = {
+            "train_features": X_ref,
+            "train_labels": np.array([idx[v] for v in y_ref], dtype=np.int64),
+            "val_features": X_val,
+            "val_labels": np.array([idx[v] for v in y_val], dtype=np.int64),
+        }
         return write_bundle(model_dir, meta, tensors, reference)
 
     def _backbone_for_bundle(self) -> dict:
@@ -528,8 +737,9 @@ class Attributor:
         where = Path(model_dir) / "model.json"
         head_meta = meta["head"]
         if head_meta["name"] not in HEADS:
-            raise BundleError(f"{where}: unknown head {head_meta['name']!r} "
-                              f"(heads: {', '.join(HEADS.names())})")
+            raise BundleError(
+                f"{where}: unknown head {head_meta['name']!r} (heads: {', '.join(HEADS.names())})"
+            )
         try:
             head = HEADS.get(head_meta["name"]).from_state(tensors, head_meta)
         except HeadStateError as exc:
@@ -546,33 +756,50 @@ class Attributor:
         classes = list(meta["classes"])
         dim = int(meta["feature_dim"])
         if head.n_features_ != dim:
-            raise BundleError(f"{where}: feature_dim {dim} but the head reads "
-                              f"{head.n_features_}-d features")
+            raise BundleError(
+                f"{where}: feature_dim {dim} but the head reads {head.n_features_}-d features"
+            )
         arrays = {}
         for part in ("train", "val"):
             X = ref.get(f"{part}_features")
             yi = ref.get(f"{part}_labels")
             if X is None or yi is None:
-                raise BundleError(f"{Path(model_dir) / 'reference.safetensors'}: "
-                                  f"{part} features or labels missing")
-            if X.ndim != 2 or X.shape[1] != dim or len(yi) != len(X) or len(X) == 0 or \
-                    (len(yi) and (yi.min() < 0 or yi.max() >= len(classes))) or \
-                    not np.all(np.isfinite(X)):
-                raise BundleError(f"{Path(model_dir) / 'reference.safetensors'}: {part} "
-                                  f"features do not fit the model ({X.shape}, "
-                                  f"{len(classes)} classes, {dim}-d)")
+                raise BundleError(
+                    f"{Path(model_dir) / 'reference.safetensors'}: "
+                    f"{part} features or labels missing"
+                )
+            if (
+                X.ndim != 2
+                or X.shape[1] != dim
+                or len(yi) != len(X)
+                or len(X) == 0
+                or (len(yi) and (yi.min() < 0 or yi.max() >= len(classes)))
+                or not np.all(np.isfinite(X))
+            ):
+                raise BundleError(
+                    f"{Path(model_dir) / 'reference.safetensors'}: {part} "
+                    f"features do not fit the model ({X.shape}, "
+                    f"{len(classes)} classes, {dim}-d)"
+                )
             arrays[part] = (X.astype(np.float32), np.array(classes, dtype=object)[yi])
         cfg = meta.get("config") or {}
-        att = cls(backbone=meta["backbone"]["name"] or FEATURES, layers=str(layer), head=head.name,
-                  score=score, target_tpr=float(meta["target_tpr"]), weights=weights,
-                  **{k: type(v)(cfg.get(k, v)) for k, v in DEFAULTS.items()
-                     if k in ("combine_layers", "seed", "val_fraction", "reference_per_class",
-                              "top_k")})
-        for k, v in runtime.items():
-            if k not in ("device", "batch_size", "workers", "progress", "top_k", "cache",
-                         "runtime", "provenance", "c2pa_trust"):
-                raise TypeError(f"load() got an unexpected keyword {k!r}")
-            setattr(att, k, v)
+        att = cls(
+            backbone=meta["backbone"]["name"] or FEATURES,
+            layers=str(layer),
+            head=head.name,
+            score=score,
+            target_tpr=float(meta["target_tpr"]),
+            weights=weights,
+            **{
+                k: type(v)(cfg.get(k, v))
+                for k, v in DEFAULTS.items()
+                if k in ("combine_layers", "seed", "val_fraction", "reference_per_class", "top_k")
+            },
+        )
+        if runtime.get("top_k") is not None:
+            att.top_k = int(runtime.pop("top_k"))
+        runtime.pop("top_k", None)
+        att.set_runtime(**runtime)
         att.backbone_info_ = dict(meta["backbone"])
         att.layer_, att.head_, att.classes_ = layer, head, classes
         att.score_name_ = score
@@ -591,13 +818,17 @@ class Attributor:
     def describe(self) -> dict:
         """What the model is (for `GET /v1/model` and reports)."""
         self._check_fitted()
-        return {"classes": list(self.classes_), "backbone": dict(getattr(self, "backbone_info_",
-                                                                         {}) or {}),
-                "layer": str(self.layer_), "head": {"name": self.head_.name,
-                                                    "params": self.head_.get_params()},
-                "score": self.score_name_, "threshold": float(self.threshold_),
-                "target_tpr": float(self.target_tpr), "enrolled": getattr(self, "enrolled_", []),
-                "originprobe_version": __version__}
+        return {
+            "classes": list(self.classes_),
+            "backbone": dict(getattr(self, "backbone_info_", {}) or {}),
+            "layer": str(self.layer_),
+            "head": {"name": self.head_.name, "params": self.head_.get_params()},
+            "score": self.score_name_,
+            "threshold": float(self.threshold_),
+            "target_tpr": float(self.target_tpr),
+            "enrolled": getattr(self, "enrolled_", []),
+            "originprobe_version": __version__,
+        }
 
 
 class _StoreLayers(Mapping):
@@ -635,4 +866,3 @@ def _counts_labels(labels) -> dict[str, int]:
     for l in labels:
         out[str(l)] = out.get(str(l), 0) + 1
     return dict(sorted(out.items()))
-

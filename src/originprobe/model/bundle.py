@@ -23,6 +23,7 @@ HMAC-SHA256 signature, and while it is set `load` refuses bundles that are unsig
 signature does not match.
 Saving is atomic: the bundle is built beside the target and swapped in by rename.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,8 +37,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, OriginprobeError
-from ..openset.threshold import check_target_tpr
 from ..fileio import atomic_directory, canonical_json, sha256_file
+from ..openset.threshold import check_target_tpr
 
 FORMAT = "originprobe-model"
 FORMAT_VERSION = 2
@@ -52,31 +53,48 @@ class BundleError(OriginprobeError):
 
 
 def _checksum(meta: dict) -> str:
-    return hashlib.sha256(canonical_json({k: v for k, v in meta.items()
-                                          if k not in ("checksum", "signature")})).hexdigest()
+    return hashlib.sha256(
+        canonical_json({k: v for k, v in meta.items() if k not in ("checksum", "signature")})
+    ).hexdigest()
 
 
 def _signature(key: str, checksum: str) -> str:
     return hmac.new(key.encode("utf-8"), checksum.encode("ascii"), hashlib.sha256).hexdigest()
 
 
-def write_bundle(out_dir: str | Path, meta: dict, head_tensors: dict[str, np.ndarray],
-                 reference: dict[str, np.ndarray]) -> Path:
+def write_bundle(
+    out_dir: str | Path,
+    meta: dict,
+    head_tensors: dict[str, np.ndarray],
+    reference: dict[str, np.ndarray],
+) -> Path:
     """Write a bundle atomically; `meta` is completed with file digests, checksum, signature."""
     from safetensors.numpy import save_file
+
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise BundleError(f"{out}: exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not (out / MODEL_JSON).exists():
-        raise BundleError(f"{out}: directory is not empty and is not an originprobe model; "
-                          "refusing to overwrite it")
+        raise BundleError(
+            f"{out}: directory is not empty and is not an originprobe model; "
+            "refusing to overwrite it"
+        )
     with atomic_directory(out) as tmp:
-        save_file({k: np.ascontiguousarray(v) for k, v in head_tensors.items()}, str(tmp / HEAD_FILE))
-        save_file({k: np.ascontiguousarray(v) for k, v in reference.items()},
-                  str(tmp / REFERENCE_FILE))
-        meta = dict(meta, format=FORMAT, format_version=FORMAT_VERSION,
-                    files={HEAD_FILE: sha256_file(tmp / HEAD_FILE),
-                           REFERENCE_FILE: sha256_file(tmp / REFERENCE_FILE)})
+        save_file(
+            {k: np.ascontiguousarray(v) for k, v in head_tensors.items()}, str(tmp / HEAD_FILE)
+        )
+        save_file(
+            {k: np.ascontiguousarray(v) for k, v in reference.items()}, str(tmp / REFERENCE_FILE)
+        )
+        meta = dict(
+            meta,
+            format=FORMAT,
+            format_version=FORMAT_VERSION,
+            files={
+                HEAD_FILE: sha256_file(tmp / HEAD_FILE),
+                REFERENCE_FILE: sha256_file(tmp / REFERENCE_FILE),
+            },
+        )
         meta["checksum"] = _checksum(meta)
         key = os.environ.get(KEY_ENV)
         if key:
@@ -99,6 +117,7 @@ def read_bundle(model_dir: str | Path) -> tuple[dict, dict[str, np.ndarray], dic
     everything that is not head- or score-specific (the Attributor checks those)."""
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
+
     d = Path(model_dir)
     mj = d / MODEL_JSON
     if not d.is_dir():
@@ -112,20 +131,27 @@ def read_bundle(model_dir: str | Path) -> tuple[dict, dict[str, np.ndarray], dic
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise BundleError(f"{mj}: not an originprobe model file")
     if meta.get("format_version") != FORMAT_VERSION:
-        raise BundleError(f"{mj}: format version {meta.get('format_version')!r} is not supported "
-                          f"(this originprobe reads version {FORMAT_VERSION}); refit the model")
+        raise BundleError(
+            f"{mj}: format version {meta.get('format_version')!r} is not supported "
+            f"(this originprobe reads version {FORMAT_VERSION}); refit the model"
+        )
     if meta.get("checksum") != _checksum(meta):
-        raise BundleError(f"{mj}: checksum mismatch — the model description was modified or "
-                          "damaged; refusing to load it")
+        raise BundleError(
+            f"{mj}: checksum mismatch — the model description was modified or "
+            "damaged; refusing to load it"
+        )
     key = os.environ.get(KEY_ENV)
     if key:
         sig = meta.get("signature")
         if not isinstance(sig, str):
-            raise BundleError(f"{mj}: the bundle is not signed, and {KEY_ENV} is set: refusing "
-                              "to load an unsigned model")
+            raise BundleError(
+                f"{mj}: the bundle is not signed, and {KEY_ENV} is set: refusing "
+                "to load an unsigned model"
+            )
         if not hmac.compare_digest(sig, _signature(key, meta["checksum"])):
-            raise BundleError(f"{mj}: bad signature — not signed with the key in {KEY_ENV}; "
-                              "refusing to load it")
+            raise BundleError(
+                f"{mj}: bad signature — not signed with the key in {KEY_ENV}; refusing to load it"
+            )
     files = _need(meta, "files", dict, mj)
     arrays = []
     for name in (HEAD_FILE, REFERENCE_FILE):
@@ -144,8 +170,11 @@ def read_bundle(model_dir: str | Path) -> tuple[dict, dict[str, np.ndarray], dic
 
 def check_schema(meta: dict, where: Path) -> None:
     classes = _need(meta, "classes", list, where)
-    if not classes or not all(isinstance(c, str) and c and c != "unknown" for c in classes) \
-            or len(set(classes)) != len(classes):
+    if (
+        not classes
+        or not all(isinstance(c, str) and c and c != "unknown" for c in classes)
+        or len(set(classes)) != len(classes)
+    ):
         raise BundleError(f"{where}: 'classes' must be distinct, non-empty names (not 'unknown')")
     bb = _need(meta, "backbone", dict, where)
     for k, kind in (("name", str), ("weights_id", str), ("preprocessing", dict)):

@@ -23,6 +23,7 @@ A head lists the scores that make sense for it in `supported_scores`; any other 
 `UnsupportedScoreError`. Every score can be given the head's decision matrix when the caller has
 it already, so that the head runs once. This module never sees unknown-class labels.
 """
+
 from __future__ import annotations
 
 from typing import ClassVar
@@ -114,14 +115,15 @@ class DeepKNN(OpenSetScore):
 
     def score(self, X, decision=None):
         import torch
+
         Q = torch.from_numpy(_unit(X))
         bank = torch.from_numpy(self.bank_)
         k = max(1, min(self.k, len(self.bank_)))
         out = np.empty(len(Q), dtype=np.float32)
         for s in range(0, len(Q), self.chunk):
-            sims = Q[s:s + self.chunk] @ bank.T
+            sims = Q[s : s + self.chunk] @ bank.T
             kth = sims.topk(k, dim=1).values[:, -1].numpy()
-            out[s:s + self.chunk] = -np.sqrt(np.maximum(2.0 - 2.0 * kth, 0.0))
+            out[s : s + self.chunk] = -np.sqrt(np.maximum(2.0 - 2.0 * kth, 0.0))
         return out
 
 
@@ -136,12 +138,16 @@ class Mahalanobis(OpenSetScore):
     def fit(self, X, y, head):
         super().fit(X, y, head)
         from ..heads.gaussian import GaussianHead
+
         self.model_ = head if isinstance(head, GaussianHead) else GaussianHead().fit(X, y)
         return self
 
     def score(self, X, decision=None):
-        d = decision if decision is not None and self.model_ is self.head_ else \
-            self.model_.decision_function(X)
+        d = (
+            decision
+            if decision is not None and self.model_ is self.head_
+            else self.model_.decision_function(X)
+        )
         return d.max(axis=1)
 
 
@@ -170,7 +176,7 @@ class ViM(OpenSetScore):
         d = self.dim or (1000 if D >= 1500 else 512 if D >= 768 else max(1, D // 2))
         d = min(d, D - 1) if D > 1 else 1
         _, vecs = np.linalg.eigh(Xc.T @ Xc / max(len(Xc), 1))
-        self.residual_basis_ = np.ascontiguousarray(vecs[:, : D - d])   # smallest eigenvalues
+        self.residual_basis_ = np.ascontiguousarray(vecs[:, : D - d])  # smallest eigenvalues
         vlogit = np.linalg.norm(Xc @ self.residual_basis_, axis=1)
         logits = X @ W.T.astype(np.float64) + b
         self.alpha_ = float(logits.max(axis=1).mean() / max(vlogit.mean(), 1e-12))
@@ -188,7 +194,8 @@ def check_supported(head: Head | type[Head], name: str) -> None:
     if name not in head.supported_scores:
         raise UnsupportedScoreError(
             f"head {head.name!r} does not support score {name!r}; it supports "
-            f"{', '.join(head.supported_scores)}")
+            f"{', '.join(head.supported_scores)}"
+        )
 
 
 def fit_score(name: str, X: np.ndarray, y: np.ndarray, head: Head) -> OpenSetScore:

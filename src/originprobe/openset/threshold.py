@@ -4,6 +4,7 @@ A sample is accepted as known when its score is >= the threshold. With target TP
 threshold keeps (at least) a fraction t of the known validation samples. Unknown samples never
 reach this module.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -5,113 +5,143 @@ options (`RunConfig.from_options`) or from an earlier run's config.json (`RunCon
 `Attributor`'s (`model.DEFAULTS`), and the command line shows these same defaults; every rule on a
 value is checked in `validate` (or, for the model's hyper-parameters, by `model.check_params`).
 """
+
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from ..backbones import DEFAULT_BACKBONE
 from ..errors import ConfigError
 from ..model import DEFAULTS, check_params
+from ..options import dataclass_options, option
 
 DEFAULT_CACHE = ".cache/features"
 
 
 def _opt(default: Any, group: str, help: str, cli_type: Any = None, **argparse_kw) -> Any:
-    """A field that is also a command-line option (`--name-with-dashes`) of `group`; its help and
-    default live here only. `cli_type`: the option's type when it differs from the field's."""
-    meta = {"group": group, "help": help, "type": cli_type, **argparse_kw}
-    if default is list:
-        return field(default_factory=list, metadata=meta)
-    return field(default=default, metadata=meta)
+    return option(default, help, group, cli_type, **argparse_kw)
 
 
 def options(group: str) -> list[tuple[str, dict]]:
-    """(flag, argparse keywords) of every RunConfig field in `group`, unset by default (None)
-    so that the configuration's own default applies; help shows that default."""
-    out = []
-    for f in dataclasses.fields(RunConfig):
-        meta = dict(f.metadata)
-        if meta.get("group") != group:
-            continue
-        kw = {k: v for k, v in meta.items() if k not in ("group", "type") and v is not None}
-        kind = meta.get("type") or {"int": int, "float": float, "int | None": int,
-                                    "float | None": float}.get(str(f.type), str)
-        if f.type == "bool":
-            kw["action"] = "store_true"
-        else:
-            kw.setdefault("type", option_parser(f.name, kind))
-        if f.default not in (None, False, dataclasses.MISSING) and "default" not in kw["help"]:
-            kw["help"] += f" (default: {f.default})"
-        out.append(("--" + f.name.replace("_", "-"), kw))
-    return out
+    """The command-line options of the RunConfig fields of `group`."""
+    return dataclass_options(RunConfig, group, check_field_text)
 
 
 @dataclass
 class RunConfig:
     """Everything that determines a run; saved verbatim as RUN_DIR/config.json."""
 
-    data: str | None = _opt(None, "data", "folder tree <root>/<label>/..., manifest CSV "
-                            "(path,label) or annotation file")
+    data: str | None = _opt(
+        None, "data", "folder tree <root>/<label>/..., manifest CSV (path,label) or annotation file"
+    )
     known: list[str] = _opt(list, "data", "comma-separated known classes (with --data)", str)
-    unknown: list[str] | None = _opt(None, "test", "unknown classes (default: every non-known "
-                                     "test label)", str)
+    unknown: list[str] | None = _opt(
+        None, "test", "unknown classes (default: every non-known test label)", str
+    )
     test_data: str | None = _opt(None, "test", "separate test set (default: split --data)")
     class_names: str | None = _opt(None, "data", "class names, one per line (annotation files)")
     root: str | None = _opt(None, "data", "root that annotation-file paths are relative to")
     backbone: str = _opt(DEFAULT_BACKBONE, "backbone", "see `originprobe backbones`")
     weights: str | None = _opt(None, "backbone", "weights file or directory for the backbone")
     layers: str = _opt("all", "backbone", '"all", or layers "a,b"; "a+b" concatenates')
-    combine_layers: int = _opt(DEFAULTS["combine_layers"], "model", "concatenate up to N layers "
-                               "while validation accuracy rises (1: one layer, as the seed "
-                               "paper)", metavar="N")
+    combine_layers: int = _opt(
+        DEFAULTS["combine_layers"],
+        "model",
+        "concatenate up to N layers "
+        "while validation accuracy rises (1: one layer, as the seed "
+        "paper)",
+        metavar="N",
+    )
     head: str = _opt(DEFAULTS["head"], "model", "linear, knn, gaussian, ncm, reference")
     score: str | None = _opt(None, "model", "open-set score (default: the head's own)")
-    target_tpr: float = _opt(DEFAULTS["target_tpr"], "model", "share of known validation "
-                             "images the reject threshold keeps")
+    target_tpr: float = _opt(
+        DEFAULTS["target_tpr"],
+        "model",
+        "share of known validation images the reject threshold keeps",
+    )
     seed: int = _opt(DEFAULTS["seed"], "model", "seed of splits and heads")
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
     cache: str = _opt(DEFAULT_CACHE, "backbone", "feature cache directory")
-    batch_size: int | None = _opt(None, "runtime", "images per forward pass (default: 16 on a "
-                                  "CPU, from GPU memory)")
-    workers: int | None = _opt(None, "runtime", "decoding threads; 0: the main thread "
-                               "(default: up to 4)")
-    device: str | None = _opt(None, "runtime", "cpu, cuda, cuda:1 ... (default: cuda when "
-                              "available)")
+    batch_size: int | None = _opt(
+        None, "runtime", "images per forward pass (default: 16 on a CPU, from GPU memory)"
+    )
+    workers: int | None = _opt(
+        None, "runtime", "decoding threads; 0: the main thread (default: up to 4)"
+    )
+    device: str | None = _opt(
+        None, "runtime", "cpu, cuda, cuda:1 ... (default: cuda when available)"
+    )
     progress: bool = True
     strict: bool = False
-    jpeg_align: int | None = _opt(None, "studies", "also evaluate with every image "
-                                  "JPEG-recompressed at QUALITY", metavar="QUALITY")
-    robustness: str | None = _opt(None, "studies", 'test-time perturbation curves, e.g. '
-                                  '"jpeg=90,70;blur=1,2"', nargs="?", const="default",
-                                  metavar="SPEC")
-    low_data: str | None = _opt(None, "studies", "training images per class, e.g. 5,10,20",
-                                metavar="N,N,...")
+    jpeg_align: int | None = _opt(
+        None,
+        "studies",
+        "also evaluate with every image JPEG-recompressed at QUALITY",
+        metavar="QUALITY",
+    )
+    robustness: str | None = _opt(
+        None,
+        "studies",
+        'test-time perturbation curves, e.g. "jpeg=90,70;blur=1,2"',
+        nargs="?",
+        const="default",
+        metavar="SPEC",
+    )
+    low_data: str | None = _opt(
+        None, "studies", "training images per class, e.g. 5,10,20", metavar="N,N,..."
+    )
     low_data_seeds: int = _opt(3, "studies", "subsets drawn per low-data size")
-    protocol: str | None = _opt(None, "data", "instead of --data/--known: genimage:split1, "
-                                "osma:split3, realgen ...; see `originprobe protocols`")
+    protocol: str | None = _opt(
+        None,
+        "data",
+        "instead of --data/--known: genimage:split1, "
+        "osma:split3, realgen ...; see `originprobe protocols`",
+    )
     group: str = _opt("all", "data", "unknown group of the protocol")
-    annotations: str | None = _opt(None, "data", "folder of the protocol's annotation files "
-                                   "(default: --root)")
-    train_per_class: int | None = _opt(None, "data", "cap per class when annotations are made "
-                                       "from the raw GenImage tree")
+    annotations: str | None = _opt(
+        None, "data", "folder of the protocol's annotation files (default: --root)"
+    )
+    train_per_class: int | None = _opt(
+        None, "data", "cap per class when annotations are made from the raw GenImage tree"
+    )
     test_per_class: int | None = _opt(None, "data", "same, for the test files")
-    allow_outside_root: bool = _opt(False, "data", "let paths written in manifests and "
-                                    "annotation files point outside the dataset root")
-    flush_every: int = 512             # feature store: commit every N images ...
-    flush_seconds: float = 30.0        # ... or every T seconds, whichever comes first
-    runtime: str = _opt("auto", "runtime", "forward pass engine; auto: ONNX Runtime on a CPU "
-                        "when installed and the backbone exports, else PyTorch",
-                        choices=("auto", "torch", "onnx"))
-    engine: str = _opt("local", "backbone", "where extraction runs: here, or a Ray cluster "
-                       "(pip install 'originprobe[ray]')", choices=("local", "ray"))
-    address: str | None = _opt(None, "backbone", "with --engine ray: the cluster (auto, "
-                               "HOST:PORT); default: a new local one")
-    seeds: list[int] | None = _opt(None, "studies", "repeat the split and fit with each seed; "
-                                   "report mean ± std", str, metavar="S,S,...")
+    allow_outside_root: bool = _opt(
+        False,
+        "data",
+        "let paths written in manifests and annotation files point outside the dataset root",
+    )
+    flush_every: int = 512  # feature store: commit every N images ...
+    flush_seconds: float = 30.0  # ... or every T seconds, whichever comes first
+    runtime: str = _opt(
+        "auto",
+        "runtime",
+        "forward pass engine; auto: ONNX Runtime on a CPU "
+        "when installed and the backbone exports, else PyTorch",
+        choices=("auto", "torch", "onnx"),
+    )
+    engine: str = _opt(
+        "local",
+        "backbone",
+        "where extraction runs: here, or a Ray cluster (pip install 'originprobe[ray]')",
+        choices=("local", "ray"),
+    )
+    address: str | None = _opt(
+        None,
+        "backbone",
+        "with --engine ray: the cluster (auto, HOST:PORT); default: a new local one",
+    )
+    seeds: list[int] | None = _opt(
+        None,
+        "studies",
+        "repeat the split and fit with each seed; report mean ± std",
+        str,
+        metavar="S,S,...",
+    )
 
     @property
     def title(self) -> str:
@@ -136,8 +166,10 @@ class RunConfig:
         if not self.protocol and not self.data:
             raise ConfigError("give --data and --known, or --protocol NAME --root DIR")
         if self.protocol and (self.data or self.known or self.unknown):
-            raise ConfigError("--data, --known and --unknown cannot be combined with --protocol: "
-                              "the protocol fixes data and classes")
+            raise ConfigError(
+                "--data, --known and --unknown cannot be combined with --protocol: "
+                "the protocol fixes data and classes"
+            )
 
     @classmethod
     def from_options(cls, opts: Mapping[str, Any], need_known: bool = True) -> "RunConfig":
@@ -151,12 +183,18 @@ class RunConfig:
         if not opts.get("protocol") and opts.get("data") and need_known and not known:
             raise ConfigError("give --data and --known, or --protocol NAME --root DIR")
         if not opts.get("protocol") and not opts.get("data"):
-            raise ConfigError("give --data and --known, or --protocol NAME --root DIR"
-                              if need_known else "give DATA or --protocol NAME --root DIR")
+            raise ConfigError(
+                "give --data and --known, or --protocol NAME --root DIR"
+                if need_known
+                else "give DATA or --protocol NAME --root DIR"
+            )
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in opts.items() if k in names and v is not None}
-        values.update(known=known or [], unknown=_names(opts.get("unknown")),
-                      progress=not opts.get("quiet", False))
+        values.update(
+            known=known or [],
+            unknown=_names(opts.get("unknown")),
+            progress=not opts.get("quiet", False),
+        )
         if isinstance(opts.get("seeds"), str):
             values["seeds"] = _whole_numbers(opts["seeds"], "--seeds")
         for every in opts.get("flush_every") or []:
@@ -171,8 +209,10 @@ class RunConfig:
         opts = dict(opts or {})
         for flag in ("data", "known", "unknown", "test_data", "protocol", "root"):
             if opts.get(flag):
-                raise ConfigError(f"--{flag.replace('_', '-')} cannot be combined with --config: "
-                                  "the configuration fixes data and classes")
+                raise ConfigError(
+                    f"--{flag.replace('_', '-')} cannot be combined with --config: "
+                    "the configuration fixes data and classes"
+                )
         try:
             d = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -191,8 +231,9 @@ class RunConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise ConfigError(f"{where}: unknown setting(s) {unknown}; is this an originprobe "
-                             "config.json?")
+            raise ConfigError(
+                f"{where}: unknown setting(s) {unknown}; is this an originprobe config.json?"
+            )
         d = dict(d)
         if "fractions" in d:
             d["fractions"] = tuple(d["fractions"])
@@ -217,8 +258,14 @@ def _whole_numbers(text: str, what: str) -> list[int]:
         raise ConfigError(f"{what} {text!r}: give whole numbers, e.g. 5,10,20") from None
 
 
-_AT_LEAST = {"batch_size": 1, "train_per_class": 1, "test_per_class": 1, "low_data_seeds": 1,
-             "workers": 0, "flush_every": 1}
+_AT_LEAST = {
+    "batch_size": 1,
+    "train_per_class": 1,
+    "test_per_class": 1,
+    "low_data_seeds": 1,
+    "workers": 0,
+    "flush_every": 1,
+}
 _MODEL_PARAMS = ("combine_layers", "seed", "target_tpr")
 
 
@@ -229,8 +276,9 @@ def check_field(name: str, value: Any) -> None:
     if name in _MODEL_PARAMS:
         check_params(**{name: value})
     elif name in _AT_LEAST and value < _AT_LEAST[name]:
-        raise ConfigError(f"--{name.replace('_', '-')} must be at least {_AT_LEAST[name]}, "
-                          f"got {value}")
+        raise ConfigError(
+            f"--{name.replace('_', '-')} must be at least {_AT_LEAST[name]}, got {value}"
+        )
     elif name == "flush_seconds" and value <= 0:
         raise ConfigError(f"flush_seconds must be positive, got {value}")
     elif name == "jpeg_align" and not 1 <= value <= 100:
@@ -250,24 +298,15 @@ def parse_flush(text: str) -> dict:
         value = (float if key == "flush_seconds" else int)(str(text).rstrip("s"))
         check_field(key, value)
     except (ValueError, ConfigError):
-        raise ConfigError(f"--flush-every {text!r}: give a number of images (512) or of seconds "
-                          "(20s)") from None
+        raise ConfigError(
+            f"--flush-every {text!r}: give a number of images (512) or of seconds (20s)"
+        ) from None
     return {key: value}
 
 
-def option_parser(name: str, kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    """An argparse type for field `name`: parse with `kind`, then `check_field` (so a bad value
-    is a usage error, by the same rule the library applies)."""
-    import argparse
-
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-            check_field(name, value if name != "seeds" else _whole_numbers(value, "--seeds"))
-        except (ValueError, ConfigError) as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-        return value
-    return parse
+def check_field_text(name: str, value: Any) -> None:
+    """`check_field` for a value as the command line gives it (lists as comma-separated text)."""
+    check_field(name, _whole_numbers(value, "--seeds") if name == "seeds" else value)
 
 
 def flush_option() -> tuple[str, dict]:
@@ -280,5 +319,13 @@ def flush_option() -> tuple[str, dict]:
         except ConfigError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
         return text
-    return ("--flush-every", dict(type=parse, action="append", metavar="N|Ts", help="commit "
-                                  "features every N images and/or T seconds (default: 512, 30s)"))
+
+    return (
+        "--flush-every",
+        dict(
+            type=parse,
+            action="append",
+            metavar="N|Ts",
+            help="commit features every N images and/or T seconds (default: 512, 30s)",
+        ),
+    )

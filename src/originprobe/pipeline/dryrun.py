@@ -1,5 +1,6 @@
 """`--dry-run`: resolve the data or protocol of a run, count samples per class and role, list
 missing files; nothing is hashed, decoded or extracted."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -10,9 +11,9 @@ from .prepare import RunConfig, resolve_for
 
 @dataclass
 class DryRun:
-    header: list[str]                       # lines describing the protocol or data
-    counts: dict[str, dict[str, int]]       # role -> class -> samples
-    missing: dict[str, list[str]]           # role -> files named but not on disk
+    header: list[str]  # lines describing the protocol or data
+    counts: dict[str, dict[str, int]]  # role -> class -> samples
+    missing: dict[str, list[str]]  # role -> files named but not on disk
     problems: list[Problem] = field(default_factory=list)
 
     @property
@@ -23,9 +24,14 @@ class DryRun:
 def dry_run(cfg: RunConfig) -> DryRun:
     if cfg.protocol:
         rp = resolve_for(cfg)
-        header = [f"# {cfg.protocol}: {rp.protocol.title}", "", rp.protocol.source, "",
-                  f"known ({len(rp.known)}): {', '.join(rp.known)}",
-                  f"unknown, group {rp.group} ({len(rp.unknown)}): {', '.join(rp.unknown)}"]
+        header = [
+            f"# {cfg.protocol}: {rp.protocol.title}",
+            "",
+            rp.protocol.source,
+            "",
+            f"known ({len(rp.known)}): {', '.join(rp.known)}",
+            f"unknown, group {rp.group} ({len(rp.unknown)}): {', '.join(rp.unknown)}",
+        ]
         if rp.generated:
             header.append(f"annotation files generated from the raw tree into {rp.generated}")
         header += [f"{role}: {f if f else '(carved from train)'}" for role, f in rp.files.items()]
@@ -34,8 +40,12 @@ def dry_run(cfg: RunConfig) -> DryRun:
     counts, missing, problems = {}, {}, []
     for role, spec in (("data", cfg.data), ("test_data", cfg.test_data)):
         if spec:
-            ds = load_dataset(spec, class_names=cfg.class_names, root=cfg.root,
-                              allow_outside_root=cfg.allow_outside_root)
+            ds = load_dataset(
+                spec,
+                class_names=cfg.class_names,
+                root=cfg.root,
+                allow_outside_root=cfg.allow_outside_root,
+            )
             counts[role] = ds.counts()
             missing[role] = ds.missing_files()
             problems += ds.problems

@@ -5,13 +5,12 @@ train (known) → fit; validation (known) → choose layer and hyper-parameters,
 threshold; test (known + unknown) → metrics only, touched once after every choice is fixed.
 Every decision on test data is the Attributor's (`Attributor.decide`).
 """
+
 from __future__ import annotations
 
 import csv
 import io
-import os
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,16 +38,27 @@ def layer_sweep(p: Prepared, att: Attributor) -> list[dict]:
         if layer == att.layer_:
             variant = att
         else:
-            variant = att.with_head(layer, head, p.features("train", layer), y_tr,
-                                    p.features("val", layer), y_va)
+            variant = att.with_head(
+                layer, head, p.features("train", layer), y_tr, p.features("val", layer), y_va
+            )
         d = variant.decide(p.features("test", layer))
-        fig = open_set_figures(d.score, is_known, d.closest == y_test) if (~is_known).any() \
+        fig = (
+            open_set_figures(d.score, is_known, d.closest == y_test)
+            if (~is_known).any()
             else {"auroc": None, "oscr": None}
-        rows.append({"layer": str(layer), "params": row.params,
-                     "val_balanced_accuracy": row.val_balanced_accuracy,
-                     "test_accuracy": float(np.mean(d.closest[is_known] == y_test[is_known]))
-                     if is_known.any() else None,
-                     "test_auroc": fig["auroc"], "test_oscr": fig["oscr"]})
+        )
+        rows.append(
+            {
+                "layer": str(layer),
+                "params": row.params,
+                "val_balanced_accuracy": row.val_balanced_accuracy,
+                "test_accuracy": float(np.mean(d.closest[is_known] == y_test[is_known]))
+                if is_known.any()
+                else None,
+                "test_auroc": fig["auroc"],
+                "test_oscr": fig["oscr"],
+            }
+        )
     return rows
 
 
@@ -57,8 +67,16 @@ def write_predictions(path: Path, p: Prepared, d: Decisions) -> None:
     w = csv.writer(buf)
     w.writerow(["path", "sha256", "label", "predicted", "score", "decision"])
     for s, closest, sc, decided in zip(p.split.test, d.closest, d.score, d.label):
-        w.writerow([str(s.path).encode("utf-8", "backslashreplace").decode(), s.sha256, s.label,
-                    closest, f"{sc:.6g}", decided])
+        w.writerow(
+            [
+                str(s.path).encode("utf-8", "backslashreplace").decode(),
+                s.sha256,
+                s.label,
+                closest,
+                f"{sc:.6g}",
+                decided,
+            ]
+        )
     atomic_write_text(path, buf.getvalue())
 
 
@@ -66,21 +84,34 @@ def evaluate_prepared(p: Prepared, cfg: RunConfig) -> tuple[dict, Attributor, De
     t0 = time.perf_counter()
     att = fit_prepared(p)
     fit_s = time.perf_counter() - t0
-    metrics, d = test_attributor(att, p.features("test", att.layer_), p.features.labels("test"),
-                                 p.split.known_classes, bootstrap=1000, seed=cfg.seed)
+    metrics, d = test_attributor(
+        att,
+        p.features("test", att.layer_),
+        p.features.labels("test"),
+        p.split.known_classes,
+        bootstrap=1000,
+        seed=cfg.seed,
+    )
     sel = att.selection_summary_
     results = {
         **metrics,
-        "selected": {"head": att.head, "score": att.score_name_, "layer": str(att.layer_),
-                     "params": sel["params"], "C": sel["params"].get("C"),
-                     "criterion": sel["criterion"],
-                     "val_balanced_accuracy": sel["val_balanced_accuracy"],
-                     "threshold": float(att.threshold_), "target_tpr": cfg.target_tpr},
+        "selected": {
+            "head": att.head,
+            "score": att.score_name_,
+            "layer": str(att.layer_),
+            "params": sel["params"],
+            "C": sel["params"].get("C"),
+            "criterion": sel["criterion"],
+            "val_balanced_accuracy": sel["val_balanced_accuracy"],
+            "threshold": float(att.threshold_),
+            "target_tpr": cfg.target_tpr,
+        },
         "known_classes": list(p.split.known_classes),
         "unknown_classes": list(p.split.unknown_classes),
         "counts": p.split.counts(),
         "layer_sweep": layer_sweep(p, att),
-        "selection_seconds": round(fit_s, 2), "selection_fits": sel["fits"],
+        "selection_seconds": round(fit_s, 2),
+        "selection_fits": sel["fits"],
     }
     return results, att, d
 
@@ -101,9 +132,13 @@ def evaluate_one(cfg: RunConfig, out_dir: str | Path, title: str = "") -> dict:
         **core,
         "backbone": {k: v for k, v in p.backbone.describe().items() if k != "feature_dims"},
         "provenance": provenance(p.backbone, p.extraction.runtime),
-        "timing": {"extract_s": round(t_extract, 2), "selection_s": core.pop("selection_seconds"),
-                   "images_per_s": round(p.extraction.images_per_second, 1),
-                   "extracted": p.extraction.computed, "cached": p.extraction.cached},
+        "timing": {
+            "extract_s": round(t_extract, 2),
+            "selection_s": core.pop("selection_seconds"),
+            "images_per_s": round(p.extraction.images_per_second, 1),
+            "extracted": p.extraction.computed,
+            "cached": p.extraction.cached,
+        },
     }
     problems = list(p.problems)
     if aligned is not None:

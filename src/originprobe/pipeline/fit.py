@@ -4,6 +4,7 @@ Known classes are split train/validation (stratified, seeded). Layer and hyper-p
 chosen on validation, the head is fitted on train, and the reject threshold is calibrated on the
 validation scores for the target TPR (default: keep 95% of known validation samples).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,6 +20,5 @@ def fit(cfg: RunConfig, out_dir: str | Path) -> Attributor:
     resolve_score(cfg.head, cfg.score)
     p = prepare(cfg, with_test=False)
     att = fit_prepared(p)
-    att.problems_ = list(p.problems)
     att.save(out)
     return att

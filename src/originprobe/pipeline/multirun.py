@@ -4,6 +4,7 @@ several seeds (`--seeds 0,1,2`), each a full run directory, summarised as mean Â
 Features are extracted once: every run reads the same feature cache. Nothing is chosen across
 runs; each run selects on its own known-class validation data.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -18,15 +19,26 @@ from ..report.summary import SUMMARY_KEYS, summary_markdown, summary_value
 from .evaluate import evaluate_one
 from .prepare import RunConfig
 
+
 def planned_runs(cfg: RunConfig) -> list[tuple[str, RunConfig]]:
     from ..protocols import expand
+
     protocols = expand(cfg.protocol) if cfg.protocol else [None]
     seeds = list(cfg.seeds) if cfg.seeds else [cfg.seed]
     runs = []
     for p in protocols:
         for s in seeds:
-            name = "-".join(x for x in ((p or "").split(":")[-1] if p else "",
-                                        f"seed{s}" if len(seeds) > 1 else "") if x) or "run"
+            name = (
+                "-".join(
+                    x
+                    for x in (
+                        (p or "").split(":")[-1] if p else "",
+                        f"seed{s}" if len(seeds) > 1 else "",
+                    )
+                    if x
+                )
+                or "run"
+            )
             runs.append((name, replace(cfg, protocol=p, seed=s, seeds=None)))
     return runs
 
@@ -37,22 +49,35 @@ def evaluate_many(cfg: RunConfig, out_dir: str | Path) -> dict:
     for name, sub in planned_runs(cfg):
         res = evaluate_one(sub, out / name)
         build_report(out / name)
-        rows.append({"name": name, "protocol": sub.protocol, "seed": sub.seed,
-                     "layer": res["selected"]["layer"], "params": res["selected"]["params"],
-                     "errors": res["errors"], "warnings": res.get("warnings", 0),
-                     **{label: summary_value(res, path) for label, path in SUMMARY_KEYS},
-                     "auroc_ci95": res["open_set"].get("auroc_ci95"),
-                     "oscr_ci95": res["open_set"].get("oscr_ci95")})
+        rows.append(
+            {
+                "name": name,
+                "protocol": sub.protocol,
+                "seed": sub.seed,
+                "layer": res["selected"]["layer"],
+                "params": res["selected"]["params"],
+                "errors": res["errors"],
+                "warnings": res.get("warnings", 0),
+                **{label: summary_value(res, path) for label, path in SUMMARY_KEYS},
+                "auroc_ci95": res["open_set"].get("auroc_ci95"),
+                "oscr_ci95": res["open_set"].get("oscr_ci95"),
+            }
+        )
     mean, std = {}, {}
     for label, _ in SUMMARY_KEYS:
         vals = [r[label] for r in rows if r[label] is not None]
         mean[label] = float(np.mean(vals)) if vals else None
         std[label] = float(np.std(vals)) if vals else None
-    summary = {"kind": "summary", "title": f"{cfg.protocol or cfg.title}"
-                                            + (f", seeds {cfg.seeds}" if cfg.seeds else ""),
-               "runs": rows, "mean": mean, "std": std, "config": cfg.to_dict(),
-               "errors": sum(r["errors"] for r in rows),
-               "warnings": sum(r["warnings"] for r in rows)}
+    summary = {
+        "kind": "summary",
+        "title": f"{cfg.protocol or cfg.title}" + (f", seeds {cfg.seeds}" if cfg.seeds else ""),
+        "runs": rows,
+        "mean": mean,
+        "std": std,
+        "config": cfg.to_dict(),
+        "errors": sum(r["errors"] for r in rows),
+        "warnings": sum(r["warnings"] for r in rows),
+    }
     write_json(out / "config.json", cfg.to_dict())
     atomic_write_text(out / "results.md", summary_markdown(summary))
     write_json(out / "results.json", summary)

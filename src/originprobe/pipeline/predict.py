@@ -3,26 +3,43 @@ model, write the requested outputs atomically, and return everything the caller 
 
 Outputs that would replace a user's file are refused before any work unless `overwrite`.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from ..backbones import resolve_device
 from ..data import Problem
 from ..errors import ConfigError, OutputExistsError
 from ..model import Attribution, Attributor
+from ..options import option
 from ..report.analyst import write_report
 from ..report.attributions import output_format, write_records
 from .prepare import collect_images
 
 
 @dataclass
+class PredictOutputs:
+    """What `predict` writes and how it decides (each field is also its option)."""
+
+    out: str | None = option(None, "write the attributions to FILE.csv or FILE.jsonl")
+    report: str | None = option(
+        None,
+        "an analyst's offline page (FILE.html): thumbnails, "
+        "verdicts, scores, evidence, with filters",
+    )
+    overwrite: bool = option(False, "replace existing --out and --report files")
+    threshold: float | None = option(None, "reject threshold (default: the model's)")
+    top_k: int | None = option(None, "classes shown per image (default: the model's, 3)")
+
+
+@dataclass
 class PredictRun:
     model: Attributor
-    records: list[Attribution]                       # attributed first, then skipped files
-    note: str | None = None                          # what evidence could not be read
+    records: list[Attribution]  # attributed first, then skipped files
+    note: str | None = None  # what evidence could not be read
     written: list[str] = field(default_factory=list)
 
     @property
@@ -44,10 +61,17 @@ def check_outputs(out: str | None, report: str | None, overwrite: bool) -> None:
         raise ConfigError(f"--report {report}: name it FILE.html")
 
 
-def predict_paths(model: str | Path, paths: Sequence[str], *, out: str | None = None,
-                  report: str | None = None, overwrite: bool = False,
-                  threshold: float | None = None, top_k: int | None = None,
-                  **runtime) -> PredictRun:
+def predict_paths(
+    model: str | Path,
+    paths: Sequence[str],
+    *,
+    out: str | None = None,
+    report: str | None = None,
+    overwrite: bool = False,
+    threshold: float | None = None,
+    top_k: int | None = None,
+    **runtime,
+) -> PredictRun:
     """Attribute every image under `paths` (folders recursively, images recognised by content);
     `runtime`: Attributor.load's (device, batch_size, workers, provenance, c2pa_trust, ...)."""
     check_outputs(out, report, overwrite)
@@ -69,9 +93,12 @@ def predict_paths(model: str | Path, paths: Sequence[str], *, out: str | None = 
     return run
 
 
-def enroll_paths(model: str | Path, label: str, paths: Sequence[str], **runtime
-                 ) -> tuple[Attributor, int, list[Problem]]:
+def enroll_paths(
+    model: str | Path, label: str, paths: Sequence[str], **runtime
+) -> tuple[Attributor, int, list[Problem]]:
     """Add `label` to the saved model from the images under `paths`, saved in place."""
+    if not label:
+        raise ConfigError("--label is required: the name of the new class")
     att = Attributor.load(model, **runtime)
     samples, problems = collect_images(paths)
     n, errors = att.enroll(label, [s.path for s in samples])

@@ -1,13 +1,14 @@
 """Which runs a configuration asks for, and running them: one `evaluate_one`, or, for a protocol
 family (`--protocol realgen`) or several seeds, every run and their summary (`multirun`)."""
+
 from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
 
 from ..fileio import check_run_dir
-from ..report.html import build_report
 from ..protocols import expand
+from ..report.html import build_report
 from .evaluate import evaluate_one
 from .multirun import evaluate_many, planned_runs
 from .prepare import RunConfig

@@ -5,18 +5,19 @@ Each reuses the selection made on clean known-class validation data; none of the
 anything on test data. Robustness perturbs test images only (training is clean); low-data
 subsamples the training set per class with several seeds and reports mean ± std.
 """
+
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from ..data.perturb import Perturbation, parse_levels
-from ..fileio import atomic_write_text
 from ..features import LayerSpec
+from ..fileio import atomic_write_text
 from ..metrics import auroc, oscr
 from ..model import Attributor
 from .fitting import fit_prepared
@@ -27,9 +28,11 @@ def _figures(att: Attributor, X: np.ndarray, y: np.ndarray, known: Sequence[str]
     d = att.decide(X)
     k = np.isin(y, list(known))
     has_unknown = bool((~k).any())
-    return {"accuracy": float(np.mean(d.closest[k] == y[k])) if k.any() else None,
-            "auroc": auroc(d.score, k) if has_unknown else None,
-            "oscr": oscr(d.score, k, d.closest == y) if has_unknown else None}
+    return {
+        "accuracy": float(np.mean(d.closest[k] == y[k])) if k.any() else None,
+        "auroc": auroc(d.score, k) if has_unknown else None,
+        "oscr": oscr(d.score, k, d.closest == y) if has_unknown else None,
+    }
 
 
 def robustness(p: Prepared, att: Attributor, spec: str | None) -> dict[str, list[dict]]:
@@ -62,8 +65,9 @@ def low_data(p: Prepared, sizes: Sequence[int], seeds: int) -> list[dict]:
         runs = []
         for seed in range(seeds):
             rng = np.random.default_rng(seed)
-            idx = np.sort(np.concatenate([
-                rng.permutation(np.flatnonzero(y_train == c))[:n] for c in known]))
+            idx = np.sort(
+                np.concatenate([rng.permutation(np.flatnonzero(y_train == c))[:n] for c in known])
+            )
             att = fit_prepared(p, train_index=idx)
             runs.append(_figures(att, p.features("test", att.layer_), y_test, known))
         row = {"per_class": int(n), "seeds": seeds}
@@ -75,10 +79,12 @@ def low_data(p: Prepared, sizes: Sequence[int], seeds: int) -> list[dict]:
     return rows
 
 
-def write_embedding(path: Path, p: Prepared, layer: LayerSpec, seed: int = 0,
-                    max_points: int = 2000) -> None:
+def write_embedding(
+    path: Path, p: Prepared, layer: LayerSpec, seed: int = 0, max_points: int = 2000
+) -> None:
     """t-SNE map of the test features of `layer` (standardised; at most `max_points`, seeded)."""
     from sklearn.manifold import TSNE
+
     X = p.features("test", layer).astype(np.float64)
     samples = p.split.test
     if len(samples) < 5:
@@ -88,12 +94,22 @@ def write_embedding(path: Path, p: Prepared, layer: LayerSpec, seed: int = 0,
         idx = np.sort(np.random.default_rng(seed).choice(idx, max_points, replace=False))
     Z = X[idx]
     Z = (Z - Z.mean(0)) / (Z.std(0) + 1e-8)
-    xy = TSNE(n_components=2, perplexity=float(min(30, max(2, (len(idx) - 1) // 3))),
-              init="pca", random_state=seed).fit_transform(Z)
+    xy = TSNE(
+        n_components=2,
+        perplexity=float(min(30, max(2, (len(idx) - 1) // 3))),
+        init="pca",
+        random_state=seed,
+    ).fit_transform(Z)
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["path", "label", "x", "y"])
     for i, (x, yv) in zip(idx, xy):
-        w.writerow([str(samples[i].path).encode("utf-8", "backslashreplace").decode(),
-                    samples[i].label, f"{x:.4f}", f"{yv:.4f}"])
+        w.writerow(
+            [
+                str(samples[i].path).encode("utf-8", "backslashreplace").decode(),
+                samples[i].label,
+                f"{x:.4f}",
+                f"{yv:.4f}",
+            ]
+        )
     atomic_write_text(path, buf.getvalue())

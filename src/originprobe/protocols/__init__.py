@@ -22,6 +22,7 @@ Rules this module keeps, whatever the published files do:
 Nothing here extracts features: resolving a protocol only reads annotation files and, for a
 dry run, checks that the images they name exist.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,15 +48,16 @@ class Protocol:
     source: str
     notes: str
     known: tuple[str, ...]
-    unknown: dict[str, tuple[str, ...]]      # group -> unknown classes
-    files: dict                              # role -> candidate paths ({split} filled in)
-    raw_tree: str | None = None              # layout of raw images annotations can be made from
-    data: str | None = None                  # one labelled dataset under the root, split here
+    unknown: dict[str, tuple[str, ...]]  # group -> unknown classes
+    files: dict  # role -> candidate paths ({split} filled in)
+    raw_tree: str | None = None  # layout of raw images annotations can be made from
+    data: str | None = None  # one labelled dataset under the root, split here
 
     def unknown_classes(self, group: str = "all") -> list[str]:
         if group not in self.unknown:
-            raise ProtocolError(f"{self.name}: no unknown group {group!r}; groups: "
-                                f"{', '.join(self.unknown)}")
+            raise ProtocolError(
+                f"{self.name}: no unknown group {group!r}; groups: {', '.join(self.unknown)}"
+            )
         return list(self.unknown[group])
 
     def candidates(self, role: str, group: str = "all") -> list[str]:
@@ -65,13 +67,23 @@ class Protocol:
         return [p.format(split=self.split) for p in c]
 
     def describe(self) -> dict:
-        return {"name": self.name, "title": self.title, "source": self.source,
-                "notes": self.notes, "known": list(self.known),
-                "unknown": {g: list(c) for g, c in self.unknown.items()},
-                "files": {r: self.candidates(r) if r != "test_unknown" else
-                          {g: self.candidates(r, g) for g in self.unknown} for r in ROLES}
-                if self.data is None else {"data": self.data},
-                "raw_tree": self.raw_tree}
+        return {
+            "name": self.name,
+            "title": self.title,
+            "source": self.source,
+            "notes": self.notes,
+            "known": list(self.known),
+            "unknown": {g: list(c) for g, c in self.unknown.items()},
+            "files": {
+                r: self.candidates(r)
+                if r != "test_unknown"
+                else {g: self.candidates(r, g) for g in self.unknown}
+                for r in ROLES
+            }
+            if self.data is None
+            else {"data": self.data},
+            "raw_tree": self.raw_tree,
+        }
 
 
 def _families() -> dict[str, dict]:
@@ -87,13 +99,21 @@ def list_protocols() -> list[Protocol]:
     protocols = []
     for family, spec in _families().items():
         for split, sp in spec["splits"].items():
-            protocols.append(Protocol(
-                name=f"{family}:{split}" if split else family, family=family, split=split,
-                title=spec["title"], source=spec["source"], notes=spec.get("notes", ""),
-                known=tuple(sp["known"]),
-                unknown={g: tuple(c) for g, c in sp["unknown"].items()},
-                files=spec.get("files", {}), raw_tree=spec.get("raw_tree"),
-                data=spec.get("data")))
+            protocols.append(
+                Protocol(
+                    name=f"{family}:{split}" if split else family,
+                    family=family,
+                    split=split,
+                    title=spec["title"],
+                    source=spec["source"],
+                    notes=spec.get("notes", ""),
+                    known=tuple(sp["known"]),
+                    unknown={g: tuple(c) for g, c in sp["unknown"].items()},
+                    files=spec.get("files", {}),
+                    raw_tree=spec.get("raw_tree"),
+                    data=spec.get("data"),
+                )
+            )
     return protocols
 
 
@@ -101,9 +121,11 @@ def get_protocol(name: str) -> Protocol:
     for p in list_protocols():
         if p.name == name:
             return p
-    raise ProtocolError(f"unknown protocol {name!r}; protocols: "
-                        f"{', '.join(p.name for p in list_protocols())} (or a family name, "
-                        "for all its splits)")
+    raise ProtocolError(
+        f"unknown protocol {name!r}; protocols: "
+        f"{', '.join(p.name for p in list_protocols())} (or a family name, "
+        "for all its splits)"
+    )
 
 
 def expand(name: str) -> list[str]:
@@ -127,7 +149,7 @@ class ResolvedProtocol:
     root: Path
     files: dict[str, Path | None]
     datasets: dict[str, Dataset | None]
-    generated: Path | None = None            # where annotation files were generated, if they were
+    generated: Path | None = None  # where annotation files were generated, if they were
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -170,14 +192,20 @@ def _unknown_resolver(protocol: Protocol, group: str):
             if part in every:
                 return part
         return group_classes[index] if 0 <= index < len(group_classes) else None
+
     return resolve
 
 
-def resolve_protocol(name: str, root: str | Path, group: str = "all",
-                     annotations: str | Path | None = None, seed: int = 0,
-                     train_per_class: int | None = None,
-                     test_per_class: int | None = None,
-                     allow_outside_root: bool = False) -> ResolvedProtocol:
+def resolve_protocol(
+    name: str,
+    root: str | Path,
+    group: str = "all",
+    annotations: str | Path | None = None,
+    seed: int = 0,
+    train_per_class: int | None = None,
+    test_per_class: int | None = None,
+    allow_outside_root: bool = False,
+) -> ResolvedProtocol:
     """Find the protocol's annotation files under `annotations` (default: `root`) and read them.
 
     When they are missing and `root` holds the raw image tree the family can be built from
@@ -191,13 +219,17 @@ def resolve_protocol(name: str, root: str | Path, group: str = "all",
     unknown = protocol.unknown_classes(group)
     if protocol.data is not None:
         from ..data.samples import load_dataset
+
         spec = root / protocol.data
         if not spec.exists():
-            raise ProtocolError(f"{name}: {spec} not found (the protocol reads "
-                                f"{protocol.data!r} under --root)")
+            raise ProtocolError(
+                f"{name}: {spec} not found (the protocol reads {protocol.data!r} under --root)"
+            )
         ds = load_dataset(spec, allow_outside_root=allow_outside_root)
-        notes = ["known classes are split train/validation/test (stratified, seeded); unknown "
-                 "classes are test only"]
+        notes = [
+            "known classes are split train/validation/test (stratified, seeded); unknown "
+            "classes are test only"
+        ]
         return ResolvedProtocol(protocol, group, root, {"data": spec}, {"data": ds}, None, notes)
     base = Path(annotations) if annotations else root
     found = {r: _find(base, protocol.candidates(r, group)) for r in ROLES}
@@ -205,17 +237,28 @@ def resolve_protocol(name: str, root: str | Path, group: str = "all",
     needed = [r for r in ROLES if r != "val" or protocol.candidates("val")]
     if any(found[r] is None for r in needed) and protocol.raw_tree == "genimage":
         from .genimage_raw import find_raw_tree, write_annotations
+
         tree = find_raw_tree(root, list(protocol.known) + unknown)
         if tree is not None:
             generated = Path(annotations) if annotations else root / "originprobe-annotations"
-            write_annotations(protocol, tree, root, generated, seed=seed,
-                              train_per_class=train_per_class, test_per_class=test_per_class)
+            write_annotations(
+                protocol,
+                tree,
+                root,
+                generated,
+                seed=seed,
+                train_per_class=train_per_class,
+                test_per_class=test_per_class,
+            )
             found = {r: _find(generated, protocol.candidates(r, group)) for r in ROLES}
     missing = [r for r in needed if found[r] is None]
     if missing:
         tried = "; ".join(f"{r}: {', '.join(protocol.candidates(r, group))}" for r in missing)
-        hint = (" (or the raw GenImage tree <root>/<generator>/**/{train,val}/{ai,nature})"
-                if protocol.raw_tree == "genimage" else "")
+        hint = (
+            " (or the raw GenImage tree <root>/<generator>/**/{train,val}/{ai,nature})"
+            if protocol.raw_tree == "genimage"
+            else ""
+        )
         raise ProtocolError(f"{name}: annotation file(s) not found under {base}: {tried}{hint}")
     known = list(protocol.known)
     datasets: dict[str, Dataset | None] = {}
@@ -226,15 +269,27 @@ def resolve_protocol(name: str, root: str | Path, group: str = "all",
             continue
         resolver = _unknown_resolver(protocol, group) if role == "test_unknown" else known
         # files originprobe wrote from the user's folder tree follow that tree's links
-        datasets[role] = load_annotations(f, resolver, root=root,
-                                          allow_outside_root=allow_outside_root,
-                                          follow_links=generated is not None)
+        datasets[role] = load_annotations(
+            f,
+            resolver,
+            root=root,
+            allow_outside_root=allow_outside_root,
+            follow_links=generated is not None,
+        )
     notes = []
     if datasets["val"] is None:
-        notes.append("validation is carved from the training file (stratified, seeded): the "
-                     "family publishes no validation file separate from its test set")
+        notes.append(
+            "validation is carved from the training file (stratified, seeded): the "
+            "family publishes no validation file separate from its test set"
+        )
     return ResolvedProtocol(protocol, group, root, found, datasets, generated, notes)
 
 
-__all__ = ["Protocol", "ProtocolError", "ResolvedProtocol", "get_protocol", "list_protocols",
-           "resolve_protocol"]
+__all__ = [
+    "Protocol",
+    "ProtocolError",
+    "ResolvedProtocol",
+    "get_protocol",
+    "list_protocols",
+    "resolve_protocol",
+]

@@ -14,6 +14,7 @@ Paths are relative to the root. Selection is deterministic: file lists are sorte
 permutation per class takes at most the cap. A second call with the same settings rewrites
 nothing.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import atomic_write_text
 from ..data.samples import Problem, skipped_summary, walk_files
+from ..fileio import atomic_write_text
 from . import ProtocolError
 
 REAL = "real"
@@ -72,9 +73,15 @@ def _pick(paths: list[Path], cap: int | None, rng: np.random.Generator) -> list[
     return [paths[i] for i in sorted(order)]
 
 
-def write_annotations(protocol, tree: dict, root: Path, out_dir: Path, seed: int = 0,
-                      train_per_class: int | None = None, test_per_class: int | None = None
-                      ) -> dict[str, Path]:
+def write_annotations(
+    protocol,
+    tree: dict,
+    root: Path,
+    out_dir: Path,
+    seed: int = 0,
+    train_per_class: int | None = None,
+    test_per_class: int | None = None,
+) -> dict[str, Path]:
     train_cap = train_per_class or DEFAULT_TRAIN_PER_CLASS
     test_cap = test_per_class or DEFAULT_TEST_PER_CLASS
     split = protocol.split
@@ -84,10 +91,16 @@ def write_annotations(protocol, tree: dict, root: Path, out_dir: Path, seed: int
         "test_unknown": out_dir / f"{split}_val/annotations/{split}_val_out_all.txt",
     }
     meta_path = out_dir / f"{split}_meta.json"
-    settings = {"protocol": protocol.name, "seed": seed, "train_per_class": train_cap,
-                "test_per_class": test_cap,
-                "folders": {g: {f"{p}/{k}": str(d.relative_to(root)) for (p, k), d in
-                                sorted(dirs.items())} for g, dirs in sorted(tree.items())}}
+    settings = {
+        "protocol": protocol.name,
+        "seed": seed,
+        "train_per_class": train_cap,
+        "test_per_class": test_cap,
+        "folders": {
+            g: {f"{p}/{k}": str(d.relative_to(root)) for (p, k), d in sorted(dirs.items())}
+            for g, dirs in sorted(tree.items())
+        },
+    }
     if meta_path.is_file() and all(f.is_file() for f in files.values()):
         old = json.loads(meta_path.read_text(encoding="utf-8"))
         if old.get("settings") == settings:
@@ -95,7 +108,7 @@ def write_annotations(protocol, tree: dict, root: Path, out_dir: Path, seed: int
 
     known = list(protocol.known)
     unknown = protocol.unknown_classes("all")
-    skipped: dict[str, Problem] = {}       # the folder tree's links are followed; broken ones not
+    skipped: dict[str, Problem] = {}  # the folder tree's links are followed; broken ones not
 
     def walk(folder: Path) -> list[Path]:
         problems: list[Problem] = []
@@ -105,8 +118,11 @@ def write_annotations(protocol, tree: dict, root: Path, out_dir: Path, seed: int
 
     def images(part: str, gen: str) -> list[Path]:
         if gen == REAL:  # real photos: every generator folder's nature/, pooled
-            return [p for g in sorted(tree) for p in
-                    (walk(tree[g][(part, "nature")]) if (part, "nature") in tree[g] else [])]
+            return [
+                p
+                for g in sorted(tree)
+                for p in (walk(tree[g][(part, "nature")]) if (part, "nature") in tree[g] else [])
+            ]
         return walk(tree[gen][(part, "ai")])
 
     def lines(part: str, classes: list[str], cap: int) -> tuple[str, dict[str, int]]:
@@ -124,18 +140,36 @@ def write_annotations(protocol, tree: dict, root: Path, out_dir: Path, seed: int
     empty = [c for c, n in {**train_counts, **test_counts, **out_counts}.items() if n == 0]
     if empty:
         why = skipped_summary(list(skipped.values()))
-        raise ProtocolError(f"{root}: no images found for {sorted(set(empty))} in the raw "
-                            f"GenImage tree ({{train,val}}/ai, or nature/ for real)"
-                            + (f"; {why}" if why else ""))
+        raise ProtocolError(
+            f"{root}: no images found for {sorted(set(empty))} in the raw "
+            f"GenImage tree ({{train,val}}/ai, or nature/ for real)" + (f"; {why}" if why else "")
+        )
     try:
-        for key, text in (("train", train_text), ("test_known", test_text),
-                          ("test_unknown", out_text)):
+        for key, text in (
+            ("train", train_text),
+            ("test_known", test_text),
+            ("test_unknown", out_text),
+        ):
             atomic_write_text(files[key], text)
-        atomic_write_text(meta_path, json.dumps(
-            {"settings": settings, "counts": {"train": train_counts, "test_known": test_counts,
-                                              "test_unknown": out_counts}}, indent=2) + "\n")
+        atomic_write_text(
+            meta_path,
+            json.dumps(
+                {
+                    "settings": settings,
+                    "counts": {
+                        "train": train_counts,
+                        "test_known": test_counts,
+                        "test_unknown": out_counts,
+                    },
+                },
+                indent=2,
+            )
+            + "\n",
+        )
     except OSError as exc:
-        raise ProtocolError(f"{out_dir}: cannot write the generated annotation files "
-                            f"({exc.strerror or exc}); choose a writable folder with "
-                            "--annotations DIR") from None
+        raise ProtocolError(
+            f"{out_dir}: cannot write the generated annotation files "
+            f"({exc.strerror or exc}); choose a writable folder with "
+            "--annotations DIR"
+        ) from None
     return files

@@ -10,18 +10,27 @@ model, and the pixel verdict is never changed by it (`compare` only sets agreeme
     ev = reader.read("image.jpg")            # Evidence, never raises on a bad file
     compare(ev, label="dalle-mini", classes=model.classes_)
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ConfigError
 from ..data.images import SNIFF_BYTES, sniff_format
+from ..errors import ConfigError
 from . import content_credentials
 from .evidence import C2paRecord, Claim, Evidence, compare
 from .metadata import read_metadata
 
-_MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "TIFF": "image/tiff",
-         "GIF": "image/gif", "AVIF": "image/avif", "HEIF": "image/heif", "BMP": "image/bmp"}
+_MIME = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "WEBP": "image/webp",
+    "TIFF": "image/tiff",
+    "GIF": "image/gif",
+    "AVIF": "image/avif",
+    "HEIF": "image/heif",
+    "BMP": "image/bmp",
+}
 
 
 class EvidenceReader:
@@ -32,8 +41,9 @@ class EvidenceReader:
         self.c2pa_available = content_credentials.available()
         if trust_anchors and not self.c2pa_available:
             raise ConfigError(f"--c2pa-trust {trust_anchors}: {content_credentials.INSTALL_HINT}")
-        self._credentials = (content_credentials.CredentialReader(trust_anchors)
-                             if self.c2pa_available else None)
+        self._credentials = (
+            content_credentials.CredentialReader(trust_anchors) if self.c2pa_available else None
+        )
 
     @property
     def note(self) -> str | None:

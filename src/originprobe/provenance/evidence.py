@@ -4,27 +4,28 @@ It is a second line of evidence, shown beside the pixel attribution and never mi
 pixel verdict is never changed by it. Metadata can be stripped or forged, so every claim says
 whether it is covered by a valid C2PA signature (`signed`) or is bare text anyone can write.
 """
+
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from importlib import resources
-from typing import Sequence
 
-MAX_VALUE_CHARS = 2000       # a claim's raw value is kept up to this length (then marked cut)
+MAX_VALUE_CHARS = 2000  # a claim's raw value is kept up to this length (then marked cut)
 
 
 @dataclass
 class Claim:
     """One statement found in the file."""
 
-    source: str                     # where: "c2pa", "png:parameters", "exif:Software", ...
-    value: str                      # the raw value (cut at MAX_VALUE_CHARS)
-    generator: str | None = None    # the generator it names (generators.json), if any
-    generated: bool | None = None   # says AI-generated (True), captured (False), nothing (None)
-    signed: bool = False            # covered by a C2PA signature that validated
+    source: str  # where: "c2pa", "png:parameters", "exif:Software", ...
+    value: str  # the raw value (cut at MAX_VALUE_CHARS)
+    generator: str | None = None  # the generator it names (generators.json), if any
+    generated: bool | None = None  # says AI-generated (True), captured (False), nothing (None)
+    signed: bool = False  # covered by a C2PA signature that validated
 
 
 @dataclass
@@ -32,14 +33,14 @@ class C2paRecord:
     """The active C2PA manifest, as the C2PA library read and validated it."""
 
     claim_generator: str | None
-    signer: str | None              # the signing certificate's common name
-    issuer: str | None              # its issuer (organisation)
-    signed_at: str | None           # the signing time, when a time-stamp gives one
-    actions: list[dict]             # [{"action", "software_agent", "digital_source_type"}]
+    signer: str | None  # the signing certificate's common name
+    issuer: str | None  # its issuer (organisation)
+    signed_at: str | None  # the signing time, when a time-stamp gives one
+    actions: list[dict]  # [{"action", "software_agent", "digital_source_type"}]
     digital_source_type: str | None
-    validation: str                 # "valid", "content_changed", "signature_invalid", "invalid"
-    failures: list[str]             # the library's failure codes, untrusted signer excluded
-    trusted: bool | None            # signer on the configured trust list; None: none configured
+    validation: str  # "valid", "content_changed", "signature_invalid", "invalid"
+    failures: list[str]  # the library's failure codes, untrusted signer excluded
+    trusted: bool | None  # signer on the configured trust list; None: none configured
 
 
 @dataclass
@@ -49,9 +50,9 @@ class Evidence:
     claims: list[Claim] = field(default_factory=list)
     c2pa: C2paRecord | None = None
     warnings: list[str] = field(default_factory=list)
-    named: str | None = None         # the origin the metadata names (a model class when it can)
-    agreement: str = "no claim"      # "agrees", "disagrees" or "no claim"
-    reason: str = ""                 # one line saying why, for people
+    named: str | None = None  # the origin the metadata names (a model class when it can)
+    agreement: str = "no claim"  # "agrees", "disagrees" or "no claim"
+    reason: str = ""  # one line saying why, for people
 
     @property
     def empty(self) -> bool:
@@ -67,23 +68,36 @@ class Evidence:
         return self.agreement == "disagrees"
 
     def to_dict(self) -> dict:
-        return {"claims": [asdict(c) for c in self.claims],
-                "c2pa": asdict(self.c2pa) if self.c2pa is not None else None,
-                "named": self.named, "agreement": self.agreement,
-                "disagreement": self.disagreement, "signed": self.signed, "reason": self.reason,
-                "warnings": list(self.warnings)}
+        return {
+            "claims": [asdict(c) for c in self.claims],
+            "c2pa": asdict(self.c2pa) if self.c2pa is not None else None,
+            "named": self.named,
+            "agreement": self.agreement,
+            "disagreement": self.disagreement,
+            "signed": self.signed,
+            "reason": self.reason,
+            "warnings": list(self.warnings),
+        }
 
     def summary(self) -> str:
         """One short line for text output."""
         if self.empty:
-            return "no provenance metadata" + (f" ({'; '.join(self.warnings)})"
-                                               if self.warnings else "")
+            return "no provenance metadata" + (
+                f" ({'; '.join(self.warnings)})" if self.warnings else ""
+            )
         if self.c2pa is not None:
-            trust = {True: ", trusted signer", False: ", signer not on the trust list",
-                     None: ""}[self.c2pa.trusted]
-            head = "C2PA " + {"valid": "signature valid", "content_changed": "content changed "
-                              "after signing", "signature_invalid": "signature invalid"}.get(
-                                  self.c2pa.validation, self.c2pa.validation) + trust
+            trust = {True: ", trusted signer", False: ", signer not on the trust list", None: ""}[
+                self.c2pa.trusted
+            ]
+            head = (
+                "C2PA "
+                + {
+                    "valid": "signature valid",
+                    "content_changed": "content changed after signing",
+                    "signature_invalid": "signature invalid",
+                }.get(self.c2pa.validation, self.c2pa.validation)
+                + trust
+            )
             return f"{head}; {self.reason}"
         return self.reason
 
@@ -92,8 +106,7 @@ class Evidence:
 def _table() -> dict:
     text = resources.files(__package__).joinpath("generators.json").read_text(encoding="utf-8")
     table = json.loads(text)
-    table["_compiled"] = [(re.compile(g["pattern"], re.IGNORECASE), g)
-                          for g in table["generators"]]
+    table["_compiled"] = [(re.compile(g["pattern"], re.IGNORECASE), g) for g in table["generators"]]
     return table
 
 
@@ -134,8 +147,9 @@ def _how(claim: Claim) -> str:
     return "C2PA (signature not valid)" if claim.source.startswith("c2pa") else "unsigned"
 
 
-def compare(evidence: Evidence, label: str | None, classes: Sequence[str],
-            unknown: str = "unknown") -> Evidence:
+def compare(
+    evidence: Evidence, label: str | None, classes: Sequence[str], unknown: str = "unknown"
+) -> Evidence:
     """Fill `named`, `agreement` and `reason` from the claims and the pixel verdict `label`.
 
     Signed, valid claims speak first, then bare text in reading order. The metadata names a
@@ -154,14 +168,17 @@ def compare(evidence: Evidence, label: str | None, classes: Sequence[str],
         evidence.named = _as_model_class(first.generator, classes)
         how = _how(first)
         if label == evidence.named:
-            evidence.agreement, evidence.reason = "agrees", (
-                f"{how} metadata ({first.source}) names {evidence.named}, as do the pixels")
+            evidence.agreement, evidence.reason = (
+                "agrees",
+                (f"{how} metadata ({first.source}) names {evidence.named}, as do the pixels"),
+            )
         else:
-            pixels = ("the pixels say unknown" if label == unknown
-                      else f"the pixels say {label}")
+            pixels = "the pixels say unknown" if label == unknown else f"the pixels say {label}"
             known = "" if evidence.named in classes else " (a generator this model does not know)"
-            evidence.agreement, evidence.reason = "disagrees", (
-                f"{how} metadata ({first.source}) names {evidence.named}{known}; {pixels}")
+            evidence.agreement, evidence.reason = (
+                "disagrees",
+                (f"{how} metadata ({first.source}) names {evidence.named}{known}; {pixels}"),
+            )
         return evidence
     if kinds:
         generated = kinds[0]
@@ -171,16 +188,20 @@ def compare(evidence: Evidence, label: str | None, classes: Sequence[str],
             evidence.named = "generated"
             ok = label not in real_classes
             evidence.agreement = "agrees" if ok else "disagrees"
-            evidence.reason = (f"{how} metadata ({src.source}) says AI-generated without naming "
-                               f"the generator; the pixels say {label}")
+            evidence.reason = (
+                f"{how} metadata ({src.source}) says AI-generated without naming "
+                f"the generator; the pixels say {label}"
+            )
         else:
             evidence.named = real_classes[0] if real_classes else "captured"
             ok = label in real_classes
             evidence.agreement = "agrees" if ok else "disagrees"
-            evidence.reason = (f"{how} metadata ({src.source}) says captured by a camera; "
-                               f"the pixels say {label}")
+            evidence.reason = (
+                f"{how} metadata ({src.source}) says captured by a camera; the pixels say {label}"
+            )
         return evidence
     evidence.named, evidence.agreement = None, "no claim"
-    evidence.reason = ("the metadata names no generator" if not evidence.empty
-                       else "no provenance metadata")
+    evidence.reason = (
+        "the metadata names no generator" if not evidence.empty else "no provenance metadata"
+    )
     return evidence

@@ -6,6 +6,7 @@ pixels. Budget: a PNG whose text chunks before the image data exceed `MAX_TEXT_B
 over `MAX_FILE_BYTES`, is not opened for metadata at all (a warning says why), so reading costs
 at most a bounded number of bytes per file.
 """
+
 from __future__ import annotations
 
 import io
@@ -17,19 +18,35 @@ from typing import BinaryIO
 
 from .evidence import Claim, cut, name_generator, source_type_says_generated
 
-MAX_TEXT_BYTES = 1 << 20          # PNG text chunks read per file
-MAX_FILE_BYTES = 256 << 20        # larger files are not opened for metadata
-_MAX_CHUNKS = 10_000              # PNG chunk headers walked before giving up
+MAX_TEXT_BYTES = 1 << 20  # PNG text chunks read per file
+MAX_FILE_BYTES = 256 << 20  # larger files are not opened for metadata
+_MAX_CHUNKS = 10_000  # PNG chunk headers walked before giving up
 
 # PNG text keys written by generator front-ends (lower case); any other key counts only when its
 # value names a generator
-_PNG_KEYS = {"parameters": "AUTOMATIC1111 web UI", "prompt": "ComfyUI", "workflow": "ComfyUI",
-             "software": None, "source": None, "comment": None, "description": None,
-             "generator": None, "invokeai_metadata": "InvokeAI", "sd-metadata": "InvokeAI",
-             "dream": "InvokeAI", "title": None, "author": None}
-_EXIF = {0x0131: "Software", 0x010F: "Make", 0x0110: "Model", 0x010E: "ImageDescription",
-         0x013B: "Artist"}
-_EXIF_USER_COMMENT = 0x9286        # AUTOMATIC1111 writes its parameters here in JPEG/WebP
+_PNG_KEYS = {
+    "parameters": "AUTOMATIC1111 web UI",
+    "prompt": "ComfyUI",
+    "workflow": "ComfyUI",
+    "software": None,
+    "source": None,
+    "comment": None,
+    "description": None,
+    "generator": None,
+    "invokeai_metadata": "InvokeAI",
+    "sd-metadata": "InvokeAI",
+    "dream": "InvokeAI",
+    "title": None,
+    "author": None,
+}
+_EXIF = {
+    0x0131: "Software",
+    0x010F: "Make",
+    0x0110: "Model",
+    0x010E: "ImageDescription",
+    0x013B: "Artist",
+}
+_EXIF_USER_COMMENT = 0x9286  # AUTOMATIC1111 writes its parameters here in JPEG/WebP
 _XMP_KEYS = ("DigitalSourceType", "CreatorTool", "AISystemUsed", "Software", "Credit")
 _IPTC = {(2, 65): "OriginatingProgram", (2, 110): "Credit", (2, 115): "Source"}
 
@@ -53,8 +70,9 @@ def _png_text_bytes(f: BinaryIO) -> int | None:
     return total
 
 
-def _claim(source: str, value, default_generator: str | None = None,
-           generated: bool | None = None) -> Claim | None:
+def _claim(
+    source: str, value, default_generator: str | None = None, generated: bool | None = None
+) -> Claim | None:
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
     value = str(value).strip("\x00").strip()
@@ -119,7 +137,7 @@ def _exif_claims(exif) -> list[Claim]:
         c = _claim("exif:Make/Model", " ".join(v for v in make_model if v))
         if c is not None:
             if c.generator is None:
-                c.generated = False          # a camera says it took the picture
+                c.generated = False  # a camera says it took the picture
             out.append(c)
     try:
         sub = exif.get_ifd(0x8769)
@@ -130,11 +148,14 @@ def _exif_claims(exif) -> list[Claim]:
         raw = comment
         if isinstance(raw, bytes):
             code, body = raw[:8], raw[8:]
-            raw = (body.decode("utf-16-be" if body[:1] == b"\x00" else "utf-16-le", "replace")
-                   if code.startswith(b"UNICODE") else body.decode("utf-8", "replace"))
+            raw = (
+                body.decode("utf-16-be" if body[:1] == b"\x00" else "utf-16-le", "replace")
+                if code.startswith(b"UNICODE")
+                else body.decode("utf-8", "replace")
+            )
         c = _claim("exif:UserComment", raw)
         if c is not None and (c.generator or "Steps:" in c.value):
-            if c.generator is None:               # AUTOMATIC1111's parameter block
+            if c.generator is None:  # AUTOMATIC1111's parameter block
                 c.generator, c.generated = "stable-diffusion", True
             out.append(c)
     return out
@@ -167,8 +188,7 @@ def _xmp_claims(xmp: dict) -> list[Claim]:
     out = []
     for key, value in found:
         if key == "DigitalSourceType":
-            c = _claim("xmp:DigitalSourceType", value,
-                       generated=source_type_says_generated(value))
+            c = _claim("xmp:DigitalSourceType", value, generated=source_type_says_generated(value))
         else:
             c = _claim(f"xmp:{key}", value)
             if c is not None and key in ("Credit",) and not c.generator:
@@ -180,6 +200,7 @@ def _xmp_claims(xmp: dict) -> list[Claim]:
 
 def _iptc_claims(im) -> list[Claim]:
     from PIL import IptcImagePlugin
+
     info = IptcImagePlugin.getiptcinfo(im) or {}
     out = []
     for key, name in _IPTC.items():
@@ -195,6 +216,7 @@ def _iptc_claims(im) -> list[Claim]:
 def read_metadata(source: Path | bytes) -> tuple[list[Claim], list[str]]:
     """(claims, warnings) from the file's unsigned metadata. Never raises on a bad file."""
     from PIL import Image
+
     warn: list[str] = []
     try:
         f: BinaryIO
@@ -206,12 +228,15 @@ def read_metadata(source: Path | bytes) -> tuple[list[Claim], list[str]]:
         return [], [f"metadata not read: {exc.strerror or exc}"]
     with f:
         if size > MAX_FILE_BYTES:
-            return [], [f"metadata not read: the file is over the {MAX_FILE_BYTES >> 20} MB "
-                        "metadata budget"]
+            return [], [
+                f"metadata not read: the file is over the {MAX_FILE_BYTES >> 20} MB metadata budget"
+            ]
         text_bytes = _png_text_bytes(f)
         if text_bytes is not None and text_bytes > MAX_TEXT_BYTES:
-            return [], [f"metadata not read: PNG text chunks of {text_bytes / 2**20:.1f} MB "
-                        f"exceed the {MAX_TEXT_BYTES >> 20} MB budget"]
+            return [], [
+                f"metadata not read: PNG text chunks of {text_bytes / 2**20:.1f} MB "
+                f"exceed the {MAX_TEXT_BYTES >> 20} MB budget"
+            ]
         f.seek(0)
         claims: list[Claim] = []
         try:
@@ -219,23 +244,35 @@ def read_metadata(source: Path | bytes) -> tuple[list[Claim], list[str]]:
                 warnings.simplefilter("always")
                 im = Image.open(f)
                 png = im.format == "PNG"
-                if png:   # text chunks before the image data; `im.text` would decode the pixels
-                    claims += _png_claims({k: v for k, v in im.info.items()
-                                           if isinstance(k, str) and isinstance(v, str)
-                                           and k != "XML:com.adobe.xmp"})
+                if png:  # text chunks before the image data; `im.text` would decode the pixels
+                    claims += _png_claims(
+                        {
+                            k: v
+                            for k, v in im.info.items()
+                            if isinstance(k, str)
+                            and isinstance(v, str)
+                            and k != "XML:com.adobe.xmp"
+                        }
+                    )
                 # a PNG without an eXIf chunk up front: Pillow would decode it to look further
                 has_exif = not png or "exif" in im.info
-                readers = [("EXIF", lambda: _exif_claims(im.getexif()) if has_exif else []),
-                           ("XMP", lambda: _xmp_claims(im.getxmp())),
-                           ("IPTC", lambda: _iptc_claims(im))]
+                readers = [
+                    ("EXIF", lambda: _exif_claims(im.getexif()) if has_exif else []),
+                    ("XMP", lambda: _xmp_claims(im.getxmp())),
+                    ("IPTC", lambda: _iptc_claims(im)),
+                ]
                 for what, read in readers:
                     try:
                         claims += read()
                     except Exception as exc:  # noqa: BLE001 - one damaged block loses only itself
-                        warn.append(f"{what} metadata unreadable ({type(exc).__name__}: "
-                                    f"{str(exc)[:200]})")
-            warn += [f"metadata: {w.message}" for w in caught
-                     if "metadata" in str(w.message).lower() or "xmp" in str(w.message).lower()]
+                        warn.append(
+                            f"{what} metadata unreadable ({type(exc).__name__}: {str(exc)[:200]})"
+                        )
+            warn += [
+                f"metadata: {w.message}"
+                for w in caught
+                if "metadata" in str(w.message).lower() or "xmp" in str(w.message).lower()
+            ]
         except Exception as exc:  # noqa: BLE001 - the pixel path reports an unreadable image
             warn.append(f"metadata unreadable ({type(exc).__name__}: {str(exc)[:200]})")
     return claims, warn

@@ -1,6 +1,21 @@
 """Stage 7: run directories — results.json, results.md, config.json, errors.csv, report.html."""
-from .results import (REQUIRED_KEYS, get_key, markdown_table, results_markdown, write_errors_csv,
-                      write_json, write_run)
 
-__all__ = ["REQUIRED_KEYS", "get_key", "markdown_table", "results_markdown", "write_errors_csv",
-           "write_json", "write_run"]
+from .results import (
+    REQUIRED_KEYS,
+    get_key,
+    markdown_table,
+    results_markdown,
+    write_errors_csv,
+    write_json,
+    write_run,
+)
+
+__all__ = [
+    "REQUIRED_KEYS",
+    "get_key",
+    "markdown_table",
+    "results_markdown",
+    "write_errors_csv",
+    "write_json",
+    "write_run",
+]

@@ -5,14 +5,15 @@ top-k classes, and the provenance evidence (signed and bare claims kept apart), 
 "unknown", "disagreement" and "signed". Formatting only: every value comes from `Attribution`
 records; nothing is decided here. The page loads nothing from outside itself.
 """
+
 from __future__ import annotations
 
 import base64
 import html
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..fileio import atomic_write_text
 
@@ -56,6 +57,7 @@ applyFilters();
 def thumbnail(source: str | Path, max_px: int = THUMB_PX) -> str | None:
     """An inline JPEG data URI of the image, or None when it cannot be read."""
     from PIL import Image
+
     try:
         with Image.open(source) as im:
             im.draft("RGB", (max_px, max_px))
@@ -78,14 +80,22 @@ def _evidence_html(ev) -> str:
     if ev.c2pa is not None:
         c = ev.c2pa
         cls = "signed" if c.validation == "valid" else "invalid"
-        trust = {True: "signer on the trust list", False: "signer NOT on the trust list",
-                 None: "no trust list configured"}[c.trusted]
-        parts.append(f"<span class='tag {cls}'>C2PA: {_e(c.validation.replace('_', ' '))}</span>"
-                     f"<span class='tag bare'>{_e(trust)}</span>"
-                     f"<div>claim generator: {_e(c.claim_generator)}; signer: {_e(c.signer)} "
-                     f"({_e(c.issuer)}); signed at: {_e(c.signed_at or 'no time-stamp')}</div>"
-                     + (f"<div>digital source type: {_e(c.digital_source_type)}</div>"
-                        if c.digital_source_type else ""))
+        trust = {
+            True: "signer on the trust list",
+            False: "signer NOT on the trust list",
+            None: "no trust list configured",
+        }[c.trusted]
+        parts.append(
+            f"<span class='tag {cls}'>C2PA: {_e(c.validation.replace('_', ' '))}</span>"
+            f"<span class='tag bare'>{_e(trust)}</span>"
+            f"<div>claim generator: {_e(c.claim_generator)}; signer: {_e(c.signer)} "
+            f"({_e(c.issuer)}); signed at: {_e(c.signed_at or 'no time-stamp')}</div>"
+            + (
+                f"<div>digital source type: {_e(c.digital_source_type)}</div>"
+                if c.digital_source_type
+                else ""
+            )
+        )
     if ev.agreement != "no claim":
         cls = "disagree" if ev.disagreement else "agree"
         parts.append(f"<span class='tag {cls}'>{_e(ev.agreement)}</span> {_e(ev.reason)}")
@@ -98,7 +108,8 @@ def _evidence_html(ev) -> str:
             f"<tr><td><span class='tag {'signed' if c.signed else 'bare'}'>"
             f"{'signed' if c.signed else 'bare text'}</span></td><td>{_e(c.source)}</td>"
             f"<td>{_e(c.generator or '')}</td><td>{_e(c.value[:400])}</td></tr>"
-            for c in ev.claims)
+            for c in ev.claims
+        )
         parts.append(f"<table class='claims'>{rows}</table>")
     parts += [f"<div class='warn'>⚠ {_e(w)}</div>" for w in ev.warnings]
     return "".join(parts)
@@ -107,12 +118,18 @@ def _evidence_html(ev) -> str:
 def _card(rec, score_name: str) -> str:
     ev = rec.evidence
     unknown = rec.ok and rec.label == "unknown"
-    flags = {"unknown": unknown, "disagreement": bool(ev is not None and ev.disagreement),
-             "signed": bool(ev is not None and ev.signed)}
+    flags = {
+        "unknown": unknown,
+        "disagreement": bool(ev is not None and ev.disagreement),
+        "signed": bool(ev is not None and ev.signed),
+    }
     data = " ".join(f"data-{k}='{int(v)}'" for k, v in flags.items())
     thumb = thumbnail(rec.source) if not rec.source.startswith("<") else None
-    img = (f"<img alt='{_e(Path(rec.source).name)}' src='{thumb}'>" if thumb
-           else "<div class='meta'>(no preview)</div>")
+    img = (
+        f"<img alt='{_e(Path(rec.source).name)}' src='{thumb}'>"
+        if thumb
+        else "<div class='meta'>(no preview)</div>"
+    )
     if not rec.ok:
         body = f"<div class='err'>skipped: {_e(rec.error)}</div>"
     else:
@@ -121,16 +138,20 @@ def _card(rec, score_name: str) -> str:
         lo = min(0.0, rec.score, rec.threshold)
         pos = lambda v: 100.0 * (v - lo) / (hi - lo) if hi > lo else 0.0  # noqa: E731
         top = ", ".join(f"{_e(l)} {p:.3f}" for l, p in rec.probabilities)
-        body = (f"<div class='verdict{' unknown' if unknown else ''}' data-label='{_e(rec.label)}'>"
-                f"{_e(verdict)}</div>"
-                f"<div>{_e(score_name)} = {rec.score:.4g} (threshold {rec.threshold:.4g})</div>"
-                f"<div class='bar'><span style='width:{pos(rec.score):.1f}%'></span>"
-                f"<i style='left:{pos(rec.threshold):.1f}%'></i></div>"
-                f"<div>top-{len(rec.probabilities)}: {top}</div>"
-                + (f"<div class='warn'>⚠ {_e(rec.warning)}</div>" if rec.warning else ""))
-    return (f"<div class='card' {data}><div class='thumb'>{img}</div><div>"
-            f"<div><b>{_e(rec.source)}</b></div>{body}"
-            f"<div style='margin-top:.4em'>{_evidence_html(ev)}</div></div></div>")
+        body = (
+            f"<div class='verdict{' unknown' if unknown else ''}' data-label='{_e(rec.label)}'>"
+            f"{_e(verdict)}</div>"
+            f"<div>{_e(score_name)} = {rec.score:.4g} (threshold {rec.threshold:.4g})</div>"
+            f"<div class='bar'><span style='width:{pos(rec.score):.1f}%'></span>"
+            f"<i style='left:{pos(rec.threshold):.1f}%'></i></div>"
+            f"<div>top-{len(rec.probabilities)}: {top}</div>"
+            + (f"<div class='warn'>⚠ {_e(rec.warning)}</div>" if rec.warning else "")
+        )
+    return (
+        f"<div class='card' {data}><div class='thumb'>{img}</div><div>"
+        f"<div><b>{_e(rec.source)}</b></div>{body}"
+        f"<div style='margin-top:.4em'>{_evidence_html(ev)}</div></div></div>"
+    )
 
 
 def render_report(records: Sequence, model: dict, note: str | None = None) -> str:
@@ -138,9 +159,11 @@ def render_report(records: Sequence, model: dict, note: str | None = None) -> st
     n_unknown = sum(1 for r in records if r.ok and r.label == "unknown")
     n_dis = sum(1 for r in records if r.evidence is not None and r.evidence.disagreement)
     n_signed = sum(1 for r in records if r.evidence is not None and r.evidence.signed)
-    meta = (f"{len(records)} image(s); known classes: {', '.join(model['classes'])}; score "
-            f"{model['score']}, threshold {model['threshold']:.4g}; {n_unknown} unknown, "
-            f"{n_dis} where metadata and pixels disagree, {n_signed} with valid C2PA signatures")
+    meta = (
+        f"{len(records)} image(s); known classes: {', '.join(model['classes'])}; score "
+        f"{model['score']}, threshold {model['threshold']:.4g}; {n_unknown} unknown, "
+        f"{n_dis} where metadata and pixels disagree, {n_signed} with valid C2PA signatures"
+    )
     cards = "".join(_card(r, model["score"]) for r in records)
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
@@ -151,8 +174,8 @@ def render_report(records: Sequence, model: dict, note: str | None = None) -> st
         f"<div class='meta'>{_e(meta)}</div>"
         + (f"<div class='warn'>{_e(note)}</div>" if note else "")
         + "<div class='meta'>The verdict comes from the pixels alone. File metadata is shown "
-          "beside it as a separate line of evidence: it can be stripped or forged; only claims "
-          "marked <i>signed</i> are covered by a valid C2PA signature.</div>"
+        "beside it as a separate line of evidence: it can be stripped or forged; only claims "
+        "marked <i>signed</i> are covered by a valid C2PA signature.</div>"
         "<div class='filters'>Show only: "
         "<label><input type='checkbox' id='f-unknown'> unknown</label>"
         "<label><input type='checkbox' id='f-disagreement'> disagreement</label>"
@@ -161,10 +184,10 @@ def render_report(records: Sequence, model: dict, note: str | None = None) -> st
         f"<div id='cards'>{cards}</div>"
         f"<script>{_SCRIPT}</script>"
         f"<script type='application/json' id='model'>{_e(json.dumps(model))}</script>"
-        "</body></html>")
+        "</body></html>"
+    )
 
 
-def write_report(path: str | Path, records: Sequence, model: dict,
-                 note: str | None = None) -> None:
+def write_report(path: str | Path, records: Sequence, model: dict, note: str | None = None) -> None:
     """Write atomically: an interrupted run never leaves half a page where one was."""
     atomic_write_text(path, render_report(records, model, note))

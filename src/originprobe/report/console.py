@@ -3,29 +3,36 @@ results. Formatting only; nothing here decides or computes a figure.
 
 `predict_document` is the one predict answer, shared by `predict --json` and `serve`.
 """
+
 from __future__ import annotations
 
 import json
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..features.store import StoreInfo
 from .attributions import text_line
 from .results import markdown_table
 
 
-def predict_document(model: Any, records: Sequence, model_name: str,
-                     note: str | None = None) -> dict:
+def predict_document(
+    model: Any, records: Sequence, model_name: str, note: str | None = None
+) -> dict:
     """The predict answer: `predict --json` prints it; `serve` returns it with `results` (every
     record in upload order) added."""
-    return {"model": model_name, "model_id": (getattr(model, "bundle_meta_", None) or {})
-            .get("checksum"), "score": model.score_name_, "threshold": model.threshold_,
-            "evidence_note": note, "predictions": [r.to_dict() for r in records if r.ok],
-            "skipped": [r.to_dict() for r in records if not r.ok]}
+    return {
+        "model": model_name,
+        "model_id": (getattr(model, "bundle_meta_", None) or {}).get("checksum"),
+        "score": model.score_name_,
+        "threshold": model.threshold_,
+        "evidence_note": note,
+        "predictions": [r.to_dict() for r in records if r.ok],
+        "skipped": [r.to_dict() for r in records if not r.ok],
+    }
 
 
-def predict_output(run: Any, model_name: str, as_json: bool, to_file: bool
-                   ) -> tuple[str, str]:
+def predict_output(run: Any, model_name: str, as_json: bool, to_file: bool) -> tuple[str, str]:
     """(stdout, stderr) of `originprobe predict` for a `pipeline.predict.PredictRun`; with
     `to_file` (--out) the attributions went to a file and stdout stays empty."""
     if as_json:
@@ -35,8 +42,10 @@ def predict_output(run: Any, model_name: str, as_json: bool, to_file: bool
     err = [f"note: {run.note}"] if run.note else []
     err += [f"{r.source}\tskipped: {r.error}" for r in run.records if not r.ok]
     err += [f"{r.source}\twarning: {r.warning}" for r in run.flagged]
-    summary = (f"{len(run.ok)} image(s) attributed, {len(run.records) - len(run.ok)} skipped, "
-               f"{len(run.flagged)} flagged as damaged")
+    summary = (
+        f"{len(run.ok)} image(s) attributed, {len(run.records) - len(run.ok)} skipped, "
+        f"{len(run.flagged)} flagged as damaged"
+    )
     err.append(summary + "".join(f"; wrote {w}" for w in run.written))
     if not run.ok:
         err.append("originprobe predict: error: no usable image among the inputs")
@@ -46,9 +55,16 @@ def predict_output(run: Any, model_name: str, as_json: bool, to_file: bool
 def cache_verify_text(reports: Sequence[tuple[Any, Any]], repair: bool) -> str:
     lines = []
     for st, rep in reports:
-        status = "ok" if rep.ok else f"DAMAGED ({len(rep.damaged)} shard(s))" + (
-            ", moved aside to damaged-*; the next extraction recomputes them" if repair else
-            "; run with --repair to move them aside")
+        status = (
+            "ok"
+            if rep.ok
+            else f"DAMAGED ({len(rep.damaged)} shard(s))"
+            + (
+                ", moved aside to damaged-*; the next extraction recomputes them"
+                if repair
+                else "; run with --repair to move them aside"
+            )
+        )
         lines.append(f"{st.dir.name}: {rep.shards} shards, {rep.rows} rows: {status}")
         lines += [f"  {path}: {reason}" for path, reason in rep.damaged]
     return "\n".join(lines)
@@ -56,48 +72,97 @@ def cache_verify_text(reports: Sequence[tuple[Any, Any]], repair: bool) -> str:
 
 def cache_prune_text(removed: Sequence[StoreInfo], dry_run: bool) -> str:
     verb = "would remove" if dry_run else "removed"
-    return "\n".join([f"{verb} {i.namespace} ({i.backbone}, {i.images} images, "
-                      f"{i.bytes / 1e6:.1f} MB)" for i in removed]
-                     + [f"{verb} {len(removed)} namespace(s)"])
+    return "\n".join(
+        [
+            f"{verb} {i.namespace} ({i.backbone}, {i.images} images, {i.bytes / 1e6:.1f} MB)"
+            for i in removed
+        ]
+        + [f"{verb} {len(removed)} namespace(s)"]
+    )
 
 
 def protocols_text(protocols: Sequence, as_json: bool) -> str:
     if as_json:
         return json.dumps([p.describe() for p in protocols], indent=2)
-    rows = [[p.name, len(p.known), ", ".join(f"{g} ({len(c)})" for g, c in p.unknown.items()),
-             ", ".join(p.known)] for p in protocols]
-    return (markdown_table(["protocol", "known", "unknown groups", "known classes"], rows)
-            + "\n\nRun one: originprobe evaluate --protocol NAME --root DIR --out RUN "
-              "[--group G] [--dry-run]; details: originprobe protocols --json")
+    rows = [
+        [
+            p.name,
+            len(p.known),
+            ", ".join(f"{g} ({len(c)})" for g, c in p.unknown.items()),
+            ", ".join(p.known),
+        ]
+        for p in protocols
+    ]
+    return (
+        markdown_table(["protocol", "known", "unknown groups", "known classes"], rows)
+        + "\n\nRun one: originprobe evaluate --protocol NAME --root DIR --out RUN "
+        "[--group G] [--dry-run]; details: originprobe protocols --json"
+    )
 
 
 def format_cache_table(rows: list[StoreInfo]) -> str:
     now = time.time()
-    body = [[r.namespace, r.backbone, r.images, len(r.layers),
-             ", ".join(r.layers[:4]) + (" ..." if len(r.layers) > 4 else ""),
-             f"{r.bytes / 1e6:.1f}", f"{(now - r.last_used) / 86400:.1f}"] for r in rows]
+    body = [
+        [
+            r.namespace,
+            r.backbone,
+            r.images,
+            len(r.layers),
+            ", ".join(r.layers[:4]) + (" ..." if len(r.layers) > 4 else ""),
+            f"{r.bytes / 1e6:.1f}",
+            f"{(now - r.last_used) / 86400:.1f}",
+        ]
+        for r in rows
+    ]
     total = sum(r.bytes for r in rows)
-    return (markdown_table(["namespace", "backbone", "images", "layers", "names", "MB",
-                            "days since used"], body)
-            + f"\n{len(rows)} namespace(s), {total / 1e6:.1f} MB")
+    return (
+        markdown_table(
+            ["namespace", "backbone", "images", "layers", "names", "MB", "days since used"], body
+        )
+        + f"\n{len(rows)} namespace(s), {total / 1e6:.1f} MB"
+    )
 
 
 def run_text(res: dict, out: str) -> str:
     """What `evaluate` prints: the results (or summary) table and the files written."""
     from .results import results_markdown
     from .summary import summary_markdown
+
     text = summary_markdown(res) if res.get("kind") == "summary" else results_markdown(res)
     text += f"\nwrote {out}/: {', '.join(res['written'])}"
     if res.get("warnings"):
-        text += (f"\n{res['warnings']} file(s) used although partly damaged; see "
-                 f"{out}/warnings.csv")
+        text += f"\n{res['warnings']} file(s) used although partly damaged; see {out}/warnings.csv"
     return text
 
 
 def fit_text(att: Any, out: str) -> str:
     from .results import fmt_params
+
     sel = att.selection_summary_
-    return (f"saved {out}: {att.head_.name} head on {att.backbone}/{att.layer_} params "
-            f"{fmt_params(sel['params'])}, val balanced accuracy "
-            f"{sel['val_balanced_accuracy']:.3f}; score {att.score_name_}, reject below "
-            f"{att.threshold_:.4g} (keeps {att.target_tpr:.0%} of known validation images)")
+    return (
+        f"saved {out}: {att.head_.name} head on {att.backbone}/{att.layer_} params "
+        f"{fmt_params(sel['params'])}, val balanced accuracy "
+        f"{sel['val_balanced_accuracy']:.3f}; score {att.score_name_}, reject below "
+        f"{att.threshold_:.4g} (keeps {att.target_tpr:.0%} of known validation images)"
+    )
+
+
+def extract_text(backbone: Any, store: Any, report: Any, problems: Sequence) -> tuple[str, str]:
+    """(stdout, stderr) of `originprobe extract`: where the features went, and what was skipped
+    (the first 20)."""
+    err = "".join(f"  skipped {p.path}: {p.reason}\n" for p in problems[:20])
+    return f"{backbone.name} → {store.dir}\n{report.summary()}", err
+
+
+def enroll_text(att: Any, label: str, n: int, model: str, skipped: Sequence) -> tuple[str, str]:
+    """(stdout, stderr) of `originprobe enroll`."""
+    out = (
+        f"enrolled {label!r} from {n} image(s) into {model}; classes: "
+        f"{', '.join(att.classes_)}; threshold {att.threshold_:.4g}"
+    )
+    return out, "".join(f"  skipped {p.path}: {p.reason}\n" for p in skipped)
+
+
+def cache_ls_text(rows: Sequence[StoreInfo], as_json: bool) -> str:
+    """What `originprobe cache ls` prints."""
+    return json.dumps([r.__dict__ for r in rows], indent=2) if as_json else format_cache_table(rows)

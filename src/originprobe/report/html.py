@@ -6,6 +6,7 @@ low-data curves and a 2-D map of the test features. Curves are computed with
 `originprobe.metrics` (never a second implementation). The page references nothing outside
 itself: no external CSS, scripts, fonts or images.
 """
+
 from __future__ import annotations
 
 import base64
@@ -37,10 +38,19 @@ figcaption{color:#555;font-size:.9em;max-width:560px}img{max-width:100%}
 
 def _plt():
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    plt.rcParams.update({"font.size": 12, "axes.titlesize": 13, "axes.labelsize": 12,
-                         "legend.fontsize": 10, "figure.dpi": 100})
+
+    plt.rcParams.update(
+        {
+            "font.size": 12,
+            "axes.titlesize": 13,
+            "axes.labelsize": 12,
+            "legend.fontsize": 10,
+            "figure.dpi": 100,
+        }
+    )
     return plt
 
 
@@ -53,17 +63,28 @@ def _png(fig) -> str:
 
 
 def _figure(fig, caption: str) -> str:
-    return (f'<figure><img alt="{html.escape(caption)}" src="{_png(fig)}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    return (
+        f'<figure><img alt="{html.escape(caption)}" src="{_png(fig)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
 
 
 def _table(header, rows, selected_col=None, selected_value=None) -> str:
     out = ["<table><tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>"]
     for r in rows:
-        cls = ' class="sel"' if selected_col is not None and r[selected_col] == selected_value else ""
-        out.append(f"<tr{cls}>" + "".join(
-            f"<td class=\"num\">{fmt(v)}</td>" if isinstance(v, (int, float)) and
-            not isinstance(v, bool) else f"<td>{html.escape(fmt(v))}</td>" for v in r) + "</tr>")
+        cls = (
+            ' class="sel"' if selected_col is not None and r[selected_col] == selected_value else ""
+        )
+        out.append(
+            f"<tr{cls}>"
+            + "".join(
+                f'<td class="num">{fmt(v)}</td>'
+                if isinstance(v, (int, float)) and not isinstance(v, bool)
+                else f"<td>{html.escape(fmt(v))}</td>"
+                for v in r
+            )
+            + "</tr>"
+        )
     return "".join(out) + "</table>"
 
 
@@ -95,8 +116,13 @@ def _curves(res: dict, preds: list[dict]) -> str:
     f1, ax = plt.subplots(figsize=(5.2, 4.6))
     ax.plot(fpr, tpr, lw=2, label=f"AUROC {res['open_set']['auroc']:.3f}")
     ax.plot([0, 1], [0, 1], ls=":", c="grey")
-    ax.set(xlabel="false-positive rate (unknown accepted)", ylabel="true-positive rate (known accepted)",
-           title="ROC: known vs unknown", xlim=(0, 1), ylim=(0, 1.01))
+    ax.set(
+        xlabel="false-positive rate (unknown accepted)",
+        ylabel="true-positive rate (known accepted)",
+        title="ROC: known vs unknown",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+    )
     ax.legend(loc="lower right")
     ofpr, occr = oscr_curve(s, is_known, correct)
     f2, ax = plt.subplots(figsize=(5.2, 4.6))
@@ -107,13 +133,24 @@ def _curves(res: dict, preds: list[dict]) -> str:
         px = float(np.mean(acc[~is_known]))
         py = float(np.sum(acc & is_known & correct) / is_known.sum())
         ax.scatter([px], [py], s=80, c="C3", zorder=3, label=f"threshold {th:.3g}")
-    ax.set(xlabel="false-positive rate (unknown accepted)",
-           ylabel="correct classification rate (known)", title="OSCR curve", xlim=(0, 1),
-           ylim=(0, 1.01))
+    ax.set(
+        xlabel="false-positive rate (unknown accepted)",
+        ylabel="correct classification rate (known)",
+        title="OSCR curve",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+    )
     ax.legend(loc="lower right")
-    return ('<div class="grid">' + _figure(f1, "ROC curve, known = positive.")
-            + _figure(f2, "Correct-classification rate vs false-positive rate; the dot is the "
-                          "reject threshold calibrated on known validation data.") + "</div>")
+    return (
+        '<div class="grid">'
+        + _figure(f1, "ROC curve, known = positive.")
+        + _figure(
+            f2,
+            "Correct-classification rate vs false-positive rate; the dot is the "
+            "reject threshold calibrated on known validation data.",
+        )
+        + "</div>"
+    )
 
 
 def _histogram(res: dict, preds: list[dict]) -> str:
@@ -129,16 +166,21 @@ def _histogram(res: dict, preds: list[dict]) -> str:
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     bins = np.linspace(s.min(), s.max(), 41) if s.max() > s.min() else 10
     ax.hist(s[k], bins=bins, alpha=0.6, color="C0", label=f"known ({k.sum()})", density=True)
-    ax.hist(s[~k], bins=bins, alpha=0.6, color="C3", label=f"unknown ({(~k).sum()})",
-            density=True)
+    ax.hist(s[~k], bins=bins, alpha=0.6, color="C3", label=f"unknown ({(~k).sum()})", density=True)
     th = res.get("selected", {}).get("threshold")
     if th is not None:
         ax.axvline(th, color="k", ls="--", lw=1.5, label=f"threshold {th:.3g}")
-    ax.set(xlabel=f"open-set score ({res['selected']['score']}; higher = more likely known)",
-           ylabel="density", title="Scores of test images")
+    ax.set(
+        xlabel=f"open-set score ({res['selected']['score']}; higher = more likely known)",
+        ylabel="density",
+        title="Scores of test images",
+    )
     ax.legend(loc="upper left")
-    return _figure(fig, "Open-set scores of the test images, known vs unknown classes; images "
-                        "left of the threshold are answered 'unknown'.")
+    return _figure(
+        fig,
+        "Open-set scores of the test images, known vs unknown classes; images "
+        "left of the threshold are answered 'unknown'.",
+    )
 
 
 def _confusion(res: dict) -> str:
@@ -152,8 +194,15 @@ def _confusion(res: dict) -> str:
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1, aspect="auto")
     for i in range(m.shape[0]):
         for j in range(m.shape[1]):
-            ax.text(j, i, int(m[i, j]), ha="center", va="center",
-                    color="white" if norm[i, j] > 0.55 else "black", fontsize=11)
+            ax.text(
+                j,
+                i,
+                int(m[i, j]),
+                ha="center",
+                va="center",
+                color="white" if norm[i, j] > 0.55 else "black",
+                fontsize=11,
+            )
     ax.set_xticks(range(len(conf["cols"])), conf["cols"], rotation=35, ha="right")
     ax.set_yticks(range(len(conf["rows"])), conf["rows"])
     ax.set(xlabel="predicted", ylabel="true")
@@ -181,9 +230,12 @@ def _sweep(res: dict) -> str:
     plt = _plt()
     layers = [r["layer"] for r in rows]
     fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(layers)), 4.2))
-    for key, label in (("val_balanced_accuracy", "validation balanced accuracy"),
-                       ("test_accuracy", "test accuracy"), ("test_auroc", "test AUROC"),
-                       ("test_oscr", "test OSCR")):
+    for key, label in (
+        ("val_balanced_accuracy", "validation balanced accuracy"),
+        ("test_accuracy", "test accuracy"),
+        ("test_auroc", "test AUROC"),
+        ("test_oscr", "test OSCR"),
+    ):
         vals = [np.nan if r.get(key) is None else r[key] for r in rows]
         ax.plot(layers, vals, marker="o", label=label)
     sel = res["selected"]["layer"]
@@ -193,12 +245,30 @@ def _sweep(res: dict) -> str:
     ax.set(ylim=(0, 1), ylabel="score", title="Layer sweep")
     ax.tick_params(axis="x", rotation=45)
     ax.legend(loc="lower right")
-    table = _table(["layer", "params", "val bal. acc", "test acc", "test AUROC", "test OSCR"],
-                   [[r["layer"], fmt_params(r["params"]), r["val_balanced_accuracy"],
-                     r.get("test_accuracy"), r.get("test_auroc"), r.get("test_oscr")]
-                    for r in rows], 0, sel)
-    return _figure(fig, "Each layer with its best validation parameters; the selected layer "
-                        "(dashed) was chosen on validation only.") + table
+    table = _table(
+        ["layer", "params", "val bal. acc", "test acc", "test AUROC", "test OSCR"],
+        [
+            [
+                r["layer"],
+                fmt_params(r["params"]),
+                r["val_balanced_accuracy"],
+                r.get("test_accuracy"),
+                r.get("test_auroc"),
+                r.get("test_oscr"),
+            ]
+            for r in rows
+        ],
+        0,
+        sel,
+    )
+    return (
+        _figure(
+            fig,
+            "Each layer with its best validation parameters; the selected layer "
+            "(dashed) was chosen on validation only.",
+        )
+        + table
+    )
 
 
 def _robustness(res: dict) -> str:
@@ -213,14 +283,21 @@ def _robustness(res: dict) -> str:
         fig, ax = plt.subplots(figsize=(4.6, 3.8))
         x = np.arange(len(rows))
         for i, m in enumerate(("accuracy", "auroc", "oscr")):
-            ax.plot(x, [np.nan if r[m] is None else r[m] for r in rows], marker="o",
-                    c=f"C{i}", label=m)
-        ax.set_xticks(x, ["clean" if r["level"] == "none" else fmt_level(r["level"])
-                          for r in rows])
-        ax.set(title=f"{kind}", xlabel={"jpeg": "JPEG quality", "blur": "Gaussian sigma (px)",
-                                        "downscale": "scale factor",
-                                        "crop": "kept fraction"}.get(kind, "level"),
-               ylim=(0, 1), ylabel="score")
+            ax.plot(
+                x, [np.nan if r[m] is None else r[m] for r in rows], marker="o", c=f"C{i}", label=m
+            )
+        ax.set_xticks(x, ["clean" if r["level"] == "none" else fmt_level(r["level"]) for r in rows])
+        ax.set(
+            title=f"{kind}",
+            xlabel={
+                "jpeg": "JPEG quality",
+                "blur": "Gaussian sigma (px)",
+                "downscale": "scale factor",
+                "crop": "kept fraction",
+            }.get(kind, "level"),
+            ylim=(0, 1),
+            ylabel="score",
+        )
         ax.legend(loc="lower left", fontsize=9)
         figs.append(_figure(fig, f"{kind}: test figures, strength increasing to the right."))
     return '<div class="grid">' + "".join(figs) + "</div>"
@@ -251,8 +328,13 @@ def _low_data(res: dict) -> str:
         std = np.array([0 if r[f"{m}_std"] is None else r[f"{m}_std"] for r in rows])
         ax.plot(n, mean, marker="o", c=f"C{i}", label=m)
         ax.fill_between(n, mean - std, mean + std, color=f"C{i}", alpha=0.2)
-    ax.set(xscale="log", xlabel="training images per class", ylim=(0, 1), ylabel="score",
-           title=f"Low-data regime ({rows[0]['seeds']} seeds, mean ± std)")
+    ax.set(
+        xscale="log",
+        xlabel="training images per class",
+        ylim=(0, 1),
+        ylabel="score",
+        title=f"Low-data regime ({rows[0]['seeds']} seeds, mean ± std)",
+    )
     ax.set_xticks(n, [str(v) for v in n])
     ax.minorticks_off()
     ax.legend(loc="lower right")
@@ -271,9 +353,14 @@ def _embedding(run: Path, res: dict) -> str:
     for l in labels:
         pts = np.array([[float(r["x"]), float(r["y"])] for r in rows if r["label"] == l])
         if len(pts):
-            ax.scatter(pts[:, 0], pts[:, 1], s=14, color=colors[l],
-                       marker="o" if l in known else "x",
-                       label=f"{l}{'' if l in known else ' (unknown)'}")
+            ax.scatter(
+                pts[:, 0],
+                pts[:, 1],
+                s=14,
+                color=colors[l],
+                marker="o" if l in known else "x",
+                label=f"{l}{'' if l in known else ' (unknown)'}",
+            )
     ax.set(xticks=[], yticks=[], title="t-SNE of test features (selected layer)")
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=1.5)
     return _figure(fig, "Known classes as dots, unknown classes as crosses.")
@@ -283,15 +370,18 @@ def _metrics(res: dict) -> str:
     variants = [("raw", res)]
     if res.get("jpeg_aligned"):
         variants.append((f"JPEG-aligned (q={res['jpeg_aligned']['quality']})", res["jpeg_aligned"]))
-    return _table(["metric"] + [n for n, _ in variants],
-                  [[label] + [get(v) for _, v in variants] for label, get in METRIC_ROWS])
+    return _table(
+        ["metric"] + [n for n, _ in variants],
+        [[label] + [get(v) for _, v in variants] for label, get in METRIC_ROWS],
+    )
 
 
 def _counts(res: dict) -> str:
     counts = res.get("counts") or {}
     labels = sorted({l for role in counts.values() for l in role})
-    return _table(["class"] + list(counts), [[l] + [counts[r].get(l, 0) for r in counts]
-                                             for l in labels])
+    return _table(
+        ["class"] + list(counts), [[l] + [counts[r].get(l, 0) for r in counts] for l in labels]
+    )
 
 
 def _summary_page(run: Path, res: dict) -> Path:
@@ -300,24 +390,50 @@ def _summary_page(run: Path, res: dict) -> Path:
     rows = []
     for r in res["runs"]:
         link = f"<a href='{esc(r['name'])}/report.html'>{esc(r['name'])}</a>"
-        rows.append("<tr><td>" + link + "</td><td>" + esc(r["layer"]) + "</td>" + "".join(
-            f"<td class='num'>{fmt(r[l])}</td>" for l in labels) + "</tr>")
-    rows.append("<tr class='sel'><td><b>mean ± std</b></td><td></td>" + "".join(
-        "<td class='num'>–</td>" if res["mean"][l] is None else
-        f"<td class='num'>{res['mean'][l]:.3f} ± {res['std'][l]:.3f}</td>" for l in labels)
-        + "</tr>")
-    table = ("<table><tr><th>run</th><th>layer</th>" + "".join(f"<th>{esc(l)}</th>"
-                                                              for l in labels) + "</tr>"
-             + "".join(rows) + "</table>")
-    ci = _table(["run", "AUROC 95% CI", "OSCR 95% CI"],
-                [[r["name"], _fmt_ci(r.get("auroc_ci95")), _fmt_ci(r.get("oscr_ci95"))]
-                 for r in res["runs"]])
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>originprobe: "
-            f"{esc(res['title'])}</title><style>{CSS}</style></head><body>"
-            f"<h1>originprobe summary: {esc(res['title'])}</h1><p class='meta'>{len(res['runs'])} "
-            "runs; each chose its layer and parameters on its own known-class validation data. "
-            "Each run's full report is linked.</p><h2>Figures</h2>" + table
-            + "<h2>Bootstrap 95% intervals</h2>" + ci + "</body></html>")
+        rows.append(
+            "<tr><td>"
+            + link
+            + "</td><td>"
+            + esc(r["layer"])
+            + "</td>"
+            + "".join(f"<td class='num'>{fmt(r[l])}</td>" for l in labels)
+            + "</tr>"
+        )
+    rows.append(
+        "<tr class='sel'><td><b>mean ± std</b></td><td></td>"
+        + "".join(
+            "<td class='num'>–</td>"
+            if res["mean"][l] is None
+            else f"<td class='num'>{res['mean'][l]:.3f} ± {res['std'][l]:.3f}</td>"
+            for l in labels
+        )
+        + "</tr>"
+    )
+    table = (
+        "<table><tr><th>run</th><th>layer</th>"
+        + "".join(f"<th>{esc(l)}</th>" for l in labels)
+        + "</tr>"
+        + "".join(rows)
+        + "</table>"
+    )
+    ci = _table(
+        ["run", "AUROC 95% CI", "OSCR 95% CI"],
+        [
+            [r["name"], _fmt_ci(r.get("auroc_ci95")), _fmt_ci(r.get("oscr_ci95"))]
+            for r in res["runs"]
+        ],
+    )
+    page = (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>originprobe: "
+        f"{esc(res['title'])}</title><style>{CSS}</style></head><body>"
+        f"<h1>originprobe summary: {esc(res['title'])}</h1><p class='meta'>{len(res['runs'])} "
+        "runs; each chose its layer and parameters on its own known-class validation data. "
+        "Each run's full report is linked.</p><h2>Figures</h2>"
+        + table
+        + "<h2>Bootstrap 95% intervals</h2>"
+        + ci
+        + "</body></html>"
+    )
     out = run / "report.html"
     atomic_write_text(out, page)
     return out
@@ -336,43 +452,90 @@ def build_report(run_dir: str | Path) -> Path:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{run / 'results.json'}: not a valid results file ({exc})") from None
     esc = html.escape
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>originprobe: "
-             f"{esc(res.get('title', 'report'))}</title><style>{CSS}</style></head><body>",
-             f"<h1>originprobe: {esc(res.get('title', ''))}</h1>"]
+    parts = [
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>originprobe: "
+        f"{esc(res.get('title', 'report'))}</title><style>{CSS}</style></head><body>",
+        f"<h1>originprobe: {esc(res.get('title', ''))}</h1>",
+    ]
     if res.get("kind") == "summary":
         return _summary_page(run, res)
     bb = res.get("backbone", {}).get("name", "?")
     known = ", ".join(res.get("known_classes", []))
     unknown = ", ".join(res.get("unknown_classes", [])) or "(none)"
     if "compare" in res:
-        parts.append(f"<p class='meta'>Backbone <b>{esc(bb)}</b>. Known: {esc(known)}. "
-                     f"Unknown: {esc(unknown)}.</p><h2>Heads × scores</h2><p>Ranked by "
-                     "validation figures only (val CCR: known validation images correctly "
-                     "classified and accepted; then validation balanced accuracy). Test figures "
-                     "are shown, never used to rank.</p>")
-        parts.append(_table(["rank", "head", "score", "layer", "params", "val CCR",
-                             "val bal. acc", "accuracy", "macro-F1", "AUROC", "OSCR", "AUPR-in",
-                             "AUPR-out", "FPR@95", "CCR@FPR5%"],
-                            [[f"{r['rank']}{' (tie)' if r.get('tie') else ''}", r["head"],
-                              r["score"], r["layer"], fmt_params(r["params"]), r["val_ccr"],
-                              r["val_balanced_accuracy"], r["accuracy"], r["macro_f1"],
-                              r["auroc"], r["oscr"], r.get("aupr_in"), r.get("aupr_out"),
-                              r.get("fpr_at_tpr95"), r["ccr_at_fpr05"]]
-                             for r in res["compare"]]))
+        parts.append(
+            f"<p class='meta'>Backbone <b>{esc(bb)}</b>. Known: {esc(known)}. "
+            f"Unknown: {esc(unknown)}.</p><h2>Heads × scores</h2><p>Ranked by "
+            "validation figures only (val CCR: known validation images correctly "
+            "classified and accepted; then validation balanced accuracy). Test figures "
+            "are shown, never used to rank.</p>"
+        )
+        parts.append(
+            _table(
+                [
+                    "rank",
+                    "head",
+                    "score",
+                    "layer",
+                    "params",
+                    "val CCR",
+                    "val bal. acc",
+                    "accuracy",
+                    "macro-F1",
+                    "AUROC",
+                    "OSCR",
+                    "AUPR-in",
+                    "AUPR-out",
+                    "FPR@95",
+                    "CCR@FPR5%",
+                ],
+                [
+                    [
+                        f"{r['rank']}{' (tie)' if r.get('tie') else ''}",
+                        r["head"],
+                        r["score"],
+                        r["layer"],
+                        fmt_params(r["params"]),
+                        r["val_ccr"],
+                        r["val_balanced_accuracy"],
+                        r["accuracy"],
+                        r["macro_f1"],
+                        r["auroc"],
+                        r["oscr"],
+                        r.get("aupr_in"),
+                        r.get("aupr_out"),
+                        r.get("fpr_at_tpr95"),
+                        r["ccr_at_fpr05"],
+                    ]
+                    for r in res["compare"]
+                ],
+            )
+        )
     else:
         sel = res["selected"]
         parts.append(
             f"<p class='meta'>Backbone <b>{esc(bb)}</b>, head <b>{esc(sel['head'])}</b>, score "
             f"<b>{esc(sel['score'])}</b>, layer <b>{esc(sel['layer'])}</b>, parameters "
             f"<code>{esc(fmt_params(sel['params']))}</code>, chosen on known-class validation "
-            f"data.<br>Known: {esc(known)}<br>Unknown: {esc(unknown)}</p>")
+            f"data.<br>Known: {esc(known)}<br>Unknown: {esc(unknown)}</p>"
+        )
         preds = _read_csv(run / "predictions.csv")
-        parts += ["<h2>Metrics</h2>", _metrics(res), "<h2>Known vs unknown</h2>",
-                  _curves(res, preds), _histogram(res, preds), _bars(res),
-                  "<h2>Confusion matrix</h2>", _confusion(res)]
-        for title, body in (("Layer sweep", _sweep(res)), ("Robustness", _robustness(res)),
-                            ("Low-data regime", _low_data(res)),
-                            ("Embedding map", _embedding(run, res))):
+        parts += [
+            "<h2>Metrics</h2>",
+            _metrics(res),
+            "<h2>Known vs unknown</h2>",
+            _curves(res, preds),
+            _histogram(res, preds),
+            _bars(res),
+            "<h2>Confusion matrix</h2>",
+            _confusion(res),
+        ]
+        for title, body in (
+            ("Layer sweep", _sweep(res)),
+            ("Robustness", _robustness(res)),
+            ("Low-data regime", _low_data(res)),
+            ("Embedding map", _embedding(run, res)),
+        ):
             if body:
                 parts += [f"<h2>{title}</h2>", body]
     parts += ["<h2>Samples</h2>", _counts(res)]

@@ -3,20 +3,30 @@
 Every file is written atomically (temporary file + rename): an interrupted run never leaves a
 half-written results file over a previous one. This module formats; it never computes metrics.
 """
+
 from __future__ import annotations
 
 import csv
 import io
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from ..fileio import atomic_write_text
 
 REQUIRED_KEYS = (
-    "closed_set.accuracy", "closed_set.macro_f1", "open_set.auroc", "open_set.oscr",
-    "open_set.ccr_at_fpr05", "open_set.tnr_at_tpr95", "open_set.per_unknown_auroc",
-    "selected.layer", "selected.C", "known_classes", "unknown_classes", "counts",
+    "closed_set.accuracy",
+    "closed_set.macro_f1",
+    "open_set.auroc",
+    "open_set.oscr",
+    "open_set.ccr_at_fpr05",
+    "open_set.tnr_at_tpr95",
+    "open_set.per_unknown_auroc",
+    "selected.layer",
+    "selected.C",
+    "known_classes",
+    "unknown_classes",
+    "counts",
 )
 
 
@@ -26,9 +36,19 @@ def provenance(backbone=None, runtime: str = "") -> dict:
     import subprocess
     import sys
     from importlib import metadata
+
     versions = {"python": platform.python_version()}
-    for dist in ("originprobe", "torch", "timm", "scikit-learn", "numpy", "pillow",
-                 "onnxruntime", "transformers", "open_clip_torch"):
+    for dist in (
+        "originprobe",
+        "torch",
+        "timm",
+        "scikit-learn",
+        "numpy",
+        "pillow",
+        "onnxruntime",
+        "transformers",
+        "open_clip_torch",
+    ):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -38,21 +58,33 @@ def provenance(backbone=None, runtime: str = "") -> dict:
     for d in here.parents:
         if (d / ".git").exists():
             try:
-                r = subprocess.run(["git", "-C", str(d), "rev-parse", "HEAD"], capture_output=True,
-                                   text=True, timeout=10)
+                r = subprocess.run(
+                    ["git", "-C", str(d), "rev-parse", "HEAD"],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                )
                 commit = r.stdout.strip() or None
-                dirty = subprocess.run(["git", "-C", str(d), "status", "--porcelain",
-                                        "--untracked-files=no"], capture_output=True, text=True,
-                                       timeout=10).stdout.strip()
+                dirty = subprocess.run(
+                    ["git", "-C", str(d), "status", "--porcelain", "--untracked-files=no"],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                ).stdout.strip()
                 if commit and dirty:
                     commit += "+uncommitted-changes"
             except (OSError, subprocess.SubprocessError):
                 pass
             break
-    return {"versions": versions, "git_commit": commit,
-            "weights_sha256": getattr(backbone, "weights_id", None), "runtime": runtime or None,
-            "platform": platform.platform(), "machine": platform.machine(),
-            "command": " ".join(sys.argv)}
+    return {
+        "versions": versions,
+        "git_commit": commit,
+        "weights_sha256": getattr(backbone, "weights_id", None),
+        "runtime": runtime or None,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "command": " ".join(sys.argv),
+    }
 
 
 def get_key(d: dict, dotted: str):
@@ -63,11 +95,14 @@ def get_key(d: dict, dotted: str):
 
 
 def write_json(path: str | Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    atomic_write_text(
+        path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
+    )
 
 
 def _json_default(o):
     import numpy as np
+
     if isinstance(o, (np.integer,)):
         return int(o)
     if isinstance(o, (np.floating,)):
@@ -115,8 +150,9 @@ def fmt(x, digits: int = 3) -> str:
 
 def fmt_params(params: dict) -> str:
     """Hyper-parameters for reading: floats to 3 significant digits ({"C": 0.0316})."""
-    return json.dumps({k: float(f"{v:.3g}") if isinstance(v, float) else v
-                       for k, v in params.items()})
+    return json.dumps(
+        {k: float(f"{v:.3g}") if isinstance(v, float) else v for k, v in params.items()}
+    )
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
@@ -139,8 +175,9 @@ def _os(key):
 
 
 def _ci(key):
-    return lambda r: ("–" if not r["open_set"].get(key) else
-                      "[{:.3f}, {:.3f}]".format(*r["open_set"][key]))
+    return lambda r: (
+        "–" if not r["open_set"].get(key) else "[{:.3f}, {:.3f}]".format(*r["open_set"][key])
+    )
 
 
 METRIC_ROWS = [
@@ -167,9 +204,11 @@ def results_markdown(res: dict) -> str:
     os_ = res["open_set"]
     sel = res["selected"]
     out = [f"# originprobe results: {res.get('title', 'evaluation')}", ""]
-    out.append(f"Backbone `{res['backbone']['name']}`, head `{sel['head']}`, score `{sel['score']}`, "
-               f"layer `{sel['layer']}`, params `{fmt_params(sel['params'])}`"
-               f" (chosen on known-class validation data).")
+    out.append(
+        f"Backbone `{res['backbone']['name']}`, head `{sel['head']}`, score `{sel['score']}`, "
+        f"layer `{sel['layer']}`, params `{fmt_params(sel['params'])}`"
+        f" (chosen on known-class validation data)."
+    )
     out.append("")
     out.append(f"Known: {', '.join(res['known_classes'])}  ")
     out.append(f"Unknown: {', '.join(res['unknown_classes']) or '(none)'}")
@@ -185,29 +224,52 @@ def results_markdown(res: dict) -> str:
     if len(variants) > 1:
         a = res["jpeg_aligned"]["selected"]
         out.append("")
-        out.append(f"JPEG-aligned: every image of every class and role recompressed at quality "
-                   f"{res['jpeg_aligned']['quality']} before extraction; its own selection chose "
-                   f"layer `{a['layer']}`, params `{json.dumps(a['params'])}`.")
+        out.append(
+            f"JPEG-aligned: every image of every class and role recompressed at quality "
+            f"{res['jpeg_aligned']['quality']} before extraction; its own selection chose "
+            f"layer `{a['layer']}`, params `{json.dumps(a['params'])}`."
+        )
     th = res.get("thresholded")
     if os_["per_unknown_auroc"]:
         out += ["", "## AUROC per unknown class", ""]
-        out.append(markdown_table(["unknown class", "AUROC"],
-                                  sorted(os_["per_unknown_auroc"].items())))
+        out.append(
+            markdown_table(["unknown class", "AUROC"], sorted(os_["per_unknown_auroc"].items()))
+        )
     if th:
         conf = th["confusion"]
         out += ["", f"## Confusion matrix (threshold {th['threshold']:.4g}; rows = true)", ""]
-        out.append(markdown_table(["true \\ predicted"] + conf["cols"],
-                                  [[r] + row for r, row in zip(conf["rows"], conf["matrix"])]))
+        out.append(
+            markdown_table(
+                ["true \\ predicted"] + conf["cols"],
+                [[r] + row for r, row in zip(conf["rows"], conf["matrix"])],
+            )
+        )
     sweep = res.get("layer_sweep")
     if sweep:
         out += ["", "## Layer sweep (best params per layer on validation)", ""]
-        out.append(markdown_table(
-            ["layer", "params", "val bal. acc", "test acc", "test AUROC", "test OSCR", ""],
-            [[r["layer"], fmt_params(r["params"]), r["val_balanced_accuracy"],
-              r.get("test_accuracy"), r.get("test_auroc"), r.get("test_oscr"),
-              "selected" if r["layer"] == sel["layer"] else ""] for r in sweep]))
+        out.append(
+            markdown_table(
+                ["layer", "params", "val bal. acc", "test acc", "test AUROC", "test OSCR", ""],
+                [
+                    [
+                        r["layer"],
+                        fmt_params(r["params"]),
+                        r["val_balanced_accuracy"],
+                        r.get("test_accuracy"),
+                        r.get("test_auroc"),
+                        r.get("test_oscr"),
+                        "selected" if r["layer"] == sel["layer"] else "",
+                    ]
+                    for r in sweep
+                ],
+            )
+        )
     if res.get("robustness"):
-        out += ["", "## Robustness (test images perturbed; head, layer and threshold unchanged)", ""]
+        out += [
+            "",
+            "## Robustness (test images perturbed; head, layer and threshold unchanged)",
+            "",
+        ]
         rob_rows = []
         for kind, rows_k in res["robustness"].items():
             for r in rows_k:
@@ -216,16 +278,24 @@ def results_markdown(res: dict) -> str:
         out.append(markdown_table(["perturbation", "level", "accuracy", "AUROC", "OSCR"], rob_rows))
     if res.get("low_data"):
         out += ["", "## Low-data regime (training images per class; mean ± std over seeds)", ""]
-        out.append(markdown_table(
-            ["per class", "seeds", "accuracy", "AUROC", "OSCR"],
-            [[r["per_class"], r["seeds"]] + [_pm(r[f"{m}_mean"], r[f"{m}_std"])
-                                             for m in ("accuracy", "auroc", "oscr")]
-             for r in res["low_data"]]))
+        out.append(
+            markdown_table(
+                ["per class", "seeds", "accuracy", "AUROC", "OSCR"],
+                [
+                    [r["per_class"], r["seeds"]]
+                    + [_pm(r[f"{m}_mean"], r[f"{m}_std"]) for m in ("accuracy", "auroc", "oscr")]
+                    for r in res["low_data"]
+                ],
+            )
+        )
     out += ["", "## Samples", ""]
     counts = res["counts"]
     labels = sorted({l for role in counts.values() for l in role})
-    out.append(markdown_table(["class"] + list(counts),
-                              [[l] + [counts[r].get(l, 0) for r in counts] for l in labels]))
+    out.append(
+        markdown_table(
+            ["class"] + list(counts), [[l] + [counts[r].get(l, 0) for r in counts] for l in labels]
+        )
+    )
     if res.get("errors"):
         out += ["", f"{res['errors']} file(s) skipped: see errors.csv"]
     if res.get("warnings"):
@@ -249,17 +319,26 @@ def format_dry_run(dr) -> str:
     return "\n".join(out)
 
 
-def write_run(out_dir: str | Path, results: dict, config: dict, problems: Sequence = (),
-              warnings: Sequence = ()) -> Path:
+def write_run(
+    out_dir: str | Path,
+    results: dict,
+    config: dict,
+    problems: Sequence = (),
+    warnings: Sequence = (),
+) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", config)
     write_errors_csv(out / "errors.csv", problems)
     write_errors_csv(out / "warnings.csv", warnings)
     if results.get("layer_sweep"):
-        write_table_csv(out / "layer_sweep.csv",
-                        [{k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in r.items()}
-                         for r in results["layer_sweep"]])
+        write_table_csv(
+            out / "layer_sweep.csv",
+            [
+                {k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in r.items()}
+                for r in results["layer_sweep"]
+            ],
+        )
     atomic_write_text(out / "results.md", results_markdown(results))
     write_json(out / "results.json", results)  # last: its presence marks a complete run
     return out

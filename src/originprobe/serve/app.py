@@ -20,19 +20,24 @@ import hmac
 import io
 import time
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
 
 from .._version import __version__
-from ..errors import ConfigError
 from ..data.images import describe_non_image, max_pixels, sniff_format
+from ..errors import ConfigError
 from ..model import Attributor
+from ..options import option
 from .batcher import Batcher
 
 TOKEN_ENV = "ORIGINPROBE_API_TOKEN"
 STATIC = ("index.html", "app.js", "style.css")
-_MEDIA = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
-          "style.css": "text/css; charset=utf-8"}
+_MEDIA = {
+    "index.html": "text/html; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
+}
 
 
 class UploadTooLarge(Exception):
@@ -52,6 +57,7 @@ def check_upload(name: str, data: bytes) -> tuple[int, str] | None:
     if fmt is None:
         return 415, describe_non_image(data[:32])
     from PIL import Image
+
     try:
         with Image.open(io.BytesIO(data), formats=[fmt]) as img:
             w, h = img.size
@@ -60,8 +66,9 @@ def check_upload(name: str, data: bytes) -> tuple[int, str] | None:
     except Exception as exc:  # noqa: BLE001 - any header failure is "not a readable image"
         return 415, f"corrupt image data ({type(exc).__name__}: {exc})"
     if w * h > max_pixels():
-        return 422, (f"decompression bomb: {w}x{h} pixels exceeds the limit of {max_pixels()} "
-                     "(--max-pixels)")
+        return 422, (
+            f"decompression bomb: {w}x{h} pixels exceeds the limit of {max_pixels()} (--max-pixels)"
+        )
     return None
 
 
@@ -87,6 +94,7 @@ class _BodyLimit:
                 if seen > self.limit:
                     raise UploadTooLarge()
             return msg
+
         try:
             await self.app(scope, limited, send)
         except UploadTooLarge:
@@ -94,37 +102,70 @@ class _BodyLimit:
 
 
 def _too_large(limit: int) -> dict:
-    return {"error": "upload too large", "reason": f"the request body exceeds "
-                                                   f"{limit / 2**20:g} MB (--max-upload-mb)"}
+    return {
+        "error": "upload too large",
+        "reason": f"the request body exceeds {limit / 2**20:g} MB (--max-upload-mb)",
+    }
 
 
 async def _send_json(send, status: int, obj: dict) -> None:
     import json
+
     body = json.dumps(obj).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
-def create_app(model: Attributor | str | Path, max_upload_mb: float = 20.0, max_batch: int = 32,
-               max_wait_ms: float = 10.0, token: str | None = None):
+def create_app(
+    model: Attributor | str | Path,
+    max_upload_mb: float = 20.0,
+    max_batch: int = 32,
+    max_wait_ms: float = 10.0,
+    token: str | None = None,
+):
     """The FastAPI application holding one model (loaded at start-up when given a path)."""
     from fastapi import FastAPI, File, Request, UploadFile
     from fastapi.responses import JSONResponse, PlainTextResponse, Response
-    from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram,
-                                   generate_latest)
+    from prometheus_client import (
+        CONTENT_TYPE_LATEST,
+        CollectorRegistry,
+        Counter,
+        Histogram,
+        generate_latest,
+    )
 
     registry = CollectorRegistry()
-    requests_total = Counter("originprobe_requests_total", "HTTP requests",
-                             ["endpoint", "method", "status"], registry=registry)
-    latency = Histogram("originprobe_request_seconds", "Request latency", ["endpoint"],
-                        registry=registry,
-                        buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30))
-    images_total = Counter("originprobe_images_total", "Images received", ["outcome"],
-                           registry=registry)
-    batch_images = Histogram("originprobe_batch_images", "Images per forward batch",
-                             registry=registry, buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+    requests_total = Counter(
+        "originprobe_requests_total",
+        "HTTP requests",
+        ["endpoint", "method", "status"],
+        registry=registry,
+    )
+    latency = Histogram(
+        "originprobe_request_seconds",
+        "Request latency",
+        ["endpoint"],
+        registry=registry,
+        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    )
+    images_total = Counter(
+        "originprobe_images_total", "Images received", ["outcome"], registry=registry
+    )
+    batch_images = Histogram(
+        "originprobe_batch_images",
+        "Images per forward batch",
+        registry=registry,
+        buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+    )
     state: dict = {"ready": False}
 
     @asynccontextmanager
@@ -135,8 +176,10 @@ def create_app(model: Attributor | str | Path, max_upload_mb: float = 20.0, max_
         state["batcher"] = Batcher(att, max_batch, max_wait_ms, batch_images.observe)
         await state["batcher"].start()
         import numpy as np
+
         warm = np.random.default_rng(0).integers(0, 256, (64, 64, 3), np.uint8)
         import asyncio
+
         await asyncio.get_running_loop().run_in_executor(None, att.predict, [warm])
         state["ready"] = True
         try:
@@ -145,30 +188,42 @@ def create_app(model: Attributor | str | Path, max_upload_mb: float = 20.0, max_
             state["ready"] = False
             await state["batcher"].stop()
 
-    app = FastAPI(title="originprobe", version=__version__, lifespan=lifespan,
-                  docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="originprobe", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
+    )
 
     @app.middleware("http")
     async def measure(request: Request, call_next):
         t = time.perf_counter()
         path = request.url.path
-        endpoint = path if path in ("/", "/v1/attribute", "/v1/model", "/healthz", "/readyz",
-                                    "/metrics") or path.startswith("/static/") else "other"
+        endpoint = (
+            path
+            if path in ("/", "/v1/attribute", "/v1/model", "/healthz", "/readyz", "/metrics")
+            or path.startswith("/static/")
+            else "other"
+        )
         if token and (path.startswith("/v1/") or path == "/metrics"):
             got = request.headers.get("authorization", "")
             if not hmac.compare_digest(got.encode(), f"Bearer {token}".encode()):
-                response = JSONResponse({"error": "unauthorized", "reason": "send the API "
-                                         f"token as 'Authorization: Bearer ...' ({TOKEN_ENV})"},
-                                        status_code=401)
+                response = JSONResponse(
+                    {
+                        "error": "unauthorized",
+                        "reason": "send the API "
+                        f"token as 'Authorization: Bearer ...' ({TOKEN_ENV})",
+                    },
+                    status_code=401,
+                )
                 requests_total.labels(endpoint, request.method, "401").inc()
                 return response
         try:
             response = await call_next(request)
         except UploadTooLarge:
-            raise                      # answered 413 by the body-limit layer
+            raise  # answered 413 by the body-limit layer
         except Exception as exc:  # noqa: BLE001 - never a bare 500 without a reason
-            response = JSONResponse({"error": "internal error",
-                                     "reason": f"{type(exc).__name__}: {exc}"}, status_code=500)
+            response = JSONResponse(
+                {"error": "internal error", "reason": f"{type(exc).__name__}: {exc}"},
+                status_code=500,
+            )
         latency.labels(endpoint).observe(time.perf_counter() - t)
         requests_total.labels(endpoint, request.method, str(response.status_code)).inc()
         return response
@@ -190,9 +245,17 @@ def create_app(model: Attributor | str | Path, max_upload_mb: float = 20.0, max_
     @app.get("/v1/model")
     async def describe():
         att = state["model"]
-        return {"model_id": state["model_id"], **att.describe(), "versions": _versions(),
-                "limits": {"max_upload_mb": max_upload_mb, "max_pixels": max_pixels(),
-                           "max_batch": max_batch, "max_wait_ms": max_wait_ms}}
+        return {
+            "model_id": state["model_id"],
+            **att.describe(),
+            "versions": _versions(),
+            "limits": {
+                "max_upload_mb": max_upload_mb,
+                "max_pixels": max_pixels(),
+                "max_batch": max_batch,
+                "max_wait_ms": max_wait_ms,
+            },
+        }
 
     @app.post("/v1/attribute")
     async def attribute(files: list[UploadFile] = File(...)):
@@ -203,16 +266,22 @@ def create_app(model: Attributor | str | Path, max_upload_mb: float = 20.0, max_
             bad = check_upload(name, data)
             if bad is not None:
                 images_total.labels("rejected").inc(len(uploads))
-                return JSONResponse({"error": "unusable image", "file": name, "reason": bad[1],
-                                     "model_id": state["model_id"]}, status_code=bad[0])
+                return JSONResponse(
+                    {
+                        "error": "unusable image",
+                        "file": name,
+                        "reason": bad[1],
+                        "model_id": state["model_id"],
+                    },
+                    status_code=bad[0],
+                )
         results = await state["batcher"].attribute(uploads)
         failed = [r for r in results if r.error]
         images_total.labels("attributed").inc(len(results) - len(failed))
         body = {"model_id": state["model_id"], "results": [r.to_dict() for r in results]}
         if failed:
             images_total.labels("rejected").inc(len(failed))
-            body |= {"error": "unusable image", "file": failed[0].source,
-                     "reason": failed[0].error}
+            body |= {"error": "unusable image", "file": failed[0].source, "reason": failed[0].error}
             return JSONResponse(body, status_code=_status_for(failed[0].error))
         return body
 
@@ -235,15 +304,18 @@ def create_app(model: Attributor | str | Path, max_upload_mb: float = 20.0, max_
 
 def _versions() -> dict:
     from ..report.results import provenance
+
     try:
         return dict(provenance(None, "")["versions"])
     except Exception:  # noqa: BLE001 - versions are informative only
         import platform
+
         return {"originprobe": __version__, "python": platform.python_version()}
 
 
 def is_loopback(host: str) -> bool:
     import ipaddress
+
     if host in ("localhost", "localhost.localdomain"):
         return True
     try:
@@ -256,13 +328,21 @@ class ServeError(ConfigError):
     """A service option that cannot work; the message says why."""
 
 
-def check_serve_options(host: str, port: int, max_upload_mb: float, max_batch: int,
-                        max_wait_ms: float, token: str | None) -> None:
+def check_serve_options(
+    host: str,
+    port: int,
+    max_upload_mb: float,
+    max_batch: int,
+    max_wait_ms: float,
+    token: str | None,
+) -> None:
     """Refuse, before loading anything, what would start a service that is unsafe or broken."""
     if not is_loopback(host) and not token:
-        raise ServeError(f"--host {host} is reachable from other machines: refusing to start "
-                         f"without a token; set {TOKEN_ENV} (clients then send "
-                         "'Authorization: Bearer <token>'), or bind to 127.0.0.1")
+        raise ServeError(
+            f"--host {host} is reachable from other machines: refusing to start "
+            f"without a token; set {TOKEN_ENV} (clients then send "
+            "'Authorization: Bearer <token>'), or bind to 127.0.0.1"
+        )
     if not 0 <= port <= 65535:
         raise ServeError(f"--port {port}: not a TCP port (0..65535)")
     if not max_upload_mb > 0:
@@ -275,16 +355,37 @@ def check_serve_options(host: str, port: int, max_upload_mb: float, max_batch: i
         import prometheus_client  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as exc:
-        raise ServeError(f"the service needs its extra ({exc.name} is missing): "
-                         "pip install 'originprobe[serve]'") from None
+        raise ServeError(
+            f"the service needs its extra ({exc.name} is missing): pip install 'originprobe[serve]'"
+        ) from None
 
 
-def serve(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000,
-          max_upload_mb: float = 20.0, max_batch: int = 32, max_wait_ms: float = 10.0,
-          token: str | None = None, **runtime) -> None:
+@dataclass
+class ServeSettings:
+    """How `originprobe serve` listens and batches (each field is also its option)."""
+
+    host: str = option(
+        "127.0.0.1", "interface to bind; any but loopback needs ORIGINPROBE_API_TOKEN"
+    )
+    port: int = option(8000, "TCP port (0: any free one)")
+    max_upload_mb: float = option(20.0, "larger uploads get 413")
+    max_batch: int = option(32, "images of concurrent requests gathered into one forward pass")
+    max_wait_ms: float = option(10.0, "how long a request waits for others to share its batch")
+
+
+def serve(model_dir: str | Path, token: str | None = None, **settings_and_runtime) -> None:
+    """Run the service until interrupted. `settings_and_runtime`: `ServeSettings` fields (unset
+    or None: their defaults) and `Attributor.load`'s runtime settings."""
     import uvicorn
 
     from ..backbones import resolve_device
+
+    names = {f.name for f in fields(ServeSettings)}
+    given = {k: v for k, v in settings_and_runtime.items() if k in names and v is not None}
+    runtime = {k: v for k, v in settings_and_runtime.items() if k not in names}
+    st = ServeSettings(**given)
+    host, port, max_upload_mb = st.host, st.port, st.max_upload_mb
+    max_batch, max_wait_ms = st.max_batch, st.max_wait_ms
     check_serve_options(host, port, max_upload_mb, max_batch, max_wait_ms, token)
     resolve_device(runtime.get("device"))
     att = Attributor.load(model_dir, **runtime)

@@ -6,11 +6,12 @@ whole batch to the model in a worker thread (never on the event loop). While the
 the next batch fills up, so under load the backbone sees batches as large as a batch command
 would give it, and a lone request waits at most `max_wait_ms` for company.
 """
+
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Sequence
 
 from ..errors import ConfigError
 from ..features import ImageInput
@@ -18,8 +19,13 @@ from ..model import Attribution, Attributor
 
 
 class Batcher:
-    def __init__(self, model: Attributor, max_batch: int = 32, max_wait_ms: float = 10.0,
-                 on_batch: Callable[[int], None] | None = None):
+    def __init__(
+        self,
+        model: Attributor,
+        max_batch: int = 32,
+        max_wait_ms: float = 10.0,
+        on_batch: Callable[[int], None] | None = None,
+    ):
         if max_batch < 1 or max_wait_ms < 0:
             raise ConfigError("max_batch must be ≥ 1 and max_wait_ms ≥ 0")
         self.model = model
@@ -79,5 +85,5 @@ class Batcher:
             start = 0
             for items, fut in batch:
                 if not fut.done():
-                    fut.set_result(results[start:start + len(items)])
+                    fut.set_result(results[start : start + len(items)])
                 start += len(items)

@@ -1,12 +1,13 @@
 """`originprobe serve` in a child process, for tests and benchmarks: started on 127.0.0.1, waited
 for until ready, and always stopped (terminate, then kill) when the block ends, also on failure."""
+
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 
 def free_port() -> int:
@@ -16,15 +17,30 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(model_dir: str | Path, log_path: str | Path, *args: str,
-                   ready_timeout: float = 180.0) -> Iterator[tuple[str, subprocess.Popen]]:
+def running_server(
+    model_dir: str | Path, log_path: str | Path, *args: str, ready_timeout: float = 180.0
+) -> Iterator[tuple[str, subprocess.Popen]]:
     """(base URL, process) of a server for `model_dir`; its output goes to `log_path`."""
     import httpx
+
     port = free_port()
     with open(log_path, "w+") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "originprobe.cli", "serve", str(model_dir),
-                                 "--host", "127.0.0.1", "--port", str(port), *args],
-                                stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "originprobe.cli",
+                "serve",
+                str(model_dir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                *args,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + ready_timeout
