@@ -79,7 +79,7 @@ def write_store(root: Path, n: int, dim: int = DIM, seed: int = 0):
 def child_fit(root: str, n_train: int, n_val: int, mode: str) -> None:
     """Runs in a child process: fit an Attributor on the store (or per-layer .npy memmaps)."""
     from originprobe import Attributor
-    from originprobe.model.attributor import _StoreLayers
+    from originprobe.features.store import StoreRows
 
     store, hashes, labels = write_store(Path(root), n_train + n_val)
     names = np.array([f"gen{c:02d}" for c in range(CLASSES)], dtype=object)
@@ -87,8 +87,8 @@ def child_fit(root: str, n_train: int, n_val: int, mode: str) -> None:
     t = time.perf_counter()
     att = Attributor(backbone="synthetic", layers="all")
     if mode == "store":
-        tr = _StoreLayers(store, hashes[:n_train], _layer_names())
-        va = _StoreLayers(store, hashes[n_train : n_train + n_val], _layer_names())
+        tr = StoreRows(store, hashes[:n_train], _layer_names())
+        va = StoreRows(store, hashes[n_train : n_train + n_val], _layer_names())
         att.fit_features(tr, y[:n_train], va, y[n_train : n_train + n_val])
     else:
         folder = Path(root) / f"npy-{n_train + n_val}"

@@ -4,6 +4,7 @@ store. The cluster is stopped whatever happens."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -210,3 +211,25 @@ def test_engine_ray_without_ray_says_how_to_install(data, tmp_path, monkeypatch,
     monkeypatch.setattr(builtins, "__import__", no_ray)
     rc = main(["extract", str(data), "--cache", str(tmp_path / "c"), "--engine", "ray", "--quiet"])
     assert rc == 2 and "pip install 'originprobe[ray]'" in capsys.readouterr().err
+
+
+def test_selection_runs_as_ray_tasks_and_chooses_as_a_local_run(cluster, data, tmp_path):
+    """`fit --engine ray`: the layer groups of the sweep are Ray tasks that read their layers
+    from the feature store; the choice equals a local fit's."""
+    address, env = cluster
+    common = ["fit", "--data", str(data), "--known", "real,dalle-mini,midjourney-v3",
+              "--cache", str(tmp_path / "cache"), "--backbone", "efficientnet-lite0",
+              "--layers", ",".join(LAYERS), "--combine-layers", "2", "--quiet"]  # fmt: skip
+    assert main([*common, "--out", str(tmp_path / "local")]) == 0
+    r = subprocess.run(
+        [sys.executable, "-m", "originprobe.cli", *common, "--out", str(tmp_path / "ray"),
+         "--engine", "ray", "--address", address],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    local, ray = (json.loads((tmp_path / d / "model.json").read_text())["selection"]
+                  for d in ("local", "ray"))  # fmt: skip
+    assert local["engine"] == "local" and ray["engine"] == "ray"
+    assert ray["layer"] == local["layer"] and ray["params"] == local["params"]
+    assert ray["fits"] == local["fits"]
+    assert ray["val_balanced_accuracy"] == pytest.approx(local["val_balanced_accuracy"], abs=1e-9)

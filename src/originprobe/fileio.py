@@ -78,10 +78,6 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_json(path: str | Path, obj, **kw) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, **kw) + "\n")
-
-
 @contextmanager
 def atomic_directory(final: str | Path) -> Iterator[Path]:
     """Build a directory at a temporary path, then swap it in for `final` in one rename.

@@ -51,10 +51,11 @@ def dataclass_options(
         if "help" not in meta or (group is not None and meta.get("group") != group):
             continue
         kw = {k: v for k, v in meta.items() if k not in ("group", "type") and v is not None}
-        if f.type == "bool":
+        tname = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+        if tname == "bool":
             kw["action"] = "store_true"
         else:
-            kind = meta.get("type") or _KINDS.get(str(f.type), str)
+            kind = meta.get("type") or _KINDS.get(tname, str)
             kw.setdefault("type", _checked(f.name, kind, check))
         if f.default not in (None, False, dataclasses.MISSING) and "default" not in kw["help"]:
             kw["help"] += f" (default: {f.default})"

@@ -257,14 +257,3 @@ class BackboneSpec:
 
     def build(self, weights: str | Path | None = None, **kw) -> Backbone:
         return self.builder(weights=weights, **kw)
-
-
-def state_dict_digest(sd: dict[str, torch.Tensor]) -> str:
-    """Identity of in-memory weights: sha256 over names, shapes and values."""
-    h = hashlib.sha256()
-    for k, v in sd.items():
-        h.update(k.encode())
-        t = v.detach().cpu().contiguous()
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()

@@ -263,15 +263,6 @@ def load_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
     return read_image(path, draft_size).image
 
 
-def is_image_file(path: str | Path) -> bool:
-    """True when `path` is a regular file whose first bytes are an image format read here."""
-    try:
-        with open_regular(path) as f:
-            return sniff_format(f.read(SNIFF_BYTES)) is not None
-    except ImageDecodeError:
-        return False
-
-
 def image_from_array(arr: np.ndarray, name: str = "<array>") -> Image.Image:
     """An RGB image from an (H, W), (H, W, 3) or (H, W, 4) array: uint8, or float in [0, 1]."""
     a = np.asarray(arr)

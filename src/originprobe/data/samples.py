@@ -353,3 +353,9 @@ __all__ = [
     "skipped_summary",
     "walk_files",
 ]
+
+
+def without_failed(samples: Sequence[Sample], problems: Iterable[Problem]) -> list[Sample]:
+    """The samples whose file is not among the problems' (files that could not be read)."""
+    failed = {str(p.path) for p in problems}
+    return [s for s in samples if str(s.path) not in failed]

@@ -194,3 +194,11 @@ def split_from_roles(
         s for s in dedupe(test)[0] if s.label in set(known) | set(unknown) and s.sha256 not in used
     ]
     return OpenSetSplit(list(known), list(unknown), train, val, test).check()
+
+
+def per_class_subset(y: np.ndarray, n: int, rng: np.random.Generator, classes=None) -> np.ndarray:
+    """Sorted indices of at most `n` random samples of each class (in `classes` order, default
+    the sorted labels): capped references, low-data subsets."""
+    classes = np.unique(y) if classes is None else classes
+    keep = [rng.permutation(np.flatnonzero(y == c))[:n] for c in classes]
+    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)

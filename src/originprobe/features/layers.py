@@ -98,7 +98,10 @@ class LayerRows(Mapping):
         return len(self.arrays)
 
     def rows(self, layer: str) -> int:
-        return len(self.index) if self.index is not None else len(self.arrays[layer])
+        if self.index is not None:
+            return len(self.index)
+        n = getattr(self.arrays, "n_rows", None)  # a store reader knows it without reading
+        return int(n) if n is not None else len(self.arrays[layer])
 
     def width(self, layer: str) -> int | None:
         """The layer's dims when known without reading it (arrays with a shape), else None."""

@@ -219,3 +219,11 @@ def extract_on_ray(
         progress.set_postfix_str(f"ray, {n_actors} actor(s)", refresh=False)
     report.seconds = time.perf_counter() - t0
     store.refresh()
+
+
+def ray_map(fn, tasks: list[tuple], address: str | None = None) -> list:
+    """`[fn(*t) for t in tasks]`, each call a Ray task (one CPU), results in order. Used by
+    selection for its layer groups: each task reads its own layers from the feature store."""
+    ray = connect(address)
+    remote = ray.remote(num_cpus=1)(fn)
+    return ray.get([remote.remote(*t) for t in tasks])

@@ -34,7 +34,7 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,6 +153,14 @@ class FeatureStore:
         self._shards: list[ShardInfo] | None = None
         self._index: dict[str, dict[str, tuple[int, int]]] = {}
         self.damaged: list[tuple[str, str]] = []
+
+    def __getstate__(self) -> dict:
+        """Pickled as where it is (for Ray tasks on a shared filesystem); the lock and the
+        index are rebuilt where it is unpickled."""
+        return {"root": self.root, "namespace": self.dir.name, "dtype": self.dtype}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["root"], state["namespace"], dtype=state["dtype"])
 
     # ---------------------------------------------------------------- reading
     def refresh(self) -> None:
@@ -472,3 +480,30 @@ def open_namespaces(root: str | Path) -> list[FeatureStore]:
         for d in sorted(root.iterdir())
         if d.is_dir() and (any(d.glob("shard-*")) or (d / "backbone.json").exists())
     ]
+
+
+class StoreRows(Mapping):
+    """{layer: the features of `hashes`}, read from a store on each access, nothing kept; small
+    and picklable, so a Ray task reads its layers where it runs."""
+
+    def __init__(self, store: FeatureStore | FusedStore, hashes: Sequence[str],
+                 layers: Sequence[str]):  # fmt: skip
+        self.store, self.hashes, self.layers = store, list(hashes), list(layers)
+
+    def __getitem__(self, layer: str) -> np.ndarray:
+        if layer not in self.layers:
+            raise KeyError(layer)
+        return self.store.load(self.hashes, layer)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __contains__(self, layer: object) -> bool:
+        return layer in self.layers
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.hashes)

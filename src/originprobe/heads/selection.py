@@ -30,7 +30,7 @@ from __future__ import annotations
 import itertools
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -180,6 +180,30 @@ def lda_proxy(
     return best
 
 
+def fit_group(
+    prototype: Head,
+    grid: list[dict],
+    features: FeatureFn,
+    group: list[LayerSpec],
+    y_train: np.ndarray,
+    y_val: np.ndarray,
+) -> list[tuple[LayerSpec, list[tuple[dict, Head, float, float]]]]:
+    """Fit one layer group over the grid and score it on validation: per spec, one
+    (params, fitted head, balanced accuracy, accuracy) per grid entry. Reads only this group's
+    features, so it can run wherever they can be read."""
+    fitted = prototype.fit_grid([features("train", s) for s in group], y_train, grid)
+    out = []
+    for spec, heads in zip(group, fitted):
+        Xva = features("val", spec)
+        results = []
+        for params, head in zip(grid, heads):
+            pred = head.predict(Xva)
+            results.append((dict(params), head, balanced_accuracy(y_val, pred),
+                            float(np.mean(pred == y_val))))  # fmt: skip
+        out.append((spec, results))
+    return out
+
+
 def _groups(
     specs: Sequence[LayerSpec], width: Callable[[LayerSpec], int], n_rows: int, budget: int
 ) -> list[list[LayerSpec]]:
@@ -210,12 +234,15 @@ def select_head(
     progress: bool = False,
     screen: int | None = None,
     widths: Mapping[str, int] | None = None,
+    map_groups: Callable[[Callable, list], Iterable] | None = None,
 ) -> Selection:
     """Choose (layer, params) by validation balanced accuracy.
 
     `features(role, layer)` returns the (n, D) features of role "train" or "val".
     `make(**params)` builds an unfitted head. `widths` (layer → dims) lets groups be planned
-    without reading features; `screen`: see the module doc.
+    without reading features; `screen`: see the module doc. `map_groups(fit_group, tasks)`
+    runs the groups elsewhere (Ray tasks), in order; `features` must then be picklable and
+    read its layers where the task runs (a feature store on a shared filesystem).
     """
     check_roles(y_train, y_val, known_classes)
     y_val = np.asarray(y_val, dtype=object)
@@ -247,19 +274,17 @@ def select_head(
     proxy: dict[LayerSpec, float] = {}
 
     def sweep(specs: list[LayerSpec]) -> None:
-        for group in _groups(specs, width, n, GROUP_ELEMS):
-            fitted = prototype.fit_grid([features("train", s) for s in group], y_train, grid)
-            for spec, heads in zip(group, fitted):
-                Xva = features("val", spec)
-                for order, (params, head) in enumerate(zip(grid, heads)):
-                    pred = head.predict(Xva)
-                    bacc = balanced_accuracy(y_val, pred)
-                    rows.append(SweepRow(spec, dict(params), bacc, float(np.mean(pred == y_val))))
+        groups = _groups(specs, width, n, GROUP_ELEMS)
+        tasks = [(prototype, grid, features, group, y_train, y_val) for group in groups]
+        done = map(lambda t: fit_group(*t), tasks) if map_groups is None else map_groups(
+            fit_group, tasks)  # fmt: skip
+        for group, fitted in zip(groups, done):
+            for spec, results in fitted:
+                for order, (params, head, bacc, acc) in enumerate(results):
+                    rows.append(SweepRow(spec, params, bacc, acc))
                     key = (bacc, -order)
                     if spec not in scores or key > scores[spec][0]:
                         scores[spec] = (key, dict(params), head)
-                del Xva
-            del fitted
             bar.update(
                 len(group) * len(grid),
                 ", ".join(map(str, group[:3])) + (" ..." if len(group) > 3 else ""),

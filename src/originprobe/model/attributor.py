@@ -34,7 +34,8 @@ from sklearn.base import BaseEstimator
 from .._version import __version__
 from ..backbones import DEFAULT_BACKBONE, Backbone, Preprocessing, load_backbone
 from ..data import Dataset, Problem, Sample, hash_samples, load_dataset, make_split
-from ..data.splits import stratified_indices
+from ..data.samples import without_failed
+from ..data.splits import per_class_subset, stratified_indices
 from ..errors import ConfigError
 from ..features import (
     ImageInput,
@@ -46,6 +47,7 @@ from ..features import (
     open_store,
     parse_layer_list,
 )
+from ..features.store import StoreRows
 from ..heads import HEADS, Head, HeadStateError, head_factory
 from ..heads.selection import select_head
 from ..openset import (
@@ -151,12 +153,6 @@ class Decisions:
     threshold: float
 
 
-def _cap_per_class(y: np.ndarray, cap: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    keep = [np.sort(rng.permutation(np.flatnonzero(y == c))[:cap]) for c in np.unique(y)]
-    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
-
-
 class Attributor(BaseEstimator):
     """Open-set origin attribution: a known generator, "real", or unknown (see module doc).
 
@@ -170,7 +166,7 @@ class Attributor(BaseEstimator):
     bundle_meta_: dict[str, Any]  # set by `load`: the bundle's model.json
 
     RUNTIME = ("device", "batch_size", "workers", "cache", "progress", "runtime", "provenance",
-               "c2pa_trust")  # fmt: skip
+               "c2pa_trust", "engine", "address")  # fmt: skip
 
     def __init__(
         self,
@@ -194,6 +190,8 @@ class Attributor(BaseEstimator):
         runtime: str = "auto",
         provenance: bool = True,
         c2pa_trust: str | None = None,
+        engine: str = "local",
+        address: str | None = None,
     ):
         self.backbone = backbone
         self.layers = layers
@@ -215,6 +213,8 @@ class Attributor(BaseEstimator):
         self.runtime = runtime
         self.provenance = provenance
         self.c2pa_trust = c2pa_trust
+        self.engine = engine
+        self.address = address
         self._backbone_obj: Backbone | None = None
         self._evidence_reader: EvidenceReader | None = None
 
@@ -380,12 +380,10 @@ class Attributor(BaseEstimator):
                 runtime=self.runtime,
             )
             self.problems_ += report.errors
-            failed = {p.path for p in report.errors}
-            train = [s for s in split.train if str(s.path) not in failed]
-            val = [s for s in split.val if str(s.path) not in failed]
+            train, val = (without_failed(ss, report.errors) for ss in (split.train, split.val))
             # layers are read from the store one at a time, as selection asks for them
             feats = {
-                role: _StoreLayers(store, [str(s.sha256) for s in ss], base_layers(specs))
+                role: StoreRows(store, [str(s.sha256) for s in ss], base_layers(specs))
                 for role, ss in (("train", train), ("val", val))
             }
             return self.fit_features(
@@ -441,6 +439,7 @@ class Attributor(BaseEstimator):
             combine=int(self.combine_layers),
             progress=self.progress,
             widths=widths,
+            map_groups=self._group_mapper(),
         )
         self.selection_ = sel
         self._set_fitted(
@@ -452,6 +451,7 @@ class Attributor(BaseEstimator):
             "layer": str(sel.layer),
             "params": sel.params,
             "criterion": "validation balanced accuracy",
+            "engine": self.engine,
             "val_balanced_accuracy": sel.val_balanced_accuracy,
             "fits": sel.fits,
             "seconds": round(sel.seconds, 3),
@@ -463,9 +463,20 @@ class Attributor(BaseEstimator):
             }
         return self
 
+    def _group_mapper(self):
+        """Where selection fits its layer groups: here, or as Ray tasks (`engine="ray"`), each
+        reading its layers from the feature store (which must be on a shared filesystem)."""
+        if self.engine == "local":
+            return None
+        if self.engine != "ray":
+            raise ConfigError(f"engine must be local or ray, got {self.engine!r}")
+        from ..features.ray_engine import ray_map
+
+        return lambda fn, tasks: ray_map(fn, tasks, self.address)
+
     def _as_layers(self, X) -> Mapping[str, Any]:
         """{layer: (n, D) array-like}, kept as given (memory-mapped, float16) until read."""
-        if isinstance(X, _StoreLayers):
+        if isinstance(X, StoreRows):
             return X
         if isinstance(X, Mapping):
             out = {}
@@ -502,8 +513,12 @@ class Attributor(BaseEstimator):
         self.layer_ = layer
         self.head_ = head
         self.classes_ = [str(c) for c in head.classes_]
-        ref = _cap_per_class(y_train, int(self.reference_per_class), self.seed)
-        cal = _cap_per_class(y_val, int(self.reference_per_class), self.seed)
+        ref = per_class_subset(
+            y_train, int(self.reference_per_class), np.random.default_rng(self.seed)
+        )
+        cal = per_class_subset(
+            y_val, int(self.reference_per_class), np.random.default_rng(self.seed)
+        )
         self.reference_ = (np.ascontiguousarray(X_train[ref], np.float32), y_train[ref])
         self.calibration_ = (np.ascontiguousarray(X_val[cal], np.float32), y_val[cal])
         self.score_name_ = score
@@ -829,24 +844,6 @@ class Attributor(BaseEstimator):
             "enrolled": getattr(self, "enrolled_", []),
             "originprobe_version": __version__,
         }
-
-
-class _StoreLayers(Mapping):
-    """{layer: features of `hashes`} read from a feature store on each access (nothing kept)."""
-
-    def __init__(self, store, hashes: Sequence[str], layers: Sequence[str]):
-        self.store, self.hashes, self.layers = store, list(hashes), list(layers)
-
-    def __getitem__(self, layer: str) -> np.ndarray:
-        if layer not in self.layers:
-            raise KeyError(layer)
-        return self.store.load(self.hashes, layer)
-
-    def __iter__(self):
-        return iter(self.layers)
-
-    def __len__(self) -> int:
-        return len(self.layers)
 
 
 def _concat(feats: Mapping[str, np.ndarray], spec: LayerSpec) -> np.ndarray:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..backbones import DEFAULT_BACKBONE
+from ..data.perturb import parse_levels
 from ..errors import ConfigError
 from ..model import DEFAULTS, check_params
 from ..options import dataclass_options, option
@@ -197,6 +198,7 @@ class RunConfig:
         )
         if isinstance(opts.get("seeds"), str):
             values["seeds"] = _whole_numbers(opts["seeds"], "--seeds")
+        values.pop("flush_every", None)  # "--flush-every 512|20s" sets one of two fields
         for every in opts.get("flush_every") or []:
             values.update(parse_flush(every))
         values.setdefault("data", None)
@@ -287,6 +289,8 @@ def check_field(name: str, value: Any) -> None:
         raise ConfigError(f"--low-data {value}: give positive whole numbers, e.g. 5,10,20")
     elif name == "seeds" and (not value or min(value) < 0 or len(set(value)) != len(value)):
         raise ConfigError(f"--seeds must be distinct whole numbers ≥ 0, got {value}")
+    elif name == "robustness":
+        parse_levels(value)
     elif name == "engine" and value not in ("local", "ray"):
         raise ConfigError(f"engine must be local or ray, got {value!r}")
 

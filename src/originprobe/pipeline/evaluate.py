@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.perturb import jpeg_align, parse_levels
+from ..data.perturb import jpeg_align
 from ..fileio import atomic_write_text, check_run_dir
 from ..metrics import open_set_figures
 from ..model import Attributor, Decisions
 from ..report import write_run
 from ..report.results import provenance
-from .fitting import fit_prepared, resolve_score, test_attributor
+from .fitting import fit_prepared, test_attributor
 from .prepare import Prepared, RunConfig, prepare
 from .studies import low_data, robustness, write_embedding
 
@@ -118,9 +118,6 @@ def evaluate_prepared(p: Prepared, cfg: RunConfig) -> tuple[dict, Attributor, De
 
 def evaluate_one(cfg: RunConfig, out_dir: str | Path, title: str = "") -> dict:
     out = check_run_dir(out_dir)
-    resolve_score(cfg.head, cfg.score)  # fail before any extraction
-    if cfg.robustness:
-        parse_levels(cfg.robustness)
     sizes = [int(x) for x in cfg.low_data.split(",")] if cfg.low_data else []
     aligned = jpeg_align(cfg.jpeg_align) if cfg.jpeg_align else None
     t0 = time.perf_counter()

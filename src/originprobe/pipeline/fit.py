@@ -11,13 +11,12 @@ from pathlib import Path
 
 from ..fileio import check_model_dir
 from ..model import Attributor
-from .fitting import fit_prepared, resolve_score
+from .fitting import fit_prepared
 from .prepare import RunConfig, prepare
 
 
 def fit(cfg: RunConfig, out_dir: str | Path) -> Attributor:
     out = check_model_dir(out_dir)
-    resolve_score(cfg.head, cfg.score)
     p = prepare(cfg, with_test=False)
     att = fit_prepared(p)
     att.save(out)

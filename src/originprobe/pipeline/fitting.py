@@ -4,21 +4,16 @@ calibrates, test data is only scored (`test_attributor`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
-from ..features import LayerSpec, base_layers
-from ..heads import HEADS
+from ..features import LayerRows, LayerSpec, base_layers
+from ..features.store import StoreRows
+from ..heads.selection import balanced_accuracy
 from ..metrics import evaluate_open_set
 from ..model import Attributor, Decisions
-from ..openset import check_supported
 from .prepare import Prepared, RunConfig
-
-
-def resolve_score(head_name: str, score: str | None) -> str:
-    cls = HEADS.get(head_name)
-    score = score or cls.default_score
-    check_supported(cls, score)
-    return score
 
 
 def new_attributor(cfg: RunConfig, head: str | None = None, score: str | None = None) -> Attributor:
@@ -36,10 +31,17 @@ def new_attributor(cfg: RunConfig, head: str | None = None, score: str | None = 
         workers=cfg.workers,
         progress=cfg.progress,
         runtime=cfg.runtime,
+        engine=cfg.engine,
+        address=cfg.address,
     )
 
 
-def role_features(p: Prepared, role: str) -> dict[str, np.ndarray]:
+def role_features(p: Prepared, role: str) -> Mapping[str, np.ndarray]:
+    """{layer: features of a split role}: from the run's in-memory table, or, when selection
+    runs on Ray, read from the store by each task."""
+    if p.config.engine == "ray":
+        hashes = [str(s.sha256) for s in getattr(p.split, role)]
+        return StoreRows(p.store, hashes, base_layers(p.layers))
     return {l: p.features(role, LayerSpec((l,))) for l in base_layers(p.layers)}
 
 
@@ -53,7 +55,7 @@ def fit_prepared(
     att = new_attributor(p.config, head, score).use_backbone(p.backbone)
     X, y = role_features(p, "train"), p.features.labels("train")
     if train_index is not None:
-        X, y = {l: a[train_index] for l, a in X.items()}, y[train_index]
+        X, y = LayerRows(X, train_index), y[train_index]
     return att.fit_features(
         X,
         y,
@@ -102,8 +104,7 @@ def validation_figures(att: Attributor) -> dict:
     the share of validation images both correctly classified and accepted at the threshold."""
     X, y = att.calibration_
     d = att.decide(X)
-    recalls = [np.mean(d.closest[y == c] == c) for c in np.unique(y)]
     return {
-        "val_balanced_accuracy": float(np.mean(recalls)),
+        "val_balanced_accuracy": balanced_accuracy(y, d.closest),
         "val_ccr": float(np.mean((d.closest == y) & (d.label != "unknown"))),
     }

@@ -25,6 +25,7 @@ from ..data import (
     load_dataset,
     make_split,
 )
+from ..data.samples import without_failed
 from ..data.splits import split_from_roles
 from ..errors import ConfigError
 from ..features import (
@@ -216,15 +217,9 @@ def prepare(
         split.train + split.val + split.test, backbone, cfg, layers, perturbation
     )
     problems += report.errors
-    failed = {str(p.path) for p in report.errors}
-    if failed:  # unreadable files leave every role; the run goes on without them
-        split = OpenSetSplit(
-            split.known_classes,
-            split.unknown_classes,
-            [s for s in split.train if str(s.path) not in failed],
-            [s for s in split.val if str(s.path) not in failed],
-            [s for s in split.test if str(s.path) not in failed],
-        ).check()
+    if report.errors:  # unreadable files leave every role; the run goes on without them
+        roles = (without_failed(ss, report.errors) for ss in (split.train, split.val, split.test))
+        split = OpenSetSplit(split.known_classes, split.unknown_classes, *roles).check()
     table = FeatureTable(store, {"train": split.train, "val": split.val, "test": split.test})
     return Prepared(
         cfg, ds, split, backbone, store, layers, table, report, problems, list(report.warnings)

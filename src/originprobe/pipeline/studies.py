@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from ..data.perturb import Perturbation, parse_levels
+from ..data.samples import without_failed
+from ..data.splits import per_class_subset
 from ..features import LayerSpec
 from ..fileio import atomic_write_text
 from ..metrics import auroc, oscr
@@ -46,9 +48,9 @@ def robustness(p: Prepared, att: Attributor, spec: str | None) -> dict[str, list
         for level in levels:
             pert = Perturbation(kind, level)
             store, report = extract_for(p.split.test, p.backbone, p.config, [att.layer_], pert)
-            failed = {str(e.path) for e in report.errors}
-            keep = [i for i, s in enumerate(p.split.test) if str(s.path) not in failed]
-            hashes = [p.split.test[i].sha256 for i in keep]
+            usable = {id(s) for s in without_failed(p.split.test, report.errors)}
+            keep = [i for i, s in enumerate(p.split.test) if id(s) in usable]
+            hashes = [str(p.split.test[i].sha256) for i in keep]
             X = np.hstack([store.load(hashes, l) for l in att.layer_.parts])
             rows.append({"level": level, **_figures(att, X, y[keep], known)})
         out[kind] = rows
@@ -65,9 +67,7 @@ def low_data(p: Prepared, sizes: Sequence[int], seeds: int) -> list[dict]:
         runs = []
         for seed in range(seeds):
             rng = np.random.default_rng(seed)
-            idx = np.sort(
-                np.concatenate([rng.permutation(np.flatnonzero(y_train == c))[:n] for c in known])
-            )
+            idx = per_class_subset(y_train, n, rng, classes=known)
             att = fit_prepared(p, train_index=idx)
             runs.append(_figures(att, p.features("test", att.layer_), y_test, known))
         row = {"per_class": int(n), "seeds": seeds}
