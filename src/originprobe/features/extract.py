@@ -369,6 +369,15 @@ def _extract_buckets(
                 deferred[b] = items
                 continue
             claimed.append(b)
+            # another writer may have held this bucket and committed it since `todo` was made
+            store.refresh_new()
+            left = set(store.missing([s.sha256 for s in items], runner.layers))
+            report.shared += len(items) - len(left)
+            bar.update(len(items) - len(left))
+            items = [s for s in items if s.sha256 in left]
+            if not items:
+                store.release([b])
+                continue
             left_in_bucket[b] = len(items)
             for s in items:
                 order.append(s)

@@ -179,6 +179,28 @@ class FeatureStore:
                     idx.setdefault(h, (si, row))
         self._shards, self._index, self.damaged = shards, index, damaged
 
+    def refresh_new(self) -> None:
+        """Index only the shards committed since the last look (cheap: one directory listing),
+        so a writer that takes over a bucket sees what its previous holder committed."""
+        if self._shards is None:
+            self.refresh()
+            return
+        known = {sh.path.name for sh in self._shards} | {Path(p).name for p, _ in self.damaged}
+        for d in sorted(self.dir.glob("shard-*")):
+            if d.name in known:
+                continue
+            try:
+                sh = read_shard_meta(d)
+            except StoreError as exc:
+                self.damaged.append((str(d), str(exc)))
+                continue
+            self._shards.append(sh)
+            si = len(self._shards) - 1
+            for layer in sh.layers:
+                idx = self._index.setdefault(layer, {})
+                for row, h in enumerate(sh.hashes):
+                    idx.setdefault(h, (si, row))
+
     @property
     def shards(self) -> list[ShardInfo]:
         if self._shards is None:
