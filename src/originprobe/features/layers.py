@@ -7,6 +7,7 @@ against the layers a backbone (or a fusion of backbones) can emit.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -87,9 +88,10 @@ class LayerRows(Mapping):
 
     def __getitem__(self, layer: str) -> np.ndarray:
         a = self.arrays[layer]
-        if self.index is not None:
-            a = a[self.index]
-        return np.asarray(a, dtype=np.float32)
+        out = np.asarray(a if self.index is None else a[self.index], dtype=np.float32)
+        if out is not a:
+            _release_pages(a)
+        return out
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.arrays)
@@ -128,3 +130,14 @@ class LayerRows(Mapping):
             out[:, col : col + shape[1]] = self[p]
             col += shape[1]
         return out
+
+
+def _release_pages(a: Any) -> None:
+    """Let the kernel take back the pages of a memory-mapped array this process has read (they
+    stay in the page cache): reading every layer once must not pile them all up in memory."""
+    mapping = getattr(a, "_mmap", None)
+    if mapping is not None and hasattr(mmap, "MADV_DONTNEED"):
+        try:
+            mapping.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):
+            pass

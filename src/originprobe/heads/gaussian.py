@@ -18,6 +18,8 @@ from ..errors import ConfigError
 from ._features import centred_unit
 from .base import HEADS, Head
 
+_ROWS = 4096  # row chunk of the passes over the training features
+
 
 @HEADS.register("gaussian")
 class GaussianHead(Head):
@@ -36,28 +38,45 @@ class GaussianHead(Head):
         self.shrinkage = shrinkage
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> "GaussianHead":
-        X = self._as_2d(X).astype(np.float64)
+        """Class means and the shared covariance from row chunks (float64 sums; the features
+        are never copied whole, so 60k × 1024 rows fit in a few hundred MB)."""
+        X = self._as_2d(X)
         self.classes_, idx = self._labels(y)
-        self.mean_ = X.mean(axis=0)
-        Z = centred_unit(X, self.mean_).astype(np.float64)
-        self.means_ = np.stack([Z[idx == c].mean(axis=0) for c in range(len(self.classes_))])
-        R = Z - self.means_[idx]
-        self.precision_ = self._shrunk_precision(R).astype(np.float32)
+        n, D = X.shape
+        K = len(self.classes_)
+        self.mean_ = sum(
+            np.asarray(X[s : s + _ROWS], np.float64).sum(0) for s in range(0, n, _ROWS)
+        )
+        self.mean_ = self.mean_ / n
+        sums = np.zeros((K, D))
+        for s in range(0, n, _ROWS):
+            np.add.at(sums, idx[s : s + _ROWS], centred_unit(X[s : s + _ROWS], self.mean_))
+        self.means_ = sums / np.maximum(np.bincount(idx, minlength=K), 1)[:, None]
+        scatter, norms4 = np.zeros((D, D)), 0.0
+        for s in range(0, n, _ROWS):
+            R = centred_unit(X[s : s + _ROWS], self.mean_) - self.means_[idx[s : s + _ROWS]]
+            scatter += R.T @ R
+            norms4 += float(np.sum(np.einsum("ij,ij->i", R, R) ** 2))
+        self.precision_ = self._shrunk_precision(scatter, norms4, n).astype(np.float32)
         return self
 
-    def _shrunk_precision(self, R: np.ndarray) -> np.ndarray:
+    def _shrunk_precision(self, scatter: np.ndarray, norms4: float, n: int) -> np.ndarray:
+        """Inverse of the residuals' covariance shrunk towards μ·I: Ledoit–Wolf's factor when
+        `shrinkage="auto"` (scikit-learn's estimator, from the scatter and Σ‖r‖⁴ alone)."""
+        p = scatter.shape[0]
+        emp = scatter / max(n, 1)
+        mu = np.trace(emp) / p
         if self.shrinkage == "auto":
-            from sklearn.covariance import ledoit_wolf
-
-            cov, self.shrinkage_ = ledoit_wolf(R, assume_centered=True)
+            delta_ = float(np.sum(emp**2))
+            beta = (norms4 / max(n, 1) - delta_) / (p * max(n, 1))
+            delta = (delta_ - 2.0 * mu * np.trace(emp) + p * mu**2) / p
+            a = 0.0 if beta == 0 else min(beta, delta) / delta
         else:
             a = float(self.shrinkage)
             if not 0 <= a <= 1:
                 raise ConfigError(f"shrinkage must be in [0, 1] or 'auto', got {a}")
-            emp = R.T @ R / max(len(R), 1)
-            mu = np.trace(emp) / emp.shape[0]
-            cov = (1 - a) * emp + a * mu * np.eye(emp.shape[0])
-            self.shrinkage_ = a
+        self.shrinkage_ = a
+        cov = (1 - a) * emp + a * mu * np.eye(p)
         return np.linalg.pinv(cov, hermitian=True)
 
     def mahalanobis_sq(self, X: np.ndarray) -> np.ndarray:

@@ -48,7 +48,7 @@ from ..features import (
     parse_layer_list,
 )
 from ..features.store import StoreRows
-from ..heads import HEADS, Head, HeadStateError, head_factory
+from ..heads import HEADS, Head, head_factory
 from ..heads.selection import select_head
 from ..openset import (
     UNKNOWN,
@@ -59,7 +59,7 @@ from ..openset import (
     fit_score,
 )
 from ..provenance import Evidence, EvidenceReader, compare
-from .bundle import BundleError, read_bundle, write_bundle
+from .bundle import BundleError, read_model, write_bundle
 
 FEATURES = "features"  # the layer name of features handed to `fit_features` as one array
 
@@ -748,55 +748,10 @@ class Attributor(BaseEstimator):
     def load(cls, model_dir: str | Path, weights: str | None = None, **runtime) -> "Attributor":
         """A saved model; the whole bundle is validated first. `runtime` sets device,
         batch_size, workers, progress, top_k."""
-        meta, tensors, ref = read_bundle(model_dir)
+        parts = read_model(model_dir)
+        meta, head, score, layer, classes = (parts.meta, parts.head, parts.score, parts.layer,
+                                             parts.classes)  # fmt: skip
         where = Path(model_dir) / "model.json"
-        head_meta = meta["head"]
-        if head_meta["name"] not in HEADS:
-            raise BundleError(
-                f"{where}: unknown head {head_meta['name']!r} (heads: {', '.join(HEADS.names())})"
-            )
-        try:
-            head = HEADS.get(head_meta["name"]).from_state(tensors, head_meta)
-        except HeadStateError as exc:
-            raise BundleError(f"{Path(model_dir) / 'head.safetensors'}: {exc}") from None
-        score = meta["score"]["name"]
-        try:
-            check_supported(head, score)
-        except ValueError as exc:
-            raise BundleError(f"{where}: {exc}") from None
-        try:
-            layer = LayerSpec.parse(meta["layer"])
-        except ValueError as exc:
-            raise BundleError(f"{where}: {exc}") from None
-        classes = list(meta["classes"])
-        dim = int(meta["feature_dim"])
-        if head.n_features_ != dim:
-            raise BundleError(
-                f"{where}: feature_dim {dim} but the head reads {head.n_features_}-d features"
-            )
-        arrays = {}
-        for part in ("train", "val"):
-            X = ref.get(f"{part}_features")
-            yi = ref.get(f"{part}_labels")
-            if X is None or yi is None:
-                raise BundleError(
-                    f"{Path(model_dir) / 'reference.safetensors'}: "
-                    f"{part} features or labels missing"
-                )
-            if (
-                X.ndim != 2
-                or X.shape[1] != dim
-                or len(yi) != len(X)
-                or len(X) == 0
-                or (len(yi) and (yi.min() < 0 or yi.max() >= len(classes)))
-                or not np.all(np.isfinite(X))
-            ):
-                raise BundleError(
-                    f"{Path(model_dir) / 'reference.safetensors'}: {part} "
-                    f"features do not fit the model ({X.shape}, "
-                    f"{len(classes)} classes, {dim}-d)"
-                )
-            arrays[part] = (X.astype(np.float32), np.array(classes, dtype=object)[yi])
         cfg = meta.get("config") or {}
         att = cls(
             backbone=meta["backbone"]["name"] or FEATURES,
@@ -818,7 +773,7 @@ class Attributor(BaseEstimator):
         att.backbone_info_ = dict(meta["backbone"])
         att.layer_, att.head_, att.classes_ = layer, head, classes
         att.score_name_ = score
-        att.reference_, att.calibration_ = arrays["train"], arrays["val"]
+        att.reference_, att.calibration_ = parts.reference, parts.calibration
         try:
             att.score_ = fit_score(score, *att.reference_, head)
         except ValueError as exc:

@@ -31,13 +31,17 @@ import hmac
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import ConfigError, OriginprobeError
+from ..features.layers import LayerSpec
 from ..fileio import atomic_directory, canonical_json, sha256_file
+from ..heads import HEADS, Head, HeadStateError
+from ..openset import check_supported
 from ..openset.threshold import check_target_tpr
 
 FORMAT = "originprobe-model"
@@ -198,3 +202,61 @@ def check_schema(meta: dict, where: Path) -> None:
         check_target_tpr(tpr)
     except ConfigError as exc:
         raise BundleError(f"{where}: {exc}") from None
+
+
+@dataclass
+class ModelParts:
+    """Everything a bundle holds, each part checked against the others."""
+
+    meta: dict
+    head: Head
+    score: str
+    layer: LayerSpec
+    classes: list[str]
+    reference: tuple[np.ndarray, np.ndarray]  # training features and labels (for scores)
+    calibration: tuple[np.ndarray, np.ndarray]  # validation features and labels (threshold)
+
+
+def read_model(model_dir: str | Path) -> ModelParts:
+    """A bundle read and checked whole: files, checksums and schema (`read_bundle`), then the
+    head's state, the score it supports, the layer, and the reference arrays against the head's
+    feature width and the classes. Every check on load is here."""
+    meta, tensors, ref = read_bundle(model_dir)
+    where = Path(model_dir) / MODEL_JSON
+    head_meta = meta["head"]
+    if head_meta["name"] not in HEADS:
+        raise BundleError(
+            f"{where}: unknown head {head_meta['name']!r} (heads: {', '.join(HEADS.names())})"
+        )
+    try:
+        head = HEADS.get(head_meta["name"]).from_state(tensors, head_meta)
+    except HeadStateError as exc:
+        raise BundleError(f"{Path(model_dir) / HEAD_FILE}: {exc}") from None
+    score = meta["score"]["name"]
+    try:
+        check_supported(head, score)
+        layer = LayerSpec.parse(meta["layer"])
+    except ValueError as exc:
+        raise BundleError(f"{where}: {exc}") from None
+    classes = list(meta["classes"])
+    dim = int(meta["feature_dim"])
+    if head.n_features_ != dim:
+        raise BundleError(
+            f"{where}: feature_dim {dim} but the head reads {head.n_features_}-d features"
+        )
+    arrays = {}
+    for part in ("train", "val"):
+        X, yi = ref.get(f"{part}_features"), ref.get(f"{part}_labels")
+        if X is None or yi is None:
+            raise BundleError(
+                f"{Path(model_dir) / REFERENCE_FILE}: {part} features or labels missing"
+            )
+        fits = (X.ndim == 2 and X.shape[1] == dim and len(yi) == len(X) and len(X) > 0
+                and yi.min() >= 0 and yi.max() < len(classes) and np.all(np.isfinite(X)))  # fmt: skip
+        if not fits:
+            raise BundleError(
+                f"{Path(model_dir) / REFERENCE_FILE}: {part} features do not fit the model "
+                f"({X.shape}, {len(classes)} classes, {dim}-d)"
+            )
+        arrays[part] = (X.astype(np.float32), np.array(classes, dtype=object)[yi])
+    return ModelParts(meta, head, score, layer, classes, arrays["train"], arrays["val"])

@@ -125,11 +125,24 @@ async def _send_json(send, status: int, obj: dict) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+@dataclass
+class ServeSettings:
+    """How `originprobe serve` listens and batches (each field is also its option)."""
+
+    host: str = option(
+        "127.0.0.1", "interface to bind; any but loopback needs ORIGINPROBE_API_TOKEN"
+    )
+    port: int = option(8000, "TCP port (0: any free one)")
+    max_upload_mb: float = option(20.0, "larger uploads get 413")
+    max_batch: int = option(32, "images of concurrent requests gathered into one forward pass")
+    max_wait_ms: float = option(10.0, "how long a request waits for others to share its batch")
+
+
 def create_app(
     model: Attributor | str | Path,
-    max_upload_mb: float = 20.0,
-    max_batch: int = 32,
-    max_wait_ms: float = 10.0,
+    max_upload_mb: float = ServeSettings.max_upload_mb,
+    max_batch: int = ServeSettings.max_batch,
+    max_wait_ms: float = ServeSettings.max_wait_ms,
     token: str | None = None,
 ):
     """The FastAPI application holding one model (loaded at start-up when given a path)."""
@@ -358,19 +371,6 @@ def check_serve_options(
         raise ServeError(
             f"the service needs its extra ({exc.name} is missing): pip install 'originprobe[serve]'"
         ) from None
-
-
-@dataclass
-class ServeSettings:
-    """How `originprobe serve` listens and batches (each field is also its option)."""
-
-    host: str = option(
-        "127.0.0.1", "interface to bind; any but loopback needs ORIGINPROBE_API_TOKEN"
-    )
-    port: int = option(8000, "TCP port (0: any free one)")
-    max_upload_mb: float = option(20.0, "larger uploads get 413")
-    max_batch: int = option(32, "images of concurrent requests gathered into one forward pass")
-    max_wait_ms: float = option(10.0, "how long a request waits for others to share its batch")
 
 
 def serve(model_dir: str | Path, token: str | None = None, **settings_and_runtime) -> None:

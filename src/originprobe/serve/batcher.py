@@ -22,8 +22,8 @@ class Batcher:
     def __init__(
         self,
         model: Attributor,
-        max_batch: int = 32,
-        max_wait_ms: float = 10.0,
+        max_batch: int,
+        max_wait_ms: float,
         on_batch: Callable[[int], None] | None = None,
     ):
         if max_batch < 1 or max_wait_ms < 0:
