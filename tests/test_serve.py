@@ -82,6 +82,9 @@ def test_service_answers_equal_predict_json(client, model_dir, realgen, capsys):
     assert main(["predict", str(model_dir), *map(str, paths), "--json", "--quiet"]) == 0
     cli = json.loads(capsys.readouterr().out)
     assert body["model_id"] == cli["model_id"] and body["model_id"]
+    # one predict document: the service's body is predict --json's, less the model's path
+    assert body["score"] == cli["score"] and body["threshold"] == cli["threshold"]
+    assert set(cli) - {"model"} <= set(body) and "model" not in body
     assert len(body["results"]) == len(cli["predictions"]) == len(paths)
     for got, want, p in zip(body["results"], cli["predictions"], paths):
         assert got["source"] == p.name and Path(want["source"]).name == p.name

@@ -156,3 +156,8 @@ def check_run_dir(out: str | Path) -> Path:
 
 def check_model_dir(out: str | Path) -> Path:
     return check_output_dir(out, ("model.json",), "model")
+
+
+def written_files(out: str | Path) -> list[str]:
+    """The names of the files in an output folder (what a run reports it wrote)."""
+    return sorted(p.name for p in Path(out).iterdir() if p.is_file())

@@ -118,17 +118,14 @@ class LayerRows(Mapping):
         """(n, Σ dims) float32 of the spec's layers, filled part by part (one output copy)."""
         if len(spec.parts) == 1:
             return self[spec.parts[0]]
-        shapes = [
-            getattr(self.arrays.get(p), "shape", None) if isinstance(self.arrays, dict) else None
-            for p in spec.parts
-        ]
-        if any(s is None for s in shapes):
+        widths = [self.width(p) for p in spec.parts]
+        if any(w is None for w in widths):
             return np.hstack([self[p] for p in spec.parts])
-        out = np.empty((self.rows(spec.parts[0]), sum(s[1] for s in shapes)), dtype=np.float32)
+        out = np.empty((self.rows(spec.parts[0]), sum(widths)), dtype=np.float32)
         col = 0
-        for p, shape in zip(spec.parts, shapes):
-            out[:, col : col + shape[1]] = self[p]
-            col += shape[1]
+        for p, w in zip(spec.parts, widths):
+            out[:, col : col + w] = self[p]
+            col += w
         return out
 
 

@@ -128,6 +128,15 @@ def _host_tag() -> str:
     return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 
 
+def _index_shard(index: dict[str, dict[str, tuple[int, int]]], si: int, sh: ShardInfo) -> None:
+    """Add shard number `si`'s rows to `index` (layer → hash → (shard, row)); the first shard
+    holding an image wins."""
+    for layer in sh.layers:
+        idx = index.setdefault(layer, {})
+        for row, h in enumerate(sh.hashes):
+            idx.setdefault(h, (si, row))
+
+
 class FeatureStore:
     """Features of one backbone namespace (see module docstring)."""
 
@@ -173,11 +182,8 @@ class FeatureStore:
                 damaged.append((str(d), str(exc)))  # never read; recomputed; `verify` reports it
         index: dict[str, dict[str, tuple[int, int]]] = {}
         for si, sh in enumerate(shards):
-            for layer in sh.layers:
-                idx = index.setdefault(layer, {})
-                for row, h in enumerate(sh.hashes):
-                    idx.setdefault(h, (si, row))
-        self._shards, self._index, self.damaged = shards, index, damaged
+            _index_shard(index, si, sh)
+        self._shards, self._index, self.damaged = shards, index, damaged  # swapped at once
 
     def refresh_new(self) -> None:
         """Index only the shards committed since the last look (cheap: one directory listing),
@@ -195,11 +201,7 @@ class FeatureStore:
                 self.damaged.append((str(d), str(exc)))
                 continue
             self._shards.append(sh)
-            si = len(self._shards) - 1
-            for layer in sh.layers:
-                idx = self._index.setdefault(layer, {})
-                for row, h in enumerate(sh.hashes):
-                    idx.setdefault(h, (si, row))
+            _index_shard(self._index, len(self._shards) - 1, sh)
 
     @property
     def shards(self) -> list[ShardInfo]:

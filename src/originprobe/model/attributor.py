@@ -766,9 +766,9 @@ class Attributor(BaseEstimator):
                 if k in ("combine_layers", "seed", "val_fraction", "reference_per_class", "top_k")
             },
         )
-        if runtime.get("top_k") is not None:
-            att.top_k = int(runtime.pop("top_k"))
-        runtime.pop("top_k", None)
+        top_k = runtime.pop("top_k", None)
+        if top_k is not None:
+            att.top_k = int(top_k)
         att.set_runtime(**runtime)
         att.backbone_info_ = dict(meta["backbone"])
         att.layer_, att.head_, att.classes_ = layer, head, classes

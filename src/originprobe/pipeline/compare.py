@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..fileio import atomic_write_text, check_run_dir
+from ..fileio import atomic_write_text, check_run_dir, written_files
 from ..heads import HEADS
 from ..registry import checked
 from ..report.html import build_report
@@ -91,7 +91,7 @@ def compare(cfg: RunConfig, heads: Sequence[str] | None, out_dir: str | Path) ->
     atomic_write_text(out / "results.md", compare_markdown(results))
     write_json(out / "results.json", results)
     build_report(out)
-    results["written"] = sorted(p.name for p in out.iterdir() if p.is_file())
+    results["written"] = written_files(out)
     return results
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ..fileio import check_run_dir
+from ..fileio import check_run_dir, written_files
 from ..protocols import expand
 from ..report.html import build_report
 from .evaluate import evaluate_one
@@ -28,5 +28,5 @@ def evaluate(cfg: RunConfig, out_dir: str | Path, title: str = "", report: bool 
         res = evaluate_one(cfg, out_dir, title)
     if report:
         build_report(out_dir)
-    res["written"] = sorted(p.name for p in Path(out_dir).iterdir() if p.is_file())
+    res["written"] = written_files(out_dir)
     return res

@@ -88,16 +88,11 @@ class CredentialReader:
                 [f"C2PA not checked: the file is over the {MAX_C2PA_FILE_BYTES >> 20} MB budget"],
             )
         try:
-            if isinstance(source, (bytes, bytearray)):
-                reader = c2pa.Reader.try_create(fmt, io.BytesIO(source), context=self._context)
-            else:
-                with open(source, "rb") as f:
-                    reader = c2pa.Reader.try_create(fmt, f, context=self._context)
-                    if reader is not None:
-                        return self._record(reader)
-            if reader is None:
-                return None, [], []
-            return self._record(reader)
+            stream = (io.BytesIO(source) if isinstance(source, (bytes, bytearray))
+                      else open(source, "rb"))  # fmt: skip
+            with stream:
+                reader = c2pa.Reader.try_create(fmt, stream, context=self._context)
+                return (None, [], []) if reader is None else self._record(reader)
         except c2pa.C2paError as exc:
             msg = str(exc).strip() or type(exc).__name__
             if msg.startswith("Remote"):

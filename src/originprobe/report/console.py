@@ -17,12 +17,12 @@ from .results import markdown_table
 
 
 def predict_document(
-    model: Any, records: Sequence, model_name: str, note: str | None = None
+    model: Any, records: Sequence, model_name: str | None, note: str | None = None
 ) -> dict:
-    """The predict answer: `predict --json` prints it; `serve` returns it with `results` (every
-    record in upload order) added."""
-    return {
-        "model": model_name,
+    """The predict answer: `predict --json` prints it; `serve` returns it, without the model's
+    path (`model_name=None`), with `results` (every record in upload order) added."""
+    doc = {"model": model_name} if model_name is not None else {}
+    return doc | {
         "model_id": (getattr(model, "bundle_meta_", None) or {}).get("checksum"),
         "score": model.score_name_,
         "threshold": model.threshold_,

@@ -29,6 +29,7 @@ from ..data.images import describe_non_image, max_pixels, sniff_format
 from ..errors import ConfigError
 from ..model import Attributor
 from ..options import option
+from ..report.console import predict_document
 from .batcher import Batcher
 
 TOKEN_ENV = "ORIGINPROBE_API_TOKEN"
@@ -291,7 +292,12 @@ def create_app(
         results = await state["batcher"].attribute(uploads)
         failed = [r for r in results if r.error]
         images_total.labels("attributed").inc(len(results) - len(failed))
-        body = {"model_id": state["model_id"], "results": [r.to_dict() for r in results]}
+        att = state["model"]
+        reader = att.evidence_reader()
+        body = predict_document(att, results, None, reader.note if reader else None) | {
+            "model_id": state["model_id"],
+            "results": [r.to_dict() for r in results],
+        }
         if failed:
             images_total.labels("rejected").inc(len(failed))
             body |= {"error": "unusable image", "file": failed[0].source, "reason": failed[0].error}
@@ -384,10 +390,8 @@ def serve(model_dir: str | Path, token: str | None = None, **settings_and_runtim
     given = {k: v for k, v in settings_and_runtime.items() if k in names and v is not None}
     runtime = {k: v for k, v in settings_and_runtime.items() if k not in names}
     st = ServeSettings(**given)
-    host, port, max_upload_mb = st.host, st.port, st.max_upload_mb
-    max_batch, max_wait_ms = st.max_batch, st.max_wait_ms
-    check_serve_options(host, port, max_upload_mb, max_batch, max_wait_ms, token)
+    check_serve_options(st.host, st.port, st.max_upload_mb, st.max_batch, st.max_wait_ms, token)
     resolve_device(runtime.get("device"))
     att = Attributor.load(model_dir, **runtime)
-    asgi, _ = create_app(att, max_upload_mb, max_batch, max_wait_ms, token)
-    uvicorn.run(asgi, host=host, port=port, log_level="info", access_log=False)
+    asgi, _ = create_app(att, st.max_upload_mb, st.max_batch, st.max_wait_ms, token)
+    uvicorn.run(asgi, host=st.host, port=st.port, log_level="info", access_log=False)
