@@ -24,6 +24,7 @@ STAGES = [
     "heads",
     "openset",
     "metrics",
+    "training",
     "model",
     "report",
     "pipeline",

@@ -4,7 +4,7 @@ The family modules are imported here so that they register their entries; each i
 heavy library (timm, open_clip, transformers) only when a backbone of it is built.
 """
 
-from . import efficientnet, forensic, hf, openclip, vit  # noqa: F401  (registration)
+from . import efficientnet, forensic, hf, learned, openclip, vit  # noqa: F401  (registration)
 from .base import (
     Backbone,
     BackboneSpec,

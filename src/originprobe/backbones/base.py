@@ -64,6 +64,8 @@ class Preprocessing:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     squash: bool = False
     crop: str = "resize"  # "resize" (resample, then centre crop) or "native" (no resampling)
+    views: int = 1  # native crops only: a g×g grid of crops spread over the whole picture
+
 
     def __post_init__(self) -> None:
         if self.interpolation not in _INTERPOLATIONS:
@@ -72,6 +74,11 @@ class Preprocessing:
             raise ConfigError("resize_size must be at least input_size")
         if self.crop not in ("resize", "native"):
             raise ConfigError(f"unknown crop mode {self.crop!r} (resize or native)")
+        if self.views != 1 and (self.crop != "native" or grid_side(self.views) is None):
+            raise ConfigError(
+                f"{self.views} views: several views need native crops, and a square number "
+                "of them (4, 9, 16)"
+            )
 
     @property
     def draft_size(self) -> int | None:
@@ -79,9 +86,10 @@ class Preprocessing:
         None: the full resolution (native crops)."""
         return None if self.crop == "native" else self.resize_size
 
-    def native(self, size: int | None = None) -> "Preprocessing":
-        """The same normalisation on an un-resampled centre crop of `size` (default: the input
-        size, at least 256) pixels."""
+    def native(self, size: int | None = None, views: int = 1) -> "Preprocessing":
+        """The same normalisation on un-resampled crops of `size` (default: the input size, at
+        least 256) pixels: the centre one, or `views` of them over the whole picture, whose
+        features are averaged."""
         size = int(size or max(256, self.input_size))
         return Preprocessing(
             input_size=size,
@@ -90,6 +98,7 @@ class Preprocessing:
             mean=self.mean,
             std=self.std,
             crop="native",
+            views=int(views),
         )
 
     def source_box(self, w: int, h: int) -> tuple[float, float, float, float]:
@@ -104,10 +113,13 @@ class Preprocessing:
         return (left, top, left + cw, top + ch)
 
     def to_uint8(self, img: Image.Image) -> torch.Tensor:
-        """RGB `PIL.Image` → uint8 tensor (3, input_size, input_size), resized and cropped."""
+        """RGB `PIL.Image` → uint8 tensor (3, input_size, input_size), resized and cropped; with
+        several views, (views, 3, input_size, input_size)."""
         img = img.convert("RGB")
         s = self.input_size
         if self.crop == "native":
+            if self.views > 1:
+                return grid_crops(pixels_of(img), s, self.views)
             return _native_crop(img, s)
         box = self.source_box(*img.size)
         if box != (0.0, 0.0, float(s), float(s)) or img.size != (s, s):
@@ -116,7 +128,10 @@ class Preprocessing:
         return x.view(s, s, 3).permute(2, 0, 1).contiguous()
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 batch (B, 3, H, W) → float32, scaled to [0, 1] and normalised."""
+        """uint8 batch (B, 3, H, W) → float32, scaled to [0, 1] and normalised (several views
+        (B, V, 3, H, W) are flattened to B·V images first)."""
+        if x.dim() == 5:
+            x = x.flatten(0, 1)
         mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1) * 255.0
         std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1) * 255.0
         return (x.float() - mean) / std
@@ -129,6 +144,8 @@ class Preprocessing:
         d = asdict(self)
         if d["crop"] == "resize":  # the default is left out: keys of existing caches stay valid
             del d["crop"]
+        if d["views"] == 1:
+            del d["views"]
         return d
 
     @classmethod
@@ -141,6 +158,7 @@ class Preprocessing:
             std=tuple(d["std"]),
             squash=bool(d.get("squash", False)),
             crop=str(d.get("crop", "resize")),
+            views=int(d.get("views", 1)),
         )
 
 
@@ -154,6 +172,34 @@ def _native_crop(img: Image.Image, s: int) -> torch.Tensor:
     if (cw, ch) != (s, s):
         x = _mirror_pad(x, s)
     return x.permute(2, 0, 1).contiguous()
+
+
+def pixels_of(img: Image.Image) -> torch.Tensor:
+    """An RGB picture as a uint8 tensor (3, H, W), unresampled."""
+    w, h = img.size
+    x = torch.frombuffer(bytearray(img.convert("RGB").tobytes()), dtype=torch.uint8)
+    return x.view(h, w, 3).permute(2, 0, 1).contiguous()
+
+
+def grid_side(views: int) -> int | None:
+    g = int(round(views**0.5))
+    return g if g * g == views and 1 <= g <= 8 else None
+
+
+def grid_crops(x: torch.Tensor, s: int, views: int) -> torch.Tensor:
+    """`views` (a square number) s×s crops of a uint8 picture (3, H, W) on an even g×g grid from
+    corner to corner, so together they span the whole picture; sides shorter than s are mirrored
+    out first. → (views, 3, s, s)."""
+    g = grid_side(views)
+    if g is None:
+        raise ConfigError(f"{views} views: need a square number (1, 4, 9, 16 ...)")
+    if x.shape[1] < s or x.shape[2] < s:
+        hw = _mirror_pad(x.permute(1, 2, 0), max(s, x.shape[1], x.shape[2]))
+        x = hw[: max(s, x.shape[1]), : max(s, x.shape[2])].permute(2, 0, 1)
+    h, w = x.shape[1], x.shape[2]
+    ys = [round(i * (h - s) / max(1, g - 1)) for i in range(g)]
+    xs = [round(i * (w - s) / max(1, g - 1)) for i in range(g)]
+    return torch.stack([x[:, y : y + s, x0 : x0 + s] for y in ys for x0 in xs]).contiguous()
 
 
 def _mirror_pad(x: torch.Tensor, s: int) -> torch.Tensor:

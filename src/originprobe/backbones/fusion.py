@@ -3,6 +3,8 @@
 - `NAME@native` (or `NAME@nativeSIZE`): the backbone NAME on un-resampled centre crops of SIZE
   pixels (default: its input size, at least 256) instead of resized images. The weights and the
   normalisation stay; the pixels keep the high frequencies a resize smooths away.
+  `NAME@nativeSIZExV` reads V crops (4, 9, 16) on a grid spanning the whole picture and averages
+  their features (multi-crop pooling).
 - `A+B[+C...]`: several backbones at once. Its layers are the members' layers qualified by the
   member (`efficientnet-lite0@native/stage5`), so layer selection can pick and concatenate layers
   of different members. Every member keeps its own preprocessing and its own namespace in the
@@ -19,9 +21,9 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .base import Backbone
+from .base import Backbone, grid_side
 
-_NATIVE = re.compile(r"^native(\d+)?$")
+_NATIVE = re.compile(r"^native(\d+)?(?:x(\d+))?$")
 SEP = "/"  # member/layer
 
 
@@ -35,25 +37,33 @@ def split_fusion(name: str) -> list[str]:
     return parts
 
 
-def split_variant(name: str) -> tuple[str, int | None]:
-    """'x@native' → ('x', 0); 'x@native320' → ('x', 320); 'x' → ('x', None)."""
+def split_variant(name: str) -> tuple[str, tuple[int, int] | None]:
+    """'x@native' → ('x', (0, 1)); 'x@native320' → ('x', (320, 1)); 'x@native256x4' →
+    ('x', (256, 4)); 'x' → ('x', None)."""
     base, sep, mod = name.rpartition("@")
     if not sep or ":" in mod or "/" in mod:
         return name, None
     m = _NATIVE.match(mod)
     if not m:
-        raise ConfigError(f"backbone {name!r}: unknown variant @{mod} (use @native or @nativeSIZE)")
-    size = int(m.group(1) or 0)
+        raise ConfigError(
+            f"backbone {name!r}: unknown variant @{mod} (use @native, @nativeSIZE or "
+            "@nativeSIZExVIEWS)"
+        )
+    size, views = int(m.group(1) or 0), int(m.group(2) or 1)
     if m.group(1) and not 32 <= size <= 4096:
         raise ConfigError(f"backbone {name!r}: native crop size must be 32..4096 pixels")
-    return base, size
+    if grid_side(views) is None:
+        raise ConfigError(f"backbone {name!r}: views must be a square number (4, 9, 16, ...)")
+    return base, (size, views)
 
 
-def as_native(backbone: Backbone, size: int) -> Backbone:
-    """`backbone` reading un-resampled centre crops (size 0: the default size)."""
-    pre = backbone.preprocessing.native(size or None)
-    backbone.preprocessing = pre
-    backbone.name = f"{backbone.name}@native" + (str(size) if size else "")
+def as_native(backbone: Backbone, size: int, views: int = 1) -> Backbone:
+    """`backbone` reading un-resampled crops (size 0: the default size): the centre one, or
+    `views` of them whose features are averaged."""
+    backbone.preprocessing = backbone.preprocessing.native(size or None, views)
+    backbone.name = (
+        f"{backbone.name}@native" + (str(size) if size else "") + (f"x{views}" if views > 1 else "")
+    )
     return backbone
 
 

@@ -34,7 +34,7 @@ def register_prefix(prefix: str, builder: Callable[..., Backbone]) -> None:
 def load_backbone(
     name: str = DEFAULT_BACKBONE, weights: str | Path | None = None, **kw
 ) -> Backbone:
-    """The backbone `name`: a registry entry, `prefix:identifier`, either with `@native[SIZE]`
+    """The backbone `name`: a registry entry, `prefix:identifier`, either with `@native[SIZE][xVIEWS]`
     (un-resampled crops), or several of those joined by `+` (a fusion; see backbones.fusion)."""
     bb = _load(name, weights, **kw)
     object.__setattr__(
@@ -62,7 +62,7 @@ def _load(name: str, weights: str | Path | None, **kw) -> Backbone:
         return FusedBackbone([load_backbone(m, **kw) for m in members])
     base, native = split_variant(name)
     if native is not None:
-        return as_native(load_backbone(base, weights=weights, **kw), native)
+        return as_native(load_backbone(base, weights=weights, **kw), *native)
     if name in BACKBONES:
         return BACKBONES.get(name).build(weights=weights, **kw)
     prefix, sep, ident = name.partition(":")

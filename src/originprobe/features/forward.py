@@ -154,6 +154,13 @@ class ForwardRunner:
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> dict[str, np.ndarray]:
+        if x.dim() == 5:  # several views per image: their features are averaged
+            b, v = x.shape[:2]
+            feats = self._forward(x.flatten(0, 1))
+            return {l: f.reshape(b, v, -1).mean(1) for l, f in feats.items()}
+        return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> dict[str, np.ndarray]:
         if self.onnx is not None:
             return self.onnx(self.backbone.preprocessing.normalize(x), self.layers)
         x = x.to(self.device, non_blocking=True)

@@ -1,0 +1,186 @@
+"""Embedding networks that originprobe trains itself (see originprobe.training), by architecture.
+
+- `forensic-cnn`: a compact forensic CNN trained from scratch. Its first layer is a constrained
+  convolution (Bayar & Stamm's MISLnet): every 5×5 filter predicts the centre pixel from its
+  neighbours and subtracts it (centre weight −1, the others summing to 1), so the network sees
+  prediction-error residuals, where generators leave their traces, rather than content.
+- `efficientnet-lite0/1/2`: the embedded ImageNet EfficientNet-Lite, fine-tuned; its first
+  `frozen_stages` stages keep their ImageNet weights (cheaper, and less forgetting).
+
+Every architecture maps a uint8-range normalised patch (B, 3, P, P), at native resolution, to a
+pooled trunk feature (`pool`) and an L2-free embedding (`embed`, `embed_dim` wide). The training
+heads (learned reference points for the metric loss, a linear layer for cross-entropy) live beside
+the trunk in `EmbeddingNetwork`, so a saved network carries them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+
+ARCHITECTURES = ("forensic-cnn", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """What builds a network (saved with its weights)."""
+
+    arch: str = "forensic-cnn"
+    embed_dim: int = 128
+    widths: tuple[int, ...] = (24, 48, 96, 192)  # forensic-cnn: channels per stage
+    frozen_stages: int = 3  # efficientnet-lite: stages kept at their ImageNet weights
+    classes: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ConfigError(f"unknown network {self.arch!r}; known: {', '.join(ARCHITECTURES)}")
+        if not 2 <= self.embed_dim <= 4096:
+            raise ConfigError("embed_dim must be in 2..4096")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["widths"], d["classes"] = list(self.widths), list(self.classes)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "NetworkConfig":
+        names = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        for k in ("widths", "classes"):
+            if k in kw:
+                kw[k] = tuple(kw[k])
+        return cls(**kw)
+
+
+class ConstrainedConv2d(nn.Module):
+    """Bayar & Stamm's constrained convolution: per output filter and input channel, the centre
+    weight is −1 and the others sum to 1, enforced in every forward pass (not by projection after
+    a step), so the constraint also holds for weights loaded from a file."""
+
+    def __init__(self, in_ch: int, out_ch: int, k: int = 5):
+        super().__init__()
+        self.k = k
+        w = torch.rand(out_ch, in_ch, k, k) + 0.1
+        self.weight = nn.Parameter(w)
+        mask = torch.ones(1, 1, k, k)
+        mask[..., k // 2, k // 2] = 0
+        self.register_buffer("mask", mask, persistent=False)
+
+    def constrained_weight(self) -> torch.Tensor:
+        w = self.weight * self.mask
+        s = w.sum(dim=(2, 3), keepdim=True)
+        s = torch.where(s.abs() < 1e-3, torch.full_like(s, 1e-3) * s.sign().clamp(min=0) * 2 - 1e-3,
+                        s)  # fmt: skip
+        return w / s - (1 - self.mask)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.constrained_weight(), padding=self.k // 2)
+
+
+def _conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+class ForensicCNN(nn.Module):
+    """Constrained residual layer, then stages of (stride-2 conv, conv) and global pooling."""
+
+    def __init__(self, widths: tuple[int, ...]):
+        super().__init__()
+        self.constrained = ConstrainedConv2d(3, 8)
+        stages, cin = [], 8
+        for w in widths:
+            stages.append(nn.Sequential(_conv_bn(cin, w, 2), _conv_bn(w, w, 1)))
+            cin = w
+        self.stages = nn.ModuleList(stages)
+        self.out_dim = cin
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.constrained(x)
+        for s in self.stages:
+            x = s(x)
+        return x.mean(dim=(2, 3))
+
+
+class LiteTrunk(nn.Module):
+    """EfficientNet-Lite's trunk (timm layout), its first `frozen_stages` stages frozen."""
+
+    def __init__(self, arch: str, frozen_stages: int, imagenet: bool):
+        super().__init__()
+        import timm
+
+        from .efficientnet import VARIANTS, EfficientNetLite
+
+        variant = VARIANTS[arch]
+        if imagenet:
+            net = EfficientNetLite(variant).net
+        else:  # weights come from a saved network next
+            net = timm.create_model(variant.timm_name, pretrained=False)
+        self.conv_stem, self.bn1, self.blocks = net.conv_stem, net.bn1, net.blocks
+        self.conv_head, self.bn2 = net.conv_head, net.bn2
+        self.frozen_stages = int(frozen_stages)
+        self.out_dim = int(net.num_features)
+        frozen = [self.conv_stem, self.bn1, *list(self.blocks)[: self.frozen_stages]]
+        for m in frozen if self.frozen_stages > 0 else []:
+            m.requires_grad_(False)
+        self.requires_grad_(True) if self.frozen_stages <= 0 else None
+
+    def train(self, mode: bool = True) -> "LiteTrunk":
+        super().train(mode)
+        if self.frozen_stages > 0:  # frozen stages keep their ImageNet batch statistics
+            self.conv_stem.eval(), self.bn1.eval()
+            for b in list(self.blocks)[: self.frozen_stages]:
+                b.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.bn1(self.conv_stem(x))
+        for b in self.blocks:
+            x = b(x)
+        return self.bn2(self.conv_head(x)).mean(dim=(2, 3))
+
+
+class EmbeddingNetwork(nn.Module):
+    """Trunk → `pool` → linear → `embed`, with the training heads: one learned reference point per
+    class (`references`, for the metric loss) and a linear classifier (`classifier`, for
+    cross-entropy)."""
+
+    def __init__(self, config: NetworkConfig, imagenet: bool = True):
+        super().__init__()
+        self.config = config
+        if config.arch == "forensic-cnn":
+            self.trunk: nn.Module = ForensicCNN(config.widths)
+        else:
+            self.trunk = LiteTrunk(config.arch, config.frozen_stages, imagenet)
+        self.project = nn.Linear(self.trunk.out_dim, config.embed_dim)
+        n = max(1, len(config.classes))
+        g = torch.Generator().manual_seed(0)
+        self.references = nn.Parameter(0.1 * torch.randn(n, config.embed_dim, generator=g))
+        self.classifier = nn.Linear(config.embed_dim, n)
+
+    def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        pooled = self.trunk(x)
+        return {"pool": pooled, "embed": self.project(pooled)}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)["embed"]
+
+    def with_classes(self, classes: tuple[str, ...]) -> "EmbeddingNetwork":
+        """The same trunk and projection with fresh training heads for `classes` (pretraining on
+        one label set, then training on another)."""
+        cfg = NetworkConfig(**{**self.config.__dict__, "classes": tuple(classes)})
+        new = EmbeddingNetwork.__new__(EmbeddingNetwork)
+        nn.Module.__init__(new)
+        new.config, new.trunk, new.project = cfg, self.trunk, self.project
+        g = torch.Generator().manual_seed(0)
+        new.references = nn.Parameter(0.1 * torch.randn(len(classes), cfg.embed_dim, generator=g))
+        new.classifier = nn.Linear(cfg.embed_dim, len(classes))
+        return new
