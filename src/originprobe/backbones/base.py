@@ -66,7 +66,6 @@ class Preprocessing:
     crop: str = "resize"  # "resize" (resample, then centre crop) or "native" (no resampling)
     views: int = 1  # native crops only: a g×g grid of crops spread over the whole picture
 
-
     def __post_init__(self) -> None:
         if self.interpolation not in _INTERPOLATIONS:
             raise ConfigError(f"unknown interpolation {self.interpolation!r}")

@@ -15,13 +15,14 @@ one; nothing is ever trained or downloaded behind the caller's back.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import torch
 
 from ..errors import ConfigError
-from ..fileio import atomic_write_bytes, sha256_file
+from ..fileio import atomic_write_bytes
 from .base import Backbone, Preprocessing, WeightsNotFoundError
 from .networks import ARCHITECTURES, EmbeddingNetwork, NetworkConfig
 from .registry import register_prefix
@@ -68,7 +69,7 @@ def read_network(path: str | Path, imagenet: bool = False) -> tuple[EmbeddingNet
     try:
         with safe_open(str(p), framework="pt") as f:
             raw = (f.metadata() or {}).get("originprobe")
-            state = {k: f.get_tensor(k) for k in f.keys()}
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - not a dict
     except (SafetensorError, OSError, ValueError) as exc:
         raise NetworkFileError(f"{p}: not a readable safetensors file ({exc})") from None
     try:
@@ -85,6 +86,15 @@ def read_network(path: str | Path, imagenet: bool = False) -> tuple[EmbeddingNet
     return net, meta
 
 
+def weights_digest(net: torch.nn.Module) -> str:
+    """sha256 over the network's tensors in name order: the same weights give the same id."""
+    h = hashlib.sha256()
+    for k, v in sorted(net.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 class LearnedBackbone(Backbone):
     prefers_channels_last = False
 
@@ -94,8 +104,8 @@ class LearnedBackbone(Backbone):
         if net.config.arch != arch:
             raise NetworkFileError(f"{path}: holds a {net.config.arch} network, not {arch}")
         self.net = net.eval().requires_grad_(False)
-        self.name = f"{PREFIX}:{arch}"
-        self.weights_id = sha256_file(path)
+        self.name = self.network_name = f"{PREFIX}:{arch}"  # name stays when @native renames
+        self.weights_id = weights_digest(net)  # the tensors', not the file's (timings differ)
         self.path = str(Path(path).resolve())
         self.info = meta
         self.classes = list(net.config.classes)
@@ -108,6 +118,12 @@ class LearnedBackbone(Backbone):
 
     def describe(self) -> dict:
         return super().describe() | {"training": self.info.get("training", {})}
+
+
+def learned_members(backbone: Backbone) -> dict[str, str]:
+    """{"learned:ARCH": network file} of a backbone's trained members (a fusion's, or its own)."""
+    members = list(getattr(backbone, "members", None) or [backbone])
+    return {m.network_name: m.path for m in members if isinstance(m, LearnedBackbone)}
 
 
 def build(ident: str, weights=None, networks: dict | None = None, **_: object) -> Backbone:

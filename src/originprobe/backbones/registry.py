@@ -60,13 +60,16 @@ def _load(name: str, weights: str | Path | None, **kw) -> Backbone:
         if weights is not None:
             raise ConfigError(f"--weights cannot be given for a fusion of backbones ({name})")
         return FusedBackbone([load_backbone(m, **kw) for m in members])
+    networks = kw.pop("networks", None)  # {"learned:ARCH": trained network file}
     base, native = split_variant(name)
     if native is not None:
-        return as_native(load_backbone(base, weights=weights, **kw), *native)
+        return as_native(load_backbone(base, weights=weights, networks=networks, **kw), *native)
     if name in BACKBONES:
         return BACKBONES.get(name).build(weights=weights, **kw)
     prefix, sep, ident = name.partition(":")
     if sep and prefix in PREFIXES and ident:
+        if networks and any(k.startswith(prefix + ":") for k in networks):
+            kw["networks"] = networks
         return PREFIXES.get(prefix)(ident, weights=weights, **kw)
     known = ", ".join(BACKBONES.names()) + "".join(f", {p}:..." for p in PREFIXES.names())
     raise UnknownBackboneError(f"unknown backbone {name!r}; known: {known}")

@@ -33,6 +33,7 @@ from sklearn.base import BaseEstimator
 
 from .._version import __version__
 from ..backbones import DEFAULT_BACKBONE, Backbone, Preprocessing, load_backbone
+from ..backbones.learned import learned_members
 from ..data import Dataset, Problem, Sample, hash_samples, load_dataset, make_split
 from ..data.samples import without_failed
 from ..data.splits import per_class_subset, stratified_indices
@@ -59,7 +60,7 @@ from ..openset import (
     fit_score,
 )
 from ..provenance import Evidence, EvidenceReader, compare
-from .bundle import BundleError, read_model, write_bundle
+from .bundle import BundleError, network_file, read_model, write_bundle
 
 FEATURES = "features"  # the layer name of features handed to `fit_features` as one array
 
@@ -216,6 +217,7 @@ class Attributor(BaseEstimator):
         self.engine = engine
         self.address = address
         self._backbone_obj: Backbone | None = None
+        self._networks: dict[str, str] = {}  # learned:ARCH member → its network file
         self._evidence_reader: EvidenceReader | None = None
 
     @classmethod
@@ -260,7 +262,7 @@ class Attributor(BaseEstimator):
                     "this model was fitted on features alone (fit_features with an "
                     "array): it cannot read images"
                 )
-            bb = load_backbone(self.backbone, weights=self.weights)
+            bb = load_backbone(self.backbone, weights=self.weights, networks=self._networks)
             if info is not None:
                 if bb.weights_id != info["weights_id"]:
                     raise BundleError(
@@ -562,6 +564,7 @@ class Attributor(BaseEstimator):
         if backbone.name != self.backbone:
             raise ConfigError(f"backbone {backbone.name!r} is not this model's {self.backbone!r}")
         self._backbone_obj = backbone
+        self._networks = learned_members(backbone)
         if getattr(self, "backbone_info_", None) is None:
             self.backbone_info_ = self._describe_backbone(backbone)
         return self
@@ -726,6 +729,7 @@ class Attributor(BaseEstimator):
             "selection": getattr(self, "selection_summary_", {}),
             "counts": getattr(self, "counts_", {}),
             "enrolled": getattr(self, "enrolled_", []),
+            "networks": {name: network_file(name) for name in self._networks},
         }
         reference: dict[str, np.ndarray] = {
             "train_features": X_ref,
@@ -733,7 +737,8 @@ class Attributor(BaseEstimator):
             "val_features": X_val,
             "val_labels": np.array([idx[v] for v in y_val], dtype=np.int64),
         }
-        return write_bundle(model_dir, meta, tensors, reference)
+        files = {network_file(n): p for n, p in self._networks.items()}
+        return write_bundle(model_dir, meta, tensors, reference, files)
 
     def _backbone_for_bundle(self) -> dict:
         info = getattr(self, "backbone_info_", None)
@@ -771,6 +776,7 @@ class Attributor(BaseEstimator):
             att.top_k = int(top_k)
         att.set_runtime(**runtime)
         att.backbone_info_ = dict(meta["backbone"])
+        att._networks = parts.networks
         att.layer_, att.head_, att.classes_ = layer, head, classes
         att.score_name_ = score
         att.reference_, att.calibration_ = parts.reference, parts.calibration

@@ -10,6 +10,8 @@
                                      are refitted from them at load; enrolment refits from them)
                                      and validation features (the reject threshold is recalibrated
                                      on them after an enrolment)
+    MODEL_DIR/networks/*.safetensors the networks of `learned:ARCH` backbone members, when the
+                                     model uses any (its weights, checked by hash like the rest)
 
 Loading never executes code (no pickle) and validates the whole schema before anything is used:
 types, class lists, array shapes against the class count and feature dimension, a finite
@@ -33,6 +35,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -71,8 +74,12 @@ def write_bundle(
     meta: dict,
     head_tensors: dict[str, np.ndarray],
     reference: dict[str, np.ndarray],
+    extra_files: "Mapping[str, str | Path] | None" = None,
 ) -> Path:
-    """Write a bundle atomically; `meta` is completed with file digests, checksum, signature."""
+    """Write a bundle atomically; `meta` is completed with file digests, checksum, signature.
+    `extra_files` ({relative path in the bundle: source file}) are copied in and hashed too."""
+    import shutil
+
     from safetensors.numpy import save_file
 
     out = Path(out_dir)
@@ -90,13 +97,16 @@ def write_bundle(
         save_file(
             {k: np.ascontiguousarray(v) for k, v in reference.items()}, str(tmp / REFERENCE_FILE)
         )
+        for rel, src in (extra_files or {}).items():
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, tmp / rel)
         meta = dict(
             meta,
             format=FORMAT,
             format_version=FORMAT_VERSION,
             files={
-                HEAD_FILE: sha256_file(tmp / HEAD_FILE),
-                REFERENCE_FILE: sha256_file(tmp / REFERENCE_FILE),
+                rel: sha256_file(tmp / rel)
+                for rel in (HEAD_FILE, REFERENCE_FILE, *(extra_files or {}))
             },
         )
         meta["checksum"] = _checksum(meta)
@@ -157,13 +167,18 @@ def read_bundle(model_dir: str | Path) -> tuple[dict, dict[str, np.ndarray], dic
                 f"{mj}: bad signature — not signed with the key in {KEY_ENV}; refusing to load it"
             )
     files = _need(meta, "files", dict, mj)
-    arrays = []
-    for name in (HEAD_FILE, REFERENCE_FILE):
+    for name in {HEAD_FILE, REFERENCE_FILE, *files}:
         f = d / name
+        inside = not Path(name).is_absolute() and ".." not in Path(name).parts
+        if not inside:
+            raise BundleError(f"{mj}: file {name!r} is outside the model directory")
         if not f.is_file():
             raise BundleError(f"{f}: missing")
         if sha256_file(f) != files.get(name):
             raise BundleError(f"{f}: checksum mismatch — modified or damaged; refusing to load it")
+    arrays = []
+    for name in (HEAD_FILE, REFERENCE_FILE):
+        f = d / name
         try:
             arrays.append(load_file(str(f)))
         except (SafetensorError, OSError, ValueError) as exc:
@@ -204,6 +219,11 @@ def check_schema(meta: dict, where: Path) -> None:
         raise BundleError(f"{where}: {exc}") from None
 
 
+def network_file(name: str) -> str:
+    """Where a bundle keeps the network of backbone member `name` ("learned:ARCH")."""
+    return "networks/" + name.replace(":", "-") + ".safetensors"
+
+
 @dataclass
 class ModelParts:
     """Everything a bundle holds, each part checked against the others."""
@@ -215,6 +235,7 @@ class ModelParts:
     classes: list[str]
     reference: tuple[np.ndarray, np.ndarray]  # training features and labels (for scores)
     calibration: tuple[np.ndarray, np.ndarray]  # validation features and labels (threshold)
+    networks: dict[str, str]  # learned:ARCH member → its network file in the bundle
 
 
 def read_model(model_dir: str | Path) -> ModelParts:
@@ -259,4 +280,11 @@ def read_model(model_dir: str | Path) -> ModelParts:
                 f"({X.shape}, {len(classes)} classes, {dim}-d)"
             )
         arrays[part] = (X.astype(np.float32), np.array(classes, dtype=object)[yi])
-    return ModelParts(meta, head, score, layer, classes, arrays["train"], arrays["val"])
+    networks = meta.get("networks", {})
+    if not isinstance(networks, dict) or any(
+        not isinstance(v, str) or v != network_file(k) or v not in meta["files"]
+        for k, v in networks.items()
+    ):
+        raise BundleError(f"{where}: 'networks' must name network files the bundle lists")
+    paths = {k: str(Path(model_dir) / v) for k, v in networks.items()}
+    return ModelParts(meta, head, score, layer, classes, arrays["train"], arrays["val"], paths)

@@ -136,6 +136,24 @@ class RunConfig:
         "backbone",
         "with --engine ray: the cluster (auto, HOST:PORT); default: a new local one",
     )
+    train_loss: str = _opt(
+        "auto",
+        "backbone",
+        "learned:ARCH networks: metric (Fang et al.'s reference points), ce, or auto (both; "
+        "known-only validation keeps the better)",
+        choices=("auto", "metric", "ce"),
+    )
+    train_epochs: int = _opt(10, "backbone", "learned:ARCH: most training epochs (validation "
+                             "picks the best one)", metavar="N")  # fmt: skip
+    train_patch: int = _opt(96, "backbone", "learned:ARCH: native patch size in pixels",
+                            metavar="PX")  # fmt: skip
+    pretrain: str | None = _opt(
+        None,
+        "backbone",
+        "learned:ARCH: first train it to tell apart the classes of this folder tree of real "
+        "photos (e.g. camera models), then on the known classes",
+        metavar="DIR",
+    )
     seeds: list[int] | None = _opt(
         None,
         "studies",
@@ -267,6 +285,7 @@ _AT_LEAST = {
     "low_data_seeds": 1,
     "workers": 0,
     "flush_every": 1,
+    "train_epochs": 1,
 }
 _MODEL_PARAMS = ("combine_layers", "seed", "target_tpr")
 
@@ -289,6 +308,10 @@ def check_field(name: str, value: Any) -> None:
         raise ConfigError(f"--low-data {value}: give positive whole numbers, e.g. 5,10,20")
     elif name == "seeds" and (not value or min(value) < 0 or len(set(value)) != len(value)):
         raise ConfigError(f"--seeds must be distinct whole numbers ≥ 0, got {value}")
+    elif name == "train_patch" and not 16 <= value <= 256:
+        raise ConfigError(f"--train-patch must be 16..256 pixels, got {value}")
+    elif name == "pretrain" and not Path(value).is_dir():
+        raise ConfigError(f"--pretrain {value}: not a folder (a tree <label>/<images>)")
     elif name == "robustness":
         parse_levels(value)
     elif name == "engine" and value not in ("local", "ray"):

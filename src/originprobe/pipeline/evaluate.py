@@ -137,12 +137,18 @@ def evaluate_one(cfg: RunConfig, out_dir: str | Path, title: str = "") -> dict:
             "cached": p.extraction.cached,
         },
     }
+    if p.training:
+        results["training"] = p.training
     problems = list(p.problems)
     if aligned is not None:
-        pa = prepare(cfg, perturbation=aligned, backbone=p.backbone)
+        # a learned network is trained again on the aligned images: the twin must not keep
+        # what the network learned from file formats
+        pa = prepare(cfg, perturbation=aligned, backbone=None if p.training else p.backbone)
         aligned_core, _, _ = evaluate_prepared(pa, cfg)
         aligned_core.pop("selection_seconds", None)
         results["jpeg_aligned"] = {"quality": cfg.jpeg_align, **aligned_core}
+        if pa.training:
+            results["jpeg_aligned"]["training"] = pa.training
         seen = {(str(x.path), x.reason) for x in problems}
         problems += [x for x in pa.problems if (str(x.path), x.reason) not in seen]
     if cfg.robustness:

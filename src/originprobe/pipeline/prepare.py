@@ -73,6 +73,45 @@ class Prepared:
     extraction: ExtractionReport
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)  # used, but damaged
+    training: dict[str, dict] = field(default_factory=dict)  # learned member → its training
+
+
+def networks_root(cfg: RunConfig) -> Path:
+    """Where trained networks are kept: beside the feature cache (`.cache/features-networks`)."""
+    c = Path(cfg.cache)
+    return c.with_name(c.name + "-networks")
+
+
+def train_networks(
+    cfg: RunConfig, split: OpenSetSplit, perturbation=None
+) -> tuple[dict[str, str], dict[str, dict]]:
+    """The `learned:ARCH` members of the run's backbone, trained on the split's known-class train
+    images with its validation images choosing epochs and loss (cached; see training.cache):
+    ({member: network file}, {member: training summary}). The test images never reach them."""
+    from ..backbones.fusion import split_fusion, split_variant
+    from ..backbones.learned import is_learned
+
+    learned = [
+        b for b in (split_variant(m)[0] for m in split_fusion(cfg.backbone)) if is_learned(b)
+    ]
+    if not learned or cfg.weights:
+        return {}, {}
+    from ..training import TrainConfig
+    from ..training.cache import trained_network
+
+    tc = TrainConfig(
+        loss=cfg.train_loss, epochs=cfg.train_epochs, patch=cfg.train_patch, seed=cfg.seed
+    )
+    files, summaries = {}, {}
+    for name in learned:
+        r = trained_network(
+            name.split(":", 1)[1], split.known_classes, split.train, split.val, tc,
+            networks_root(cfg), transform=perturbation, pretrain=cfg.pretrain, device=cfg.device,
+            progress=cfg.progress,
+        )  # fmt: skip
+        files[name] = str(r.path)
+        summaries[name] = {k: v for k, v in r.summary.items() if k != "history"}
+    return files, summaries
 
 
 def _load(spec: str, cfg: RunConfig) -> tuple[Dataset, list[Sample], list[Problem]]:
@@ -211,7 +250,8 @@ def prepare(
         ds, split, problems = _protocol_split(cfg, with_test)
     else:
         ds, split, problems = _data_split(cfg, with_test)
-    backbone = backbone or load_backbone(cfg.backbone, weights=cfg.weights)
+    networks, training = train_networks(cfg, split, perturbation) if backbone is None else ({}, {})
+    backbone = backbone or load_backbone(cfg.backbone, weights=cfg.weights, networks=networks)
     layers = parse_layer_list(cfg.layers, backbone.layer_names, f"backbone {backbone.name}")
     store, report = extract_for(
         split.train + split.val + split.test, backbone, cfg, layers, perturbation
@@ -221,9 +261,8 @@ def prepare(
         roles = (without_failed(ss, report.errors) for ss in (split.train, split.val, split.test))
         split = OpenSetSplit(split.known_classes, split.unknown_classes, *roles).check()
     table = FeatureTable(store, {"train": split.train, "val": split.val, "test": split.test})
-    return Prepared(
-        cfg, ds, split, backbone, store, layers, table, report, problems, list(report.warnings)
-    )
+    return Prepared(cfg, ds, split, backbone, store, layers, table, report, problems,
+                    list(report.warnings), training)  # fmt: skip
 
 
 def extraction_dataset(cfg: RunConfig) -> Dataset:

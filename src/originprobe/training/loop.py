@@ -47,7 +47,7 @@ class TrainConfig:
     """How a network is trained (part of its cache key)."""
 
     loss: str = "auto"
-    epochs: int = 12
+    epochs: int = 10
     patience: int = 4
     patch: int = 96
     views: int = 4

@@ -1,0 +1,116 @@
+"""Trained networks, kept like features: under a key of everything that decides their weights.
+
+The key covers the architecture, the known classes, the training configuration, the content
+hashes and labels of every training and validation image, the perturbation applied to them, the
+pretrained starting point and `VERSION`. A second run with the same inputs reuses the network
+(and so the feature cache, keyed by the network file's hash); a run killed while training resumes
+from the checkpoint in the same folder. The test split is never part of a key: it never reaches
+training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+from ..backbones.learned import NetworkFileError, read_network
+from ..backbones.networks import NetworkConfig
+from ..data import DatasetError, Sample, hash_samples, load_dataset, make_split
+from ..fileio import sha256_file
+from .loop import TrainConfig, TrainResult, train_network
+
+VERSION = "learned-1"  # bumped when training changes what a key's network would be
+NETWORK_FILE = "network.safetensors"
+
+
+def network_key(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _images(samples: Sequence[Sample]) -> list[list[str]]:
+    return sorted([str(s.sha256), s.label] for s in samples)
+
+
+def trained_network(
+    arch: str,
+    classes: Sequence[str],
+    train: Sequence[Sample],
+    val: Sequence[Sample],
+    cfg: TrainConfig,
+    root: str | Path,
+    transform=None,
+    pretrain: str | Path | None = None,
+    device=None,
+    progress: bool = True,
+) -> TrainResult:
+    """The `arch` network trained on `train` (epochs and loss chosen on `val`): from the cache
+    under `root` when these exact inputs trained one before, else trained now (resuming an
+    interrupted run) and stored there."""
+    init = None
+    if pretrain is not None:
+        init = pretrained_network(arch, pretrain, cfg, root, device, progress).path
+    config = NetworkConfig(arch=arch, classes=tuple(classes))
+    key = network_key(
+        {
+            "version": VERSION,
+            "network": config.to_dict(),
+            "training": asdict(cfg),
+            "train": _images(train),
+            "val": _images(val),
+            "transform": getattr(transform, "key", None),
+            "init": sha256_file(init) if init else None,
+        }
+    )
+    return _cached_or_train(
+        Path(root) / key[:24], config, train, val, cfg, key, device, transform, init, progress,
+        f"train learned:{arch}",
+    )  # fmt: skip
+
+
+def pretrained_network(
+    arch: str, folder: str | Path, cfg: TrainConfig, root: str | Path, device=None,
+    progress: bool = True,
+) -> TrainResult:  # fmt: skip
+    """`arch` trained to tell apart the classes of a folder tree of labelled photos (camera
+    models, as in Fang et al.), with the metric loss: the starting point of `trained_network`."""
+    ds = load_dataset(folder)
+    samples, _ = hash_samples(ds.samples)
+    classes = sorted({s.label for s in samples})
+    if len(classes) < 2:
+        raise DatasetError(f"{folder}: pretraining needs at least two classes (sub-folders)")
+    split = make_split(samples, classes, [], [], seed=cfg.seed, fractions=(0.8, 0.2, 0.0))
+    pcfg = TrainConfig(**{**asdict(cfg), "loss": "metric"})
+    config = NetworkConfig(arch=arch, classes=tuple(classes))
+    key = network_key(
+        {
+            "version": VERSION,
+            "pretrain": True,
+            "network": config.to_dict(),
+            "training": asdict(pcfg),
+            "train": _images(split.train),
+            "val": _images(split.val),
+        }
+    )
+    return _cached_or_train(
+        Path(root) / ("pretrain-" + key[:24]), config, split.train, split.val, pcfg, key, device,
+        None, None, progress, f"pretrain learned:{arch}",
+    )  # fmt: skip
+
+
+def _cached_or_train(
+    folder: Path, config, train, val, cfg, key, device, transform, init, progress, desc
+) -> TrainResult:
+    out = folder / NETWORK_FILE
+    if out.is_file():
+        try:
+            _, meta = read_network(out)
+            return TrainResult(out, dict(meta.get("training", {}), cached=True))
+        except NetworkFileError:
+            out.unlink()  # damaged: train it again
+    return train_network(
+        config, train, val, cfg, out, key, device=device, transform=transform, init=init,
+        progress=progress, desc=desc,
+    )  # fmt: skip
