@@ -291,3 +291,29 @@ def test_network_files_are_checked(tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(b"not a network")
     with pytest.raises(NetworkFileError, match="bad.safetensors"):
         load_backbone("learned:forensic-cnn", weights=tmp_path / "bad.safetensors")
+
+
+def test_the_python_api_trains_a_learned_backbone_too(tiny_set, tmp_path):
+    from originprobe.model import Attributor
+
+    att = Attributor(backbone="learned:forensic-cnn", layers="embed", head="ncm", seed=1)
+    att.set_runtime(progress=False)
+    att.fit(tiny_set, known=KNOWN)
+    assert att.load_backbone().info["training"]["train_images"] > 0
+    att.save(tmp_path / "m")
+    again = Attributor.load(tmp_path / "m")
+    img = next(p for p in Path(tiny_set).parent.rglob("*.png"))
+    assert again.predict([img])[0].label == att.predict([img])[0].label
+
+
+def test_presets_fill_only_what_is_not_given(realgen):
+    from originprobe.pipeline.config import PRESETS, RunConfig
+
+    base = {"protocol": "realgen:split1", "root": str(realgen)}
+    assert RunConfig.from_options(base).backbone == "efficientnet-lite2"  # fast: the defaults
+    acc = RunConfig.from_options({**base, "preset": "accurate"})
+    assert acc.backbone == PRESETS["accurate"]["backbone"] and "learned:" in acc.backbone
+    mine = RunConfig.from_options({**base, "preset": "accurate", "backbone": "forensic"})
+    assert mine.backbone == "forensic"
+    with pytest.raises(ConfigError, match="unknown preset"):
+        RunConfig(protocol="realgen:split1", root=str(realgen), preset="slow")

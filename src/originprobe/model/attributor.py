@@ -60,6 +60,8 @@ from ..openset import (
     fit_score,
 )
 from ..provenance import Evidence, EvidenceReader, compare
+from ..training import TrainConfig
+from ..training.cache import learned_names, train_members
 from .bundle import BundleError, network_file, read_model, write_bundle
 
 FEATURES = "features"  # the layer name of features handed to `fit_features` as one array
@@ -366,9 +368,19 @@ class Attributor(BaseEstimator):
             seed=self.seed,
             fractions=(1.0 - self.val_fraction, self.val_fraction, 0.0),
         )
-        bb = self.load_backbone()
-        specs = self._layer_specs()
         with tempfile.TemporaryDirectory(prefix="originprobe-fit-") as tmp:
+            if self._backbone_obj is None and not self.weights and learned_names(self.backbone):
+                root = (  # without a cache the network must still outlive this call (save)
+                    Path(self.cache).with_name(Path(self.cache).name + "-networks")
+                    if self.cache
+                    else Path(tempfile.mkdtemp(prefix="originprobe-networks-"))
+                )
+                self._networks, _ = train_members(
+                    self.backbone, split.known_classes, split.train, split.val,
+                    TrainConfig(seed=self.seed), root, device=self.device, progress=self.progress,
+                )  # fmt: skip
+            bb = self.load_backbone()
+            specs = self._layer_specs()
             store = open_store(self.cache or tmp, bb)
             report = extract_features(
                 split.train + split.val,

@@ -24,6 +24,14 @@ from ..options import dataclass_options, option
 DEFAULT_CACHE = ".cache/features"
 
 
+#: named configurations (`--preset`); options given explicitly win over a preset's values.
+#: Costs on 2 CPU cores and realgen's 5 splits are in the README ("Presets").
+PRESETS: dict[str, dict[str, Any]] = {
+    "fast": {},  # the defaults: frozen EfficientNet-Lite2 features, linear head
+    "accurate": {"backbone": "learned:forensic-cnn+efficientnet-lite2"},
+}
+
+
 def _opt(default: Any, group: str, help: str, cli_type: Any = None, **argparse_kw) -> Any:
     return option(default, help, group, cli_type, **argparse_kw)
 
@@ -47,6 +55,13 @@ class RunConfig:
     test_data: str | None = _opt(None, "test", "separate test set (default: split --data)")
     class_names: str | None = _opt(None, "data", "class names, one per line (annotation files)")
     root: str | None = _opt(None, "data", "root that annotation-file paths are relative to")
+    preset: str = _opt(
+        "fast",
+        "model",
+        "fast: frozen features (the defaults); accurate: also trains a forensic network on the "
+        "training split and fuses it (slower, see the README)",
+        choices=tuple(PRESETS),
+    )
     backbone: str = _opt(DEFAULT_BACKBONE, "backbone", "see `originprobe backbones`")
     weights: str | None = _opt(None, "backbone", "weights file or directory for the backbone")
     layers: str = _opt("all", "backbone", '"all", or layers "a,b"; "a+b" concatenates')
@@ -209,6 +224,7 @@ class RunConfig:
             )
         names = {f.name for f in dataclasses.fields(cls)}
         values = {k: v for k, v in opts.items() if k in names and v is not None}
+        values = {**PRESETS[values.get("preset", "fast")], **values}
         values.update(
             known=known or [],
             unknown=_names(opts.get("unknown")),
@@ -312,6 +328,8 @@ def check_field(name: str, value: Any) -> None:
         raise ConfigError(f"--train-patch must be 16..256 pixels, got {value}")
     elif name == "pretrain" and not Path(value).is_dir():
         raise ConfigError(f"--pretrain {value}: not a folder (a tree <label>/<images>)")
+    elif name == "preset" and value not in PRESETS:
+        raise ConfigError(f"unknown preset {value!r}; presets: {', '.join(PRESETS)}")
     elif name == "robustness":
         parse_levels(value)
     elif name == "engine" and value not in ("local", "ray"):

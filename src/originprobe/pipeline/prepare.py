@@ -88,30 +88,18 @@ def train_networks(
     """The `learned:ARCH` members of the run's backbone, trained on the split's known-class train
     images with its validation images choosing epochs and loss (cached; see training.cache):
     ({member: network file}, {member: training summary}). The test images never reach them."""
-    from ..backbones.fusion import split_fusion, split_variant
-    from ..backbones.learned import is_learned
-
-    learned = [
-        b for b in (split_variant(m)[0] for m in split_fusion(cfg.backbone)) if is_learned(b)
-    ]
-    if not learned or cfg.weights:
-        return {}, {}
     from ..training import TrainConfig
-    from ..training.cache import trained_network
+    from ..training.cache import learned_names, train_members
 
+    if cfg.weights or not learned_names(cfg.backbone):
+        return {}, {}
     tc = TrainConfig(
         loss=cfg.train_loss, epochs=cfg.train_epochs, patch=cfg.train_patch, seed=cfg.seed
     )
-    files, summaries = {}, {}
-    for name in learned:
-        r = trained_network(
-            name.split(":", 1)[1], split.known_classes, split.train, split.val, tc,
-            networks_root(cfg), transform=perturbation, pretrain=cfg.pretrain, device=cfg.device,
-            progress=cfg.progress,
-        )  # fmt: skip
-        files[name] = str(r.path)
-        summaries[name] = {k: v for k, v in r.summary.items() if k != "history"}
-    return files, summaries
+    return train_members(
+        cfg.backbone, split.known_classes, split.train, split.val, tc, networks_root(cfg),
+        transform=perturbation, pretrain=cfg.pretrain, device=cfg.device, progress=cfg.progress,
+    )  # fmt: skip
 
 
 def _load(spec: str, cfg: RunConfig) -> tuple[Dataset, list[Sample], list[Problem]]:

@@ -70,6 +70,37 @@ def trained_network(
     )  # fmt: skip
 
 
+def learned_names(backbone: str) -> list[str]:
+    """The `learned:ARCH` members of a backbone spec (a fusion's, or its own)."""
+    from ..backbones.fusion import split_fusion, split_variant
+    from ..backbones.learned import is_learned
+
+    return [b for b in (split_variant(m)[0] for m in split_fusion(backbone)) if is_learned(b)]
+
+
+def train_members(
+    backbone: str,
+    classes: Sequence[str],
+    train: Sequence[Sample],
+    val: Sequence[Sample],
+    cfg: TrainConfig,
+    root: str | Path,
+    transform=None,
+    pretrain: str | Path | None = None,
+    device=None,
+    progress: bool = True,
+) -> tuple[dict[str, str], dict[str, dict]]:
+    """Every `learned:ARCH` member of `backbone` trained (or reused) as `trained_network` does:
+    ({member: network file}, {member: training summary})."""
+    files, summaries = {}, {}
+    for name in learned_names(backbone):
+        r = trained_network(name.split(":", 1)[1], classes, train, val, cfg, root, transform,
+                            pretrain, device, progress)  # fmt: skip
+        files[name] = str(r.path)
+        summaries[name] = {k: v for k, v in r.summary.items() if k != "history"}
+    return files, summaries
+
+
 def pretrained_network(
     arch: str, folder: str | Path, cfg: TrainConfig, root: str | Path, device=None,
     progress: bool = True,
