@@ -7,6 +7,10 @@ that are shown, never used to choose. Extraction images/s are measured per backb
 cache (first time it is seen); a fusion costs the sum of its members' times.
 
     .venv/bin/python benchmarks/accuracy.py --root ../shared/data/realgen --out runs/study
+
+With `--jpeg-align 90` every configuration is also evaluated on the JPEG-aligned twin (learned
+networks are trained again on it) and the table gains its columns; the training time per split
+(raw + twin, 2 CPU cores unless told otherwise) is shown for learned configurations.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ CONFIGS = [
     ("efficientnet-lite0+efficientnet-lite0@native+forensic", "linear", None),
     ("efficientnet-lite2", "linear", None),
     ("efficientnet-lite2+efficientnet-lite2@native", "linear", None),
+    ("learned:forensic-cnn", "linear", None),
+    ("learned:forensic-cnn+efficientnet-lite2", "linear", None),
+    ("learned:forensic-cnn+efficientnet-lite2", "reference", None),
 ]
 
 
@@ -37,6 +44,7 @@ def main() -> None:
     ap.add_argument("--root", default="../shared/data/realgen")
     ap.add_argument("--out", default="runs/study")
     ap.add_argument("--only", type=int, nargs="*", help="row numbers to run (0-based)")
+    ap.add_argument("--jpeg-align", type=int, default=None, metavar="QUALITY")
     args = ap.parse_args()
     from originprobe.backbones.fusion import split_fusion
     from originprobe.pipeline.multirun import evaluate_many
@@ -62,6 +70,7 @@ def main() -> None:
             score=score,
             cache=str(out / "cache"),
             progress=False,
+            jpeg_align=args.jpeg_align,
         )
         t = time.perf_counter()
         summary = evaluate_many(cfg, out / name)
@@ -77,6 +86,8 @@ def main() -> None:
             else None
         )
         m = summary["mean"]
+        a = (summary.get("jpeg_aligned") or {}).get("mean") or {}
+        train_s = [r["training_s"] for r in summary["runs"] if r.get("training_s")]
         rows.append(
             [
                 bb,
@@ -88,6 +99,10 @@ def main() -> None:
                 m["OSCR"],
                 ips,
                 time.perf_counter() - t,
+                a.get("accuracy"),
+                a.get("AUROC"),
+                a.get("OSCR"),
+                sum(train_s) / len(train_s) if train_s else None,
             ]
         )
         print(
@@ -104,6 +119,10 @@ def main() -> None:
                             "oscr",
                             "img_s",
                             "wall_s",
+                            "jpeg_acc",
+                            "jpeg_auroc",
+                            "jpeg_oscr",
+                            "train_s_per_split",
                         ],
                         rows[-1],
                     )
@@ -111,16 +130,21 @@ def main() -> None:
             ),
             flush=True,
         )
-    print(
-        "\n| backbone(s) | head | score | val bal. acc. | acc | AUROC | OSCR | extraction img/s |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
+    head = "| backbone(s) | head | score | val bal. acc. | acc | AUROC | OSCR | extraction img/s |"
+    if args.jpeg_align:
+        head += f" JPEG-{args.jpeg_align} acc | AUROC | OSCR | training s/split |"
+    print("\n" + head)
+    print("|" + "---|" * head.count("|", 1))
     for r in rows:
         ips = f"{r[7]:.1f}" if r[7] else "?"
-        print(
+        line = (
             f"| `{r[0]}` | {r[1]} | {r[2]} | {r[3]:.3f} | {r[4]:.3f} | {r[5]:.3f} | {r[6]:.3f} "
             f"| {ips} |"
         )
+        if args.jpeg_align:
+            line += "".join(f" {v:.3f} |" if v is not None else " – |" for v in r[9:12])
+            line += f" {r[12]:.0f} |" if r[12] else " – |"
+        print(line)
 
 
 if __name__ == "__main__":

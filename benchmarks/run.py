@@ -24,6 +24,8 @@ Sections (run all, or some with --only a,b):
   selection  head selection at CLIP ViT-L/14 × OSMA scale on synthetic features in a feature
              store (24 × 1024 dims, 15 classes, 6k-48k rows): wall, peak RSS, the choice; the
              exhaustive scikit-learn sweep against the screened one on a small instance
+  training   training a learned network (forensic CNN, EfficientNet-Lite0) with the defaults on
+             realgen split 1: patches/s, epochs, the epoch validation chose, seconds
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ SECTIONS = (
     "ray",
     "provenance",
     "selection",
+    "training",
 )
 
 
@@ -658,6 +661,10 @@ def main() -> None:
         import selection_bench  # benchmarks/selection_bench.py
 
         selection_bench.main(work, a.quick)
+    if "training" in only:
+        import training_bench  # benchmarks/training_bench.py
+
+        training_bench.main(data, work, a.quick)
 
 
 if __name__ == "__main__":

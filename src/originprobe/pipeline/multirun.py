@@ -43,6 +43,19 @@ def planned_runs(cfg: RunConfig) -> list[tuple[str, RunConfig]]:
     return runs
 
 
+def _mean(vals) -> float | None:
+    vals = [v for v in vals if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def training_seconds(res: dict) -> float | None:
+    """Seconds spent training learned networks in a run (raw and JPEG twin), None when none
+    trained (no learned member, or every network came from the cache)."""
+    parts = [res.get("training") or {}, (res.get("jpeg_aligned") or {}).get("training") or {}]
+    secs = [t.get("total_seconds") for p in parts for t in p.values() if not t.get("cached")]
+    return round(sum(secs), 1) if secs else None
+
+
 def evaluate_many(cfg: RunConfig, out_dir: str | Path) -> dict:
     out = Path(out_dir)
     rows = []
@@ -61,6 +74,12 @@ def evaluate_many(cfg: RunConfig, out_dir: str | Path) -> dict:
                 **{label: summary_value(res, path) for label, path in SUMMARY_KEYS},
                 "auroc_ci95": res["open_set"].get("auroc_ci95"),
                 "oscr_ci95": res["open_set"].get("oscr_ci95"),
+                "jpeg_aligned": {
+                    label: summary_value(res["jpeg_aligned"], path) for label, path in SUMMARY_KEYS
+                }
+                if "jpeg_aligned" in res
+                else None,
+                "training_s": training_seconds(res),
             }
         )
     mean, std = {}, {}
@@ -68,6 +87,7 @@ def evaluate_many(cfg: RunConfig, out_dir: str | Path) -> dict:
         vals = [r[label] for r in rows if r[label] is not None]
         mean[label] = float(np.mean(vals)) if vals else None
         std[label] = float(np.std(vals)) if vals else None
+    aligned = [r["jpeg_aligned"] for r in rows if r["jpeg_aligned"]]
     summary = {
         "kind": "summary",
         "title": f"{cfg.protocol or cfg.title}" + (f", seeds {cfg.seeds}" if cfg.seeds else ""),
@@ -78,6 +98,11 @@ def evaluate_many(cfg: RunConfig, out_dir: str | Path) -> dict:
         "errors": sum(r["errors"] for r in rows),
         "warnings": sum(r["warnings"] for r in rows),
     }
+    if aligned:
+        summary["jpeg_aligned"] = {
+            "quality": cfg.jpeg_align,
+            "mean": {l: _mean([a[l] for a in aligned]) for l, _ in SUMMARY_KEYS},
+        }
     write_json(out / "config.json", cfg.to_dict())
     atomic_write_text(out / "results.md", summary_markdown(summary))
     write_json(out / "results.json", summary)

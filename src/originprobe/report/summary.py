@@ -46,6 +46,18 @@ def summary_markdown(s: dict) -> str:
         "",
         markdown_table(["run", "layer"] + labels, body),
     ]
+    if s.get("jpeg_aligned"):
+        keys = ["val bal. acc.", "accuracy", "AUROC", "OSCR"]
+        rows = [[r["name"]] + [(r.get("jpeg_aligned") or {}).get(k) for k in keys]
+                for r in s["runs"]]  # fmt: skip
+        rows.append(["**mean**"] + [s["jpeg_aligned"]["mean"][k] for k in keys])
+        out += [
+            "",
+            f"JPEG-aligned twin (every image recompressed at quality "
+            f"{s['jpeg_aligned']['quality']}, learned networks retrained on it):",
+            "",
+            markdown_table(["run"] + keys, rows),
+        ]
     ci = [[r["name"], _ci(r["auroc_ci95"]), _ci(r["oscr_ci95"])] for r in s["runs"]]
     out += [
         "",
