@@ -139,12 +139,14 @@ def test_training_killed_with_sigkill_resumes_to_the_same_weights(tiny_set, tmp_
     assert not checkpoint.exists()  # a finished network removes its checkpoints
 
 
-def test_training_is_seeded(tiny_set, tmp_path):
+def test_training_is_seeded_and_shows_its_progress(tiny_set, tmp_path, capsys):
     train, val = _samples(tiny_set)
     cfg = TrainConfig(loss="metric", epochs=1, patch=32, per_image=2, seed=5)
     nc = NetworkConfig(widths=(8, 16), embed_dim=16, classes=tuple(KNOWN))
     runs = [train_network(nc, train, val, cfg, tmp_path / f"{i}.safetensors", key="k",
-                          progress=False) for i in range(2)]  # fmt: skip
+                          progress=i == 0) for i in range(2)]  # fmt: skip
+    bar = capsys.readouterr().err
+    assert "train [metric]" in bar and "loss=" in bar and "img_s=" in bar and "<" in bar  # ETA
     a, b = (load_backbone("learned:forensic-cnn", weights=r.path) for r in runs)
     assert a.weights_id == b.weights_id  # same tensors, so the same feature cache
     other = train_network(nc, train, val, TrainConfig(**{**cfg.__dict__, "seed": 6}),

@@ -139,11 +139,28 @@ def fit_text(att: Any, out: str) -> str:
     from .results import fmt_params
 
     sel = att.selection_summary_
-    return (
+    bb = att.load_backbone()
+    trained = [m for m in (getattr(bb, "members", None) or [bb]) if hasattr(m, "network_name")]
+    return "".join(
+        training_text(m.network_name, m.info.get("training", {})) + "\n" for m in trained
+    ) + (  # fmt: skip
         f"saved {out}: {att.head_.name} head on {att.backbone}/{att.layer_} params "
         f"{fmt_params(sel['params'])}, val balanced accuracy "
         f"{sel['val_balanced_accuracy']:.3f}; score {att.score_name_}, reject below "
         f"{att.threshold_:.4g} (keeps {att.target_tpr:.0%} of known validation images)"
+    )
+
+
+def training_text(name: str, t: dict) -> str:
+    """One line on how a learned network was trained (its file's training summary)."""
+    if not t:
+        return f"{name}: trained elsewhere (no training record)"
+    others = ", ".join(f"{k} {v:.3f}" for k, v in t.get("candidates", {}).items())
+    return (
+        f"{name}: {t['loss']} loss kept (validation balanced accuracy: {others}); "
+        f"epoch {t['best_epoch']} of {t['epochs_run']} run, {t['images_per_second']} patches/s, "
+        f"{t['total_seconds']:.0f} s on {t['device']}"
+        + (f", started from {t['init']}" if t.get("init") else "")
     )
 
 
