@@ -319,3 +319,14 @@ def test_presets_fill_only_what_is_not_given(realgen):
     assert mine.backbone == "forensic"
     with pytest.raises(ConfigError, match="unknown preset"):
         RunConfig(protocol="realgen:split1", root=str(realgen), preset="slow")
+
+
+def test_a_damaged_checkpoint_is_reported_and_training_starts_over(tiny_set, tmp_path):
+    train, val = _samples(tiny_set)
+    out = tmp_path / "net.safetensors"
+    (tmp_path / "net.ce.checkpoint").write_bytes(b"\0" * 100)  # e.g. a disk that filled up
+    cfg = TrainConfig(loss="ce", epochs=1, patch=32, per_image=1)
+    nc = NetworkConfig(widths=(8, 16), embed_dim=16, classes=tuple(KNOWN))
+    with pytest.warns(UserWarning, match="net.ce.checkpoint: unreadable checkpoint"):
+        r = train_network(nc, train, val, cfg, out, key="k", progress=False)
+    assert r.summary["resumed_at_epoch"] == 0 and out.is_file()

@@ -128,10 +128,9 @@ class LiteTrunk(nn.Module):
         self.conv_head, self.bn2 = net.conv_head, net.bn2
         self.frozen_stages = int(frozen_stages)
         self.out_dim = int(net.num_features)
-        frozen = [self.conv_stem, self.bn1, *list(self.blocks)[: self.frozen_stages]]
-        for m in frozen if self.frozen_stages > 0 else []:
-            m.requires_grad_(False)
-        self.requires_grad_(True) if self.frozen_stages <= 0 else None
+        if self.frozen_stages > 0:
+            for m in [self.conv_stem, self.bn1, *list(self.blocks)[: self.frozen_stages]]:
+                m.requires_grad_(False)
 
     def train(self, mode: bool = True) -> "LiteTrunk":
         super().train(mode)

@@ -155,7 +155,9 @@ def training_text(name: str, t: dict) -> str:
     """One line on how a learned network was trained (its file's training summary)."""
     if not t:
         return f"{name}: trained elsewhere (no training record)"
-    others = ", ".join(f"{k} {v:.3f}" for k, v in t.get("candidates", {}).items())
+    others = ", ".join(
+        f"{k} {v:.3f}" if v is not None else f"{k} –" for k, v in t.get("candidates", {}).items()
+    )
     return (
         f"{name}: {t['loss']} loss kept (validation balanced accuracy: {others}); "
         f"epoch {t['best_epoch']} of {t['epochs_run']} run, {t['images_per_second']} patches/s, "

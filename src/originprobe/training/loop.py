@@ -140,6 +140,20 @@ class _Bar:
         self.bar.close()
 
 
+def _read_checkpoint(path: Path) -> dict | None:
+    """The checkpoint at `path`, or None (none yet, or unreadable: training starts over)."""
+    if not path.is_file():
+        return None
+    try:  # our own file, written atomically; it holds optimizer state, not only tensors
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+        return ck if isinstance(ck, dict) else None
+    except Exception as exc:  # noqa: BLE001 - a damaged checkpoint must not stop training
+        import warnings
+
+        warnings.warn(f"{path}: unreadable checkpoint ({exc}); training starts over", stacklevel=2)
+        return None
+
+
 def _checkpoint_bytes(state: dict) -> bytes:
     buf = io.BytesIO()
     torch.save(state, buf)
@@ -161,7 +175,9 @@ def train_one(
 ) -> tuple[EmbeddingNetwork, dict]:
     """Train with one loss; resumes from `checkpoint` when it holds a run of the same `key`."""
     torch.manual_seed(cfg.seed)
-    net = init.with_classes(config.classes) if init is not None else EmbeddingNetwork(config)
+    # a copy: with loss auto, each loss starts from the same pretrained trunk
+    net = copy.deepcopy(init).with_classes(config.classes) if init is not None \
+        else EmbeddingNetwork(config)  # fmt: skip
     net.to(device)
     params = [p for p in net.parameters() if p.requires_grad]
     lr = cfg.lr if config.arch == "forensic-cnn" else cfg.lr / 4
@@ -177,8 +193,8 @@ def train_one(
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     start, best, best_epoch, best_state, history = 0, -1.0, -1, None, []
-    if checkpoint.is_file():
-        ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    ck = _read_checkpoint(checkpoint)
+    if ck is not None:
         if ck.get("key") == key and ck.get("loss") == loss:
             net.load_state_dict(ck["model"])
             opt.load_state_dict(ck["optimizer"])
@@ -212,7 +228,7 @@ def train_one(
                      img_s=f"{rate:.0f}")  # fmt: skip
         score = validate(net, val, loss, device)
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val": score})
-        if score > best:
+        if score > best or math.isnan(score):  # no validation images: keep the latest
             best, best_epoch = score, epoch
             best_state = copy.deepcopy({k: v.cpu() for k, v in net.state_dict().items()})
         atomic_write_bytes(
@@ -229,7 +245,7 @@ def train_one(
     net.load_state_dict(best_state)
     summary = {
         "loss": loss,
-        "val_balanced_accuracy": round(best, 4),
+        "val_balanced_accuracy": round(best, 4) if math.isfinite(best) else None,
         "best_epoch": best_epoch + 1,
         "epochs_run": len(history),
         "resumed_at_epoch": resumed,
@@ -274,7 +290,7 @@ def train_network(
         ck = out.with_name(out.stem + f".{loss}.checkpoint")
         net, summary = train_one(config, train, val, cfg, loss, ck, key, dev, start_net,
                                  progress, desc)  # fmt: skip
-        results.append((summary["val_balanced_accuracy"], -len(results), net, summary))
+        results.append((summary["val_balanced_accuracy"] or 0.0, -len(results), net, summary))
     best = max(results, key=lambda r: (r[0], r[1]))
     net, summary = best[2], best[3]
     info = {
