@@ -18,6 +18,12 @@ _PREFIX_HELP = {
         "block0..blockN-1",
         "width",
     ),
+    "learned": (
+        "learned:ARCH",
+        "a network trained here on the training split: forensic-cnn, efficientnet-lite0/1/2",
+        "pool, embed",
+        "width, 128",
+    ),
     "hf": (
         "hf:ORG/NAME",
         "any Hugging Face vision or CLIP model (hidden states)",
@@ -55,7 +61,9 @@ def list_backbones() -> list[dict]:
                 "layers": layers,
                 "dim": dim,
                 "weights_available": None,
-                "weights": "hub (cached, or downloaded) or --weights",
+                "weights": "trained by fit/evaluate, or --weights NETWORK.safetensors"
+                if prefix == "learned"
+                else "hub (cached, or downloaded) or --weights",
             }
         )
     return rows
@@ -93,6 +101,6 @@ def backbones_text(as_json: bool = False) -> str:
         return json.dumps(rows, indent=2)
     return (
         format_backbones_table(rows) + f"\n\ndefault: {DEFAULT_BACKBONE}\nany NAME@native or "
-        "NAME@nativeSIZE reads un-resampled centre crops; A+B fuses backbones (layers "
-        "MEMBER/LAYER)"
+        "NAME@nativeSIZE reads un-resampled centre crops, NAME@nativeSIZExV V crops over the "
+        "whole picture, pooled; A+B fuses backbones (layers MEMBER/LAYER)"
     )
