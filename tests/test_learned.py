@@ -240,6 +240,17 @@ def test_learned_model_fits_predicts_enrolls_and_checks_its_network(tiny_set, re
     assert main(["predict", str(out), str(img), "--out", str(res), "--quiet"]) == 0
     row = json.loads(res.read_text().splitlines()[0])
     assert row["label"] in [*KNOWN, "unknown"] and 0 <= row["score"] <= 1
+    # the service answers with the same network and the same verdict
+    from fastapi.testclient import TestClient
+
+    from originprobe.serve import create_app
+
+    asgi, _ = create_app(out, max_batch=4, max_wait_ms=10)
+    with TestClient(asgi) as c:
+        r = c.post("/v1/attribute", files=[("files", (img.name, img.read_bytes(), "image/png"))])
+    assert r.status_code == 200, r.text
+    got = r.json()["results"][0]
+    assert got["label"] == row["label"] and got["score"] == pytest.approx(row["score"], abs=1e-5)
     # enrolling a new generator from a few images adds its reference; no retraining
     new = [realgen / p for p in glid[-9:-1]]
     before = (out / rel).read_bytes()
