@@ -341,3 +341,20 @@ def test_a_damaged_checkpoint_is_reported_and_training_starts_over(tiny_set, tmp
     with pytest.warns(UserWarning, match="net.ce.checkpoint: unreadable checkpoint"):
         r = train_network(nc, train, val, cfg, out, key="k", progress=False)
     assert r.summary["resumed_at_epoch"] == 0 and out.is_file()
+
+
+def test_efficientnet_trains_its_later_stages_on_cached_activation_maps(tiny_set, tmp_path):
+    from originprobe.backbones.efficientnet import VARIANTS, EfficientNetLite
+
+    train, val = _samples(tiny_set)
+    cfg = TrainConfig(loss="ce", epochs=1, patch=64, per_image=1)
+    nc = NetworkConfig(arch="efficientnet-lite0", classes=tuple(KNOWN))
+    r = train_network(nc, train, val, cfg, tmp_path / "n.safetensors", key="k", progress=False)
+    bb = load_backbone("learned:efficientnet-lite0", weights=r.path)
+    pre = bb.preprocessing
+    assert (pre.input_size, pre.views, pre.crop) == (256, 1, "native")  # the whole region
+    imagenet = EfficientNetLite(VARIANTS["efficientnet-lite0"]).net
+    trunk = bb.net.trunk
+    assert torch.equal(trunk.blocks[4][0].conv_pw.weight, imagenet.blocks[4][0].conv_pw.weight)
+    assert not torch.equal(trunk.blocks[6][0].conv_pw.weight, imagenet.blocks[6][0].conv_pw.weight)
+    assert trunk.stride == 16  # a 64-px training window is 4×4 cells of the frozen map

@@ -5,7 +5,10 @@
   neighbours and subtracts it (centre weight −1, the others summing to 1), so the network sees
   prediction-error residuals, where generators leave their traces, rather than content.
 - `efficientnet-lite0/1/2`: the embedded ImageNet EfficientNet-Lite, fine-tuned; its first
-  `frozen_stages` stages keep their ImageNet weights (cheaper, and less forgetting).
+  `frozen_stages` stages keep their ImageNet weights (cheaper, and less forgetting). Being fully
+  convolutional, it reads the whole native-resolution picture at inference; training runs only
+  its later stages, on windows of the frozen stages' activation maps, computed once per image
+  (see training.patches.ActivationBank).
 
 Every architecture maps a uint8-range normalised patch (B, 3, P, P), at native resolution, to a
 pooled trunk feature (`pool`) and an L2-free embedding (`embed`, `embed_dim` wide). The training
@@ -33,7 +36,7 @@ class NetworkConfig:
     arch: str = "forensic-cnn"
     embed_dim: int = 128
     widths: tuple[int, ...] = (24, 48, 96, 192)  # forensic-cnn: channels per stage
-    frozen_stages: int = 3  # efficientnet-lite: stages kept at their ImageNet weights
+    frozen_stages: int = 5  # efficientnet-lite: stages kept at their ImageNet weights
     classes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -128,6 +131,7 @@ class LiteTrunk(nn.Module):
         self.conv_head, self.bn2 = net.conv_head, net.bn2
         self.frozen_stages = int(frozen_stages)
         self.out_dim = int(net.num_features)
+        self.requires_grad_(True)  # the backbone arrives frozen; only the first stages stay so
         if self.frozen_stages > 0:
             for m in [self.conv_stem, self.bn1, *list(self.blocks)[: self.frozen_stages]]:
                 m.requires_grad_(False)
@@ -140,11 +144,31 @@ class LiteTrunk(nn.Module):
                 b.eval()
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def stride(self) -> int:
+        """Pixels per cell of the frozen stages' activation map."""
+        strides = [self.conv_stem.stride[0]] + [b[0].conv_dw.stride[0] if hasattr(b[0], "conv_dw")
+                                                else 1 for b in self.blocks]  # fmt: skip
+        out = 1
+        for st in strides[: self.frozen_stages + 1]:
+            out *= st
+        return out
+
+    def frozen_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """The activation map after the frozen stages."""
         x = self.bn1(self.conv_stem(x))
-        for b in self.blocks:
+        for b in list(self.blocks)[: self.frozen_stages]:
+            x = b(x)
+        return x
+
+    def from_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """The trained stages on frozen-stage activation maps → pooled feature."""
+        for b in list(self.blocks)[self.frozen_stages :]:
             x = b(x)
         return self.bn2(self.conv_head(x)).mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.from_maps(self.frozen_maps(x))
 
 
 class EmbeddingNetwork(nn.Module):
@@ -171,6 +195,14 @@ class EmbeddingNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)["embed"]
+
+    @property
+    def trains_on_maps(self) -> bool:
+        """Whether training runs on cached frozen-stage activation maps (EfficientNet-Lite)."""
+        return isinstance(self.trunk, LiteTrunk) and self.trunk.frozen_stages > 0
+
+    def embed_maps(self, maps: torch.Tensor) -> torch.Tensor:
+        return self.project(self.trunk.from_maps(maps))
 
     def with_classes(self, classes: tuple[str, ...]) -> "EmbeddingNetwork":
         """The same trunk and projection with fresh training heads for `classes` (pretraining on

@@ -37,7 +37,7 @@ from ..backbones.networks import EmbeddingNetwork, NetworkConfig
 from ..errors import ConfigError
 from ..fileio import atomic_write_bytes
 from ..heads.selection import balanced_accuracy
-from .patches import PatchBank, ViewBank
+from .patches import ActivationBank, PatchBank, ViewBank
 
 LOSSES = ("metric", "ce", "auto")
 
@@ -162,7 +162,7 @@ def _checkpoint_bytes(state: dict) -> bytes:
 
 def train_one(
     config: NetworkConfig,
-    train: PatchBank,
+    train: "PatchBank | ActivationBank",
     val: ViewBank,
     cfg: TrainConfig,
     loss: str,
@@ -212,10 +212,13 @@ def train_one(
         net.train()
         losses = []
         for x, y in train.epoch(cfg.seed, epoch, cfg.patch, cfg.per_image, cfg.batch_size):
-            x = network_preprocessing(cfg.patch, 1).normalize(x.to(device, non_blocking=True))
             y = y.to(device)
             with _autocast(device):
-                z = net(x)
+                if isinstance(train, ActivationBank):
+                    z = net.embed_maps(x.to(device, non_blocking=True))
+                else:
+                    x = network_preprocessing(cfg.patch, 1).normalize(x.to(device))
+                    z = net(x)
             l = loss_of(net, z.float(), y, cfg, loss)
             opt.zero_grad(set_to_none=True)
             l.backward()
@@ -276,15 +279,22 @@ def train_network(
     out.parent.mkdir(parents=True, exist_ok=True)
     classes = config.classes
     t0 = time.perf_counter()
-    train = PatchBank.decode(train_samples, classes, cfg.region, cfg.patch, transform)
-    val = ViewBank.decode(val_samples, classes, cfg.patch, cfg.views, transform)
-    if len(train) == 0:
+    start_net = read_network(init)[0] if init is not None else None
+    probe = start_net if start_net is not None else EmbeddingNetwork(config)
+    # a network trained on activation maps reads the whole native region at inference
+    read = (cfg.region, 1) if probe.trains_on_maps else (cfg.patch, cfg.views)
+    pixels = PatchBank.decode(train_samples, classes, cfg.region, cfg.patch, transform)
+    if len(pixels) == 0:
         raise ConfigError("no readable training image for the network")
-    missing = sorted(set(classes) - {classes[i] for i in train.labels.unique().tolist()})
+    missing = sorted(set(classes) - {classes[i] for i in pixels.labels.unique().tolist()})
     if missing:
         raise ConfigError(f"no readable training image for classes {missing}")
+    train: PatchBank | ActivationBank = (
+        ActivationBank.from_pixels(pixels, probe.to(dev), dev) if probe.trains_on_maps else pixels
+    )
+    del pixels, probe
+    val = ViewBank.decode(val_samples, classes, *read, transform)
     decode_s = time.perf_counter() - t0
-    start_net = read_network(init)[0] if init is not None else None
     results = []
     for loss in ("metric", "ce") if cfg.loss == "auto" else (cfg.loss,):
         ck = out.with_name(out.stem + f".{loss}.checkpoint")
@@ -294,8 +304,8 @@ def train_network(
     best = max(results, key=lambda r: (r[0], r[1]))
     net, summary = best[2], best[3]
     info = {
-        "patch": cfg.patch,
-        "views": cfg.views,
+        "patch": read[0],
+        "views": read[1],
         "training": {
             **summary,
             "config": asdict(cfg),

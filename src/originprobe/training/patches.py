@@ -2,7 +2,9 @@
 
 `PatchBank` decodes every image once (in threads, with the run's perturbation, e.g. JPEG
 alignment) and keeps an un-resampled uint8 region of it; an epoch is a seeded, class-balanced draw
-of random patches with random flips from those regions. `ViewBank` keeps the fixed grid of views a
+of random patches with random flips from those regions. `ActivationBank` keeps, instead, the
+activation map of a network's frozen first stages over each region (computed once), and an epoch
+draws random windows of it, so only the later stages run while training. `ViewBank` keeps what a
 trained network reads at inference, for validation. Nothing here is ever resampled.
 """
 
@@ -71,27 +73,62 @@ class PatchBank:
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """One epoch: `per_image`·N patches (N images), classes drawn equally often, each patch
         at a random place with random flips. The same (seed, epoch) gives the same patches."""
-        g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        counts = torch.bincount(self.labels).float()
-        weights = 1.0 / counts[self.labels]
-        n = per_image * len(self)
-        order = torch.multinomial(weights, n, replacement=True, generator=g)
-        for start in range(0, n, batch_size):
-            idx = order[start : start + batch_size]
-            crops = []
-            for i in idx.tolist():
-                img = self.images[i]
-                h, w = img.shape[1], img.shape[2]
-                y0 = int(torch.randint(0, h - patch + 1, (1,), generator=g))
-                x0 = int(torch.randint(0, w - patch + 1, (1,), generator=g))
-                c = img[:, y0 : y0 + patch, x0 : x0 + patch]
-                flips = torch.rand(2, generator=g)
-                if flips[0] < 0.5:
-                    c = c.flip(2)
-                if flips[1] < 0.5:
-                    c = c.flip(1)
-                crops.append(c)
-            yield torch.stack(crops), self.labels[idx]
+        return _windows(self.images, self.labels, seed, epoch, patch, per_image, batch_size, True)
+
+
+def _windows(images, labels, seed, epoch, size, per_image, batch_size, flips):
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    counts = torch.bincount(labels).float()
+    weights = 1.0 / counts[labels]
+    n = per_image * len(images)
+    order = torch.multinomial(weights, n, replacement=True, generator=g)
+    for start in range(0, n, batch_size):
+        idx = order[start : start + batch_size]
+        crops = []
+        for i in idx.tolist():
+            img = images[i]
+            h, w = img.shape[1], img.shape[2]
+            y0 = int(torch.randint(0, h - size + 1, (1,), generator=g))
+            x0 = int(torch.randint(0, w - size + 1, (1,), generator=g))
+            c = img[:, y0 : y0 + size, x0 : x0 + size]
+            if flips:
+                f = torch.rand(2, generator=g)
+                c = c.flip(2) if f[0] < 0.5 else c
+                c = c.flip(1) if f[1] < 0.5 else c
+            crops.append(c)
+        yield torch.stack(crops), labels[idx]
+
+
+@dataclass
+class ActivationBank:
+    maps: list[torch.Tensor]  # float16 (C, R/s, R/s) each: the frozen stages' output
+    labels: torch.Tensor
+    problems: list[Problem]
+    stride: int  # pixels per map cell
+
+    @classmethod
+    def from_pixels(cls, bank: PatchBank, net, device, batch: int = 16) -> "ActivationBank":
+        pre = Preprocessing(8, 8, mean=MEAN, std=STD)  # only its normalisation is used
+        maps = []
+        net.eval()
+        with torch.inference_mode():
+            for i in range(0, len(bank), batch):
+                x = pre.normalize(torch.stack(bank.images[i : i + batch]).to(device))
+                maps += list(net.trunk.frozen_maps(x).to("cpu", torch.float16))
+        return cls(maps, bank.labels, bank.problems, net.trunk.stride)
+
+    def __len__(self) -> int:
+        return len(self.maps)
+
+    def epoch(
+        self, seed: int, epoch: int, patch: int, per_image: int, batch_size: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Random windows of `patch` pixels (patch // stride cells) of the activation maps, as
+        float32; no flips (a flipped map is not the map of a flipped picture)."""
+        cells = max(1, patch // self.stride)
+        for x, y in _windows(self.maps, self.labels, seed, epoch, cells, per_image, batch_size,
+                             False):  # fmt: skip
+            yield x.float(), y
 
 
 @dataclass
