@@ -158,9 +158,9 @@ class RunConfig:
         "known-only validation keeps the better)",
         choices=("auto", "metric", "ce"),
     )
-    train_epochs: int = _opt(10, "backbone", "learned:ARCH: most training epochs (validation "
+    train_epochs: int = _opt(16, "backbone", "learned:ARCH: most training epochs (validation "
                              "picks the best one)", metavar="N")  # fmt: skip
-    train_patch: int = _opt(96, "backbone", "learned:ARCH: native patch size in pixels",
+    train_patch: int = _opt(64, "backbone", "learned:ARCH: native patch size in pixels",
                             metavar="PX")  # fmt: skip
     pretrain: str | None = _opt(
         None,

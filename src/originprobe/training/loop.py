@@ -47,10 +47,10 @@ class TrainConfig:
     """How a network is trained (part of its cache key)."""
 
     loss: str = "auto"
-    epochs: int = 10
+    epochs: int = 16
     patience: int = 4
-    patch: int = 96
-    views: int = 4
+    patch: int = 64
+    views: int = 16  # 4×4 grid: with 64-px patches it tiles a 256-px picture
     per_image: int = 4  # patches drawn per training image and epoch
     batch_size: int = 64
     lr: float = 2e-3  # from scratch; fine-tuning uses lr / 4
