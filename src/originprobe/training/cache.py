@@ -78,24 +78,12 @@ def learned_names(backbone: str) -> list[str]:
     return [b for b in (split_variant(m)[0] for m in split_fusion(backbone)) if is_learned(b)]
 
 
-def train_members(
-    backbone: str,
-    classes: Sequence[str],
-    train: Sequence[Sample],
-    val: Sequence[Sample],
-    cfg: TrainConfig,
-    root: str | Path,
-    transform=None,
-    pretrain: str | Path | None = None,
-    device=None,
-    progress: bool = True,
-) -> tuple[dict[str, str], dict[str, dict]]:
-    """Every `learned:ARCH` member of `backbone` trained (or reused) as `trained_network` does:
-    ({member: network file}, {member: training summary})."""
+def train_members(backbone: str, *args, **kw) -> tuple[dict[str, str], dict[str, dict]]:
+    """Every `learned:ARCH` member of `backbone` trained (or reused) by `trained_network(ARCH,
+    *args, **kw)`: ({member: network file}, {member: training summary})."""
     files, summaries = {}, {}
     for name in learned_names(backbone):
-        r = trained_network(name.split(":", 1)[1], classes, train, val, cfg, root, transform,
-                            pretrain, device, progress)  # fmt: skip
+        r = trained_network(name.split(":", 1)[1], *args, **kw)
         files[name] = str(r.path)
         summaries[name] = {k: v for k, v in r.summary.items() if k != "history"}
     return files, summaries
