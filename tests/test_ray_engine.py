@@ -233,3 +233,25 @@ def test_selection_runs_as_ray_tasks_and_chooses_as_a_local_run(cluster, data, t
     assert ray["layer"] == local["layer"] and ray["params"] == local["params"]
     assert ray["fits"] == local["fits"]
     assert ray["val_balanced_accuracy"] == pytest.approx(local["val_balanced_accuracy"], abs=1e-9)
+
+
+def test_a_learned_network_trained_here_extracts_on_the_cluster(cluster, data, tmp_path):
+    """`fit --engine ray --backbone learned:...`: the network is trained here, its file is
+    handed to the cluster's workers, and their features give the local fit's model."""
+    address, env = cluster
+    common = ["fit", "--data", str(data), "--known", "real,dalle-mini,midjourney-v3",
+              "--backbone", "learned:forensic-cnn", "--layers", "embed", "--train-epochs", "1",
+              "--train-patch", "32", "--train-loss", "ce", "--quiet"]  # fmt: skip
+    assert main([*common, "--cache", str(tmp_path / "a"), "--out", str(tmp_path / "local")]) == 0
+    r = subprocess.run(
+        [sys.executable, "-m", "originprobe.cli", *common, "--cache", str(tmp_path / "b"),
+         "--out", str(tmp_path / "ray"), "--engine", "ray", "--address", address],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert list((tmp_path / "b").glob("*/shard-*"))  # the workers wrote the features
+    local, ray = (json.loads((tmp_path / d / "model.json").read_text())
+                  for d in ("local", "ray"))  # fmt: skip
+    assert ray["backbone"]["weights_id"] == local["backbone"]["weights_id"]
+    assert ray["selection"]["params"] == local["selection"]["params"]
+    assert ray["threshold"] == pytest.approx(local["threshold"], abs=1e-3)

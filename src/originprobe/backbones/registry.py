@@ -47,6 +47,7 @@ def load_backbone(
             else str(Path(weights).resolve())
             if Path(weights).exists()
             else str(weights),
+            kw.get("networks") or None,  # learned members' network files (Ray workers load them)
         ),
     )
     return bb

@@ -70,7 +70,8 @@ class _Decode:
 
         s = self.pre.input_size
         n = len(batch["path"])
-        pixels = np.zeros((n, 3, s, s), np.uint8)
+        views = (self.pre.views,) if self.pre.views > 1 else ()  # several views: (n, V, 3, s, s)
+        pixels = np.zeros((n, *views, 3, s, s), np.uint8)
         errors, warns = [""] * n, [""] * n
         for i, path in enumerate(batch["path"]):
             x, errors[i], warns[i] = preprocess_one(ImageInput.of(Path(str(path)), i), self.pre)
@@ -92,6 +93,7 @@ class _Extract:
         self,
         backbone: str,
         weights: str | None,
+        networks: dict[str, str] | None,
         layers: list[str],
         store_root: str,
         namespace: str,
@@ -107,7 +109,7 @@ class _Extract:
 
         # Ray sets OMP_NUM_THREADS=1 in workers; the forward pass gets its share of the node
         torch.set_num_threads(max(1, threads))
-        bb = load_backbone(backbone, weights=weights)
+        bb = load_backbone(backbone, weights=weights, networks=networks)
         self.runner = ForwardRunner(bb, layers, device, runtime)
         self.store = FeatureStore(store_root, namespace, dtype=dtype)
         self.layers = list(layers)
@@ -166,7 +168,7 @@ def extract_on_ray(
     """Compute the features of `todo` (samples missing from `store`) on Ray, updating `report`
     (computed, errors, warnings) and the progress bar as results come back."""
     ray = connect(address)
-    spec = getattr(backbone, "spec_", None) or (backbone.name, None)
+    spec = getattr(backbone, "spec_", None) or (backbone.name, None, None)
     n_actors, cpus, gpus, threads = _pool_size(ray, device)
     n_actors = actors or n_actors
     batch_size = batch_size or (64 if gpus else 16)
@@ -197,6 +199,7 @@ def extract_on_ray(
         fn_constructor_kwargs={
             "backbone": spec[0],
             "weights": spec[1],
+            "networks": spec[2],
             "layers": list(layers),
             "store_root": str(store.root),
             "namespace": store.dir.name,
