@@ -376,8 +376,8 @@ class Attributor(BaseEstimator):
                     else Path(tempfile.mkdtemp(prefix="originprobe-networks-"))
                 )
                 self._networks, _ = train_members(
-                    self.backbone, split.known_classes, split.train, split.val,
-                    TrainConfig(seed=self.seed), root, device=self.device, progress=self.progress,
+                    self.backbone, split.known_classes, split.train, TrainConfig(seed=self.seed),
+                    root, device=self.device, progress=self.progress,
                 )  # fmt: skip
             bb = self.load_backbone()
             specs = self._layer_specs()

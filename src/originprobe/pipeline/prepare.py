@@ -86,8 +86,9 @@ def train_networks(
     cfg: RunConfig, split: OpenSetSplit, perturbation=None
 ) -> tuple[dict[str, str], dict[str, dict]]:
     """The `learned:ARCH` members of the run's backbone, trained on the split's known-class train
-    images with its validation images choosing epochs and loss (cached; see training.cache):
-    ({member: network file}, {member: training summary}). The test images never reach them."""
+    images alone (a part of them picks epochs and loss; cached; see training.cache):
+    ({member: network file}, {member: training summary}). Validation and test images never
+    reach them."""
     from ..training import TrainConfig
     from ..training.cache import learned_names, train_members
 
@@ -97,7 +98,7 @@ def train_networks(
         loss=cfg.train_loss, epochs=cfg.train_epochs, patch=cfg.train_patch, seed=cfg.seed
     )
     return train_members(
-        cfg.backbone, split.known_classes, split.train, split.val, tc, networks_root(cfg),
+        cfg.backbone, split.known_classes, split.train, tc, networks_root(cfg),
         transform=perturbation, pretrain=cfg.pretrain, device=cfg.device, progress=cfg.progress,
     )  # fmt: skip
 

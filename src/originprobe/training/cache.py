@@ -1,5 +1,8 @@
 """Trained networks, kept like features: under a key of everything that decides their weights.
 
+A network learns from 80% of the known-class training split, and the other 20% picks its epoch
+and loss (`train_members`); the run's validation split is kept for what comes after it.
+
 The key covers the architecture, the known classes, the training configuration, the content
 hashes and labels of every training and validation image, the perturbation applied to them, the
 pretrained starting point and `VERSION`. A second run with the same inputs reuses the network
@@ -19,11 +22,13 @@ from pathlib import Path
 from ..backbones.learned import NetworkFileError, read_network
 from ..backbones.networks import NetworkConfig
 from ..data import DatasetError, Sample, hash_samples, load_dataset, make_split
+from ..data.splits import stratified_indices
 from ..fileio import sha256_file
 from .loop import TrainConfig, TrainResult, train_network
 
 VERSION = "learned-1"  # bumped when training changes what a key's network would be
 NETWORK_FILE = "network.safetensors"
+NETWORK_VAL_FRACTION = 0.2  # of the training split: picks the network's epoch and loss
 
 
 def network_key(payload: dict) -> str:
@@ -78,12 +83,28 @@ def learned_names(backbone: str) -> list[str]:
     return [b for b in (split_variant(m)[0] for m in split_fusion(backbone)) if is_learned(b)]
 
 
-def train_members(backbone: str, *args, **kw) -> tuple[dict[str, str], dict[str, dict]]:
-    """Every `learned:ARCH` member of `backbone` trained (or reused) by `trained_network(ARCH,
-    *args, **kw)`: ({member: network file}, {member: training summary})."""
+def network_split(
+    train: Sequence[Sample], seed: int, fraction: float = NETWORK_VAL_FRACTION
+) -> tuple[list[Sample], list[Sample]]:
+    """The training split divided for a network: what it learns from, and the part that picks
+    its epoch and loss (stratified, seeded)."""
+    fit, pick = stratified_indices([s.label for s in train], (1 - fraction, fraction), seed)
+    return [train[i] for i in fit], [train[i] for i in pick]
+
+
+def train_members(
+    backbone: str, classes: Sequence[str], train: Sequence[Sample], cfg: TrainConfig,
+    root: str | Path, **kw,
+) -> tuple[dict[str, str], dict[str, dict]]:  # fmt: skip
+    """Every `learned:ARCH` member of `backbone` trained (or reused) by `trained_network` on the
+    known-class training split alone: a stratified part of it picks the epoch and the loss, so the
+    run's validation split never reaches the network and stays a fair judge of where its features
+    help (layer selection) and of the reject threshold.
+    → ({member: network file}, {member: training summary})."""
+    fit, pick = network_split(train, cfg.seed)
     files, summaries = {}, {}
     for name in learned_names(backbone):
-        r = trained_network(name.split(":", 1)[1], *args, **kw)
+        r = trained_network(name.split(":", 1)[1], classes, fit, pick, cfg, root, **kw)
         files[name] = str(r.path)
         summaries[name] = {k: v for k, v in r.summary.items() if k != "history"}
     return files, summaries
