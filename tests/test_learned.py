@@ -362,3 +362,12 @@ def test_efficientnet_trains_its_later_stages_on_cached_activation_maps(tiny_set
     assert torch.equal(trunk.blocks[4][0].conv_pw.weight, imagenet.blocks[4][0].conv_pw.weight)
     assert not torch.equal(trunk.blocks[6][0].conv_pw.weight, imagenet.blocks[6][0].conv_pw.weight)
     assert trunk.stride == 16  # a 64-px training window is 4×4 cells of the frozen map
+    # validation reads cached maps; that is what the network computes from the pictures
+    from originprobe.training.loop import embed_maps
+    from originprobe.training.patches import ActivationBank, PatchBank
+
+    pixels = PatchBank.decode(val[:3], KNOWN, 256, 64)
+    maps = ActivationBank.from_pixels(pixels, bb.net, torch.device("cpu")).maps
+    direct = extract_arrays([s.path for s in val[:3]], bb, ["embed"], runtime="torch")[0]
+    np.testing.assert_allclose(embed_maps(bb.net, maps, torch.device("cpu")).numpy(),
+                               direct["embed"], rtol=2e-2, atol=2e-2)  # fmt: skip

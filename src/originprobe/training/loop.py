@@ -113,10 +113,30 @@ def _autocast(device: torch.device):
     return torch.autocast("cpu", enabled=False)
 
 
-def validate(net: EmbeddingNetwork, val: ViewBank, loss: str, device: torch.device) -> float:
+@torch.inference_mode()
+def embed_maps(
+    net: EmbeddingNetwork, maps: list[torch.Tensor], device: torch.device, batch: int = 32
+) -> torch.Tensor:
+    """Embeddings of whole pictures from their frozen-stage activation maps (what the network
+    computes from the pictures themselves: its frozen stages are deterministic)."""
+    net.eval()
+    out = []
+    for i in range(0, len(maps), batch):
+        x = torch.stack(maps[i : i + batch]).to(device).float()
+        with _autocast(device):
+            out.append(net.embed_maps(x).float().cpu())
+    return torch.cat(out) if out else torch.zeros(0, net.config.embed_dim)
+
+
+def validate(
+    net: EmbeddingNetwork, val: "ViewBank | ActivationBank", loss: str, device: torch.device
+) -> float:
     if len(val) == 0:
         return float("nan")
-    z = embed_views(net, val.views, device)
+    if isinstance(val, ActivationBank):
+        z = embed_maps(net, val.maps, device)
+    else:
+        z = embed_views(net, val.views, device)
     with torch.inference_mode():
         pred = logits_of(net.cpu(), z, loss).argmax(1).numpy()
     net.to(device)
@@ -163,7 +183,7 @@ def _checkpoint_bytes(state: dict) -> bytes:
 def train_one(
     config: NetworkConfig,
     train: "PatchBank | ActivationBank",
-    val: ViewBank,
+    val: "ViewBank | ActivationBank",
     cfg: TrainConfig,
     loss: str,
     checkpoint: Path,
@@ -289,11 +309,18 @@ def train_network(
     missing = sorted(set(classes) - {classes[i] for i in pixels.labels.unique().tolist()})
     if missing:
         raise ConfigError(f"no readable training image for classes {missing}")
-    train: PatchBank | ActivationBank = (
-        ActivationBank.from_pixels(pixels, probe.to(dev), dev) if probe.trains_on_maps else pixels
-    )
+    train: PatchBank | ActivationBank = pixels
+    val: ViewBank | ActivationBank
+    if probe.trains_on_maps:  # the frozen stages run once per image, for training and validation
+        probe.to(dev)
+        train = ActivationBank.from_pixels(pixels, probe, dev)
+        region = int(pixels.images[0].shape[-1])
+        val_pixels = PatchBank.decode(val_samples, classes, region, cfg.patch, transform)
+        val = ActivationBank.from_pixels(val_pixels, probe, dev)
+        read = (region, 1)
+    else:
+        val = ViewBank.decode(val_samples, classes, *read, transform)
     del pixels, probe
-    val = ViewBank.decode(val_samples, classes, *read, transform)
     decode_s = time.perf_counter() - t0
     results = []
     for loss in ("metric", "ce") if cfg.loss == "auto" else (cfg.loss,):
