@@ -48,7 +48,7 @@ class TrainConfig:
 
     loss: str = "auto"
     epochs: int = 16
-    patience: int = 4
+    patience: int = 8  # epochs without a better validation figure before stopping
     patch: int = 64
     views: int = 16  # 4×4 grid: with 64-px patches it tiles a 256-px picture
     per_image: int = 4  # patches drawn per training image and epoch
