@@ -61,7 +61,7 @@ from ..openset import (
 )
 from ..provenance import Evidence, EvidenceReader, compare
 from ..training import TrainConfig
-from ..training.cache import learned_names, train_members
+from ..training.cache import learned_names, networks_dir, train_members
 from .bundle import BundleError, network_file, read_model, write_bundle
 
 FEATURES = "features"  # the layer name of features handed to `fit_features` as one array
@@ -371,7 +371,7 @@ class Attributor(BaseEstimator):
         with tempfile.TemporaryDirectory(prefix="originprobe-fit-") as tmp:
             if self._backbone_obj is None and not self.weights and learned_names(self.backbone):
                 root = (  # without a cache the network must still outlive this call (save)
-                    Path(self.cache).with_name(Path(self.cache).name + "-networks")
+                    networks_dir(self.cache)
                     if self.cache
                     else Path(tempfile.mkdtemp(prefix="originprobe-networks-"))
                 )

@@ -76,12 +76,6 @@ class Prepared:
     training: dict[str, dict] = field(default_factory=dict)  # learned member → its training
 
 
-def networks_root(cfg: RunConfig) -> Path:
-    """Where trained networks are kept: beside the feature cache (`.cache/features-networks`)."""
-    c = Path(cfg.cache)
-    return c.with_name(c.name + "-networks")
-
-
 def train_networks(
     cfg: RunConfig, split: OpenSetSplit, perturbation=None
 ) -> tuple[dict[str, str], dict[str, dict]]:
@@ -90,7 +84,7 @@ def train_networks(
     ({member: network file}, {member: training summary}). Validation and test images never
     reach them."""
     from ..training import TrainConfig
-    from ..training.cache import learned_names, train_members
+    from ..training.cache import learned_names, networks_dir, train_members
 
     if cfg.weights or not learned_names(cfg.backbone):
         return {}, {}
@@ -98,7 +92,7 @@ def train_networks(
         loss=cfg.train_loss, epochs=cfg.train_epochs, patch=cfg.train_patch, seed=cfg.seed
     )
     return train_members(
-        cfg.backbone, split.known_classes, split.train, tc, networks_root(cfg),
+        cfg.backbone, split.known_classes, split.train, tc, networks_dir(cfg.cache),
         transform=perturbation, pretrain=cfg.pretrain, device=cfg.device, progress=cfg.progress,
     )  # fmt: skip
 

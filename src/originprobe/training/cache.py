@@ -31,6 +31,12 @@ NETWORK_FILE = "network.safetensors"
 NETWORK_VAL_FRACTION = 0.2  # of the training split: picks the network's epoch and loss
 
 
+def networks_dir(feature_cache: str | Path) -> Path:
+    """Where trained networks are kept: beside the feature cache (`.cache/features-networks`)."""
+    c = Path(feature_cache)
+    return c.with_name(c.name + "-networks")
+
+
 def network_key(payload: dict) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
