@@ -1,7 +1,7 @@
 """`make bench` section `training`: what training a learned network costs on this machine.
 
 For each architecture, the default training (`TrainConfig()`: loss auto = metric and
-cross-entropy, each up to 10 epochs of 4 native 96-px patches per image, validation after every
+cross-entropy, each up to 16 epochs of 4 native 64-px patches per image, validation after every
 epoch) on realgen split 1's known-class train split, validation on its validation split (the
 images `evaluate --protocol realgen:split1` trains on). Prints patches/s while training, epochs
 run, the epoch validation chose, seconds per loss and in all. Under a GPU the same code runs
@@ -28,7 +28,7 @@ def main(data: Path, work: Path, quick: bool) -> None:
     _, split, _ = _protocol_split(cfg, True)
     archs = ["forensic-cnn"] if quick else ["forensic-cnn", "efficientnet-lite0"]
     for arch in archs:
-        tc = TrainConfig(epochs=2 if quick else 10)
+        tc = TrainConfig(epochs=2) if quick else TrainConfig()
         nc = NetworkConfig(arch=arch, classes=tuple(split.known_classes))
         with tempfile.TemporaryDirectory(dir=work) as tmp:
             t = time.perf_counter()
