@@ -77,8 +77,8 @@ class ConstrainedConv2d(nn.Module):
     def constrained_weight(self) -> torch.Tensor:
         w = self.weight * self.mask
         s = w.sum(dim=(2, 3), keepdim=True)
-        s = torch.where(s.abs() < 1e-3, torch.full_like(s, 1e-3) * s.sign().clamp(min=0) * 2 - 1e-3,
-                        s)  # fmt: skip
+        near_zero = torch.where(s > 0, 1e-3, -1e-3).to(s)  # keep the division finite
+        s = torch.where(s.abs() < 1e-3, near_zero, s)
         return w / s - (1 - self.mask)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -184,10 +184,7 @@ class EmbeddingNetwork(nn.Module):
         else:
             self.trunk = LiteTrunk(config.arch, config.frozen_stages, imagenet)
         self.project = nn.Linear(self.trunk.out_dim, config.embed_dim)
-        n = max(1, len(config.classes))
-        g = torch.Generator().manual_seed(0)
-        self.references = nn.Parameter(0.1 * torch.randn(n, config.embed_dim, generator=g))
-        self.classifier = nn.Linear(config.embed_dim, n)
+        self._new_training_heads(max(1, len(config.classes)))
 
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         pooled = self.trunk(x)
@@ -211,7 +208,11 @@ class EmbeddingNetwork(nn.Module):
         new = EmbeddingNetwork.__new__(EmbeddingNetwork)
         nn.Module.__init__(new)
         new.config, new.trunk, new.project = cfg, self.trunk, self.project
-        g = torch.Generator().manual_seed(0)
-        new.references = nn.Parameter(0.1 * torch.randn(len(classes), cfg.embed_dim, generator=g))
-        new.classifier = nn.Linear(cfg.embed_dim, len(classes))
+        new._new_training_heads(len(classes))
         return new
+
+    def _new_training_heads(self, n: int) -> None:
+        """Fresh reference points (seeded, near the origin) and classifier for n classes."""
+        g = torch.Generator().manual_seed(0)
+        self.references = nn.Parameter(0.1 * torch.randn(n, self.config.embed_dim, generator=g))
+        self.classifier = nn.Linear(self.config.embed_dim, n)

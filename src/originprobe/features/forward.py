@@ -114,7 +114,8 @@ def iter_batches(
             yield emit(results)
 
 
-def _autocast(device: torch.device):
+def autocast_for(device: torch.device):
+    """bf16 (fp16 where bf16 is missing) autocast on CUDA; nothing elsewhere."""
     if device.type == "cuda":
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast("cuda", dtype=dtype)
@@ -167,7 +168,7 @@ class ForwardRunner:
         x = self.backbone.preprocessing.normalize(x)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(self.device):
+        with autocast_for(self.device):
             feats = self.backbone(x)
         # copies: a view of a block's class token would keep the whole token tensor alive
         return {

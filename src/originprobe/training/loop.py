@@ -35,6 +35,7 @@ from ..backbones.base import resolve_device
 from ..backbones.learned import network_preprocessing, read_network, save_network
 from ..backbones.networks import EmbeddingNetwork, NetworkConfig
 from ..errors import ConfigError
+from ..features.forward import autocast_for
 from ..fileio import atomic_write_bytes
 from ..heads.selection import balanced_accuracy
 from .patches import ActivationBank, PatchBank, ViewBank
@@ -100,17 +101,10 @@ def embed_views(
     for i in range(0, len(views), batch):
         v = views[i : i + batch]
         x = pre.normalize(v.to(device))
-        with _autocast(device):
+        with autocast_for(device):
             z = net(x).float()
         out.append(z.view(len(v), views.shape[1], -1).mean(1).cpu())
     return torch.cat(out) if out else torch.zeros(0, net.config.embed_dim)
-
-
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast("cpu", enabled=False)
 
 
 @torch.inference_mode()
@@ -123,7 +117,7 @@ def embed_maps(
     out = []
     for i in range(0, len(maps), batch):
         x = torch.stack(maps[i : i + batch]).to(device).float()
-        with _autocast(device):
+        with autocast_for(device):
             out.append(net.embed_maps(x).float().cpu())
     return torch.cat(out) if out else torch.zeros(0, net.config.embed_dim)
 
@@ -138,8 +132,7 @@ def validate(
     else:
         z = embed_views(net, val.views, device)
     with torch.inference_mode():
-        pred = logits_of(net.cpu(), z, loss).argmax(1).numpy()
-    net.to(device)
+        pred = logits_of(net, z.to(device), loss).argmax(1).cpu().numpy()
     return float(balanced_accuracy(val.labels.numpy(), pred))
 
 
@@ -225,6 +218,7 @@ def train_one(
     resumed = start
     bar = _Bar(total, desc + f" [{loss}]", progress)
     bar.step(start * steps_per_epoch)
+    pixels_in = network_preprocessing(cfg.patch, 1)
     seen, t0 = 0, time.perf_counter()
     for epoch in range(start, cfg.epochs):
         if best_epoch >= 0 and epoch - best_epoch > cfg.patience:
@@ -233,11 +227,11 @@ def train_one(
         losses = []
         for x, y in train.epoch(cfg.seed, epoch, cfg.patch, cfg.per_image, cfg.batch_size):
             y = y.to(device)
-            with _autocast(device):
+            with autocast_for(device):
                 if isinstance(train, ActivationBank):
                     z = net.embed_maps(x.to(device, non_blocking=True))
                 else:
-                    x = network_preprocessing(cfg.patch, 1).normalize(x.to(device))
+                    x = pixels_in.normalize(x.to(device))
                     z = net(x)
             l = loss_of(net, z.float(), y, cfg, loss)
             opt.zero_grad(set_to_none=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from ..backbones.base import Preprocessing
-from ..backbones.learned import MEAN, STD, network_preprocessing
+from ..backbones.learned import network_preprocessing
 from ..data import Problem, Sample
 from ..data.inputs import ImageInput, ImageTransform
 from ..features.forward import default_workers, preprocess_one
@@ -25,9 +25,14 @@ from ..features.forward import default_workers, preprocess_one
 BANK_BYTES = 3 * 2**30
 
 
-def _decode_all(
-    samples: Sequence[Sample], pre: Preprocessing, transform: ImageTransform | None
-) -> tuple[list[torch.Tensor | None], list[Problem]]:
+def _decode_labelled(
+    samples: Sequence[Sample],
+    classes: Sequence[str],
+    pre: Preprocessing,
+    transform: ImageTransform | None,
+) -> tuple[list[torch.Tensor], torch.Tensor, list[Problem]]:
+    """(pixels of the readable samples, their class indices, what could not be read), decoded in
+    threads."""
     from concurrent.futures import ThreadPoolExecutor
 
     def one(s: Sample):
@@ -36,7 +41,10 @@ def _decode_all(
     with ThreadPoolExecutor(max_workers=default_workers()) as pool:
         out = list(pool.map(one, samples))
     problems = [Problem(str(s.path), err) for s, (x, err, _) in zip(samples, out) if x is None]
-    return [x for x, _, _ in out], problems
+    idx = {c: i for i, c in enumerate(classes)}
+    keep = [(x, idx[s.label]) for s, (x, _, _) in zip(samples, out) if x is not None]
+    labels = torch.tensor([y for _, y in keep], dtype=torch.long)
+    return [x for x, _ in keep], labels, problems
 
 
 @dataclass
@@ -57,13 +65,7 @@ class PatchBank:
         per_image = 3 * region * region
         if per_image * len(samples) > BANK_BYTES:  # keep memory bounded on large sets
             region = max(patch, int((BANK_BYTES / (3 * len(samples))) ** 0.5))
-        pre = Preprocessing(region, region, mean=MEAN, std=STD, crop="native")
-        xs, problems = _decode_all(samples, pre, transform)
-        idx = {c: i for i, c in enumerate(classes)}
-        keep = [(x, idx[s.label]) for s, x in zip(samples, xs) if x is not None]
-        return cls(
-            [x for x, _ in keep], torch.tensor([y for _, y in keep], dtype=torch.long), problems
-        )
+        return cls(*_decode_labelled(samples, classes, network_preprocessing(region, 1), transform))
 
     def __len__(self) -> int:
         return len(self.images)
@@ -108,7 +110,7 @@ class ActivationBank:
 
     @classmethod
     def from_pixels(cls, bank: PatchBank, net, device, batch: int = 16) -> "ActivationBank":
-        pre = Preprocessing(8, 8, mean=MEAN, std=STD)  # only its normalisation is used
+        pre = network_preprocessing(bank.images[0].shape[-1], 1)  # only its normalisation
         maps = []
         net.eval()
         with torch.inference_mode():
@@ -146,19 +148,12 @@ class ViewBank:
         views: int,
         transform: ImageTransform | None = None,
     ) -> "ViewBank":
-        pre = network_preprocessing(patch, views)
-        xs, problems = _decode_all(samples, pre, transform)
-        idx = {c: i for i, c in enumerate(classes)}
-        keep = [(x if x.dim() == 4 else x[None], idx[s.label]) for s, x in zip(samples, xs)
-                if x is not None]  # fmt: skip
-        if not keep:
-            return cls(torch.zeros(0, views, 3, patch, patch, dtype=torch.uint8),
-                       torch.zeros(0, dtype=torch.long), problems)  # fmt: skip
-        return cls(
-            torch.stack([x for x, _ in keep]),
-            torch.tensor([y for _, y in keep], dtype=torch.long),
-            problems,
+        xs, labels, problems = _decode_labelled(
+            samples, classes, network_preprocessing(patch, views), transform
         )
+        if not xs:
+            return cls(torch.zeros(0, views, 3, patch, patch, dtype=torch.uint8), labels, problems)
+        return cls(torch.stack([x if x.dim() == 4 else x[None] for x in xs]), labels, problems)
 
     def __len__(self) -> int:
         return len(self.labels)
