@@ -37,7 +37,7 @@ EVIDENCE = """
 --weights  backbone weights, if not found automatically
 """
 COMMANDS = """
-[evaluate] data test bb model studies | train, select on validation, test open-set; write a run
+[evaluate] data test bb model studies | choose by cross-validation on known data, test open-set; write a run
 --out  run directory (required unless --dry-run)
 --config  replay an earlier run's configuration (RUN/config.json) with a new --out
 --no-report!  skip report.html
@@ -81,7 +81,7 @@ dir  feature cache directory
 
 
 def _runtime(a) -> dict:
-    keys = ("device", "batch_size", "workers", "weights", "provenance", "c2pa_trust", "runtime")
+    keys = ("device", "batch_size", "workers", "weights", "provenance", "c2pa_trust", "backend")
     quiet = a.quiet or getattr(a, "json", False)
     return {k: getattr(a, k) for k in keys if getattr(a, k, None) is not None} | {
         "progress": not quiet
@@ -241,9 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     groups = {
         "data": (options("data"), DRY_RUN),
         "test": (options("test"), ""),
-        "model": (options("model"), ""),
+        "model": (options("model") + options("selection"), ""),
         "studies": (options("studies"), ""),
-        "bb": (options("backbone") + options("runtime") + [flush_option()], RUNTIME),
+        "bb": (options("backbone") + options("training") + options("runtime") + options("engine")
+               + [flush_option()], RUNTIME),
         "runtime": (options("runtime"), RUNTIME),
         "evidence": ([], EVIDENCE),
         "predict": (dataclass_options(PredictOutputs), ""),

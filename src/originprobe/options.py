@@ -19,13 +19,43 @@ from .errors import ConfigError
 _KINDS = {"int": int, "float": float, "int | None": int, "float | None": float}
 
 
-def option(default: Any, help: str, group: str = "", cli_type: Any = None, **argparse_kw) -> Any:
+def option(
+    default: Any, help: str, group: str = "", cli_type: Any = None, flag: str | None = None,
+    **argparse_kw,
+) -> Any:  # fmt: skip
     """A dataclass field that is also an option of `group`. `cli_type`: the option's type when
-    it differs from the field's (a comma-separated list read as text, for example)."""
-    meta = {"group": group, "help": help, "type": cli_type, **argparse_kw}
+    it differs from the field's (a comma-separated list read as text, for example); `flag`: the
+    option's name when it is not `--field-name`."""
+    meta = {"group": group, "help": help, "type": cli_type, "flag": flag, **argparse_kw}
     if default is list:
         return dataclasses.field(default_factory=list, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
+
+
+def nested(cls: type, prefix: str = "", default: Callable[[], Any] | None = None) -> Any:
+    """A dataclass field holding a `cls` value (default: `default()` or `cls()`) whose option
+    fields are options of the outer class too, named `--PREFIX-FIELD` (stored as
+    `PREFIX_FIELD`)."""
+    return dataclasses.field(
+        default_factory=default or cls, metadata={"nested": cls, "prefix": prefix}
+    )
+
+
+def nested_values(cls: type, opts: dict[str, Any]) -> dict[str, Any]:
+    """The values of `cls`'s nested fields gathered from flat option values (`PREFIX_FIELD`), as
+    {field: {inner field: value}}; unset (None) options are left out."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        inner = f.metadata.get("nested")
+        if inner is None:
+            continue
+        prefix = f.metadata.get("prefix", "")
+        out[f.name] = {
+            g.name: opts[prefix + g.name]
+            for g in dataclasses.fields(inner)
+            if opts.get(prefix + g.name) is not None
+        }
+    return out
 
 
 def _checked(name: str, kind: Callable, check: Callable | None) -> Callable[[str], Any]:
@@ -44,22 +74,33 @@ def _checked(name: str, kind: Callable, check: Callable | None) -> Callable[[str
 def dataclass_options(
     cls: type, group: str | None = None, check: Callable[[str, Any], None] | None = None
 ) -> list[tuple[str, dict]]:
-    """(flag, argparse keywords) of the option fields of `cls` (of `group`, when given)."""
+    """(flag, argparse keywords) of the option fields of `cls` (of `group`, when given),
+    nested dataclass fields included (see `nested`)."""
+    return _options(cls, group, check, "")
+
+
+def _options(cls: type, group: str | None, check, prefix: str) -> list[tuple[str, dict]]:
     out = []
     for f in dataclasses.fields(cls):
         meta = dict(f.metadata)
+        if "nested" in meta:
+            out += _options(meta["nested"], group, check, prefix + meta.get("prefix", ""))
+            continue
         if "help" not in meta or (group is not None and meta.get("group") != group):
             continue
+        flag = meta.pop("flag", None) or "--" + (prefix + f.name).replace("_", "-")
         kw = {k: v for k, v in meta.items() if k not in ("group", "type") and v is not None}
+        if prefix or flag != "--" + f.name.replace("_", "-"):
+            kw["dest"] = prefix + f.name
         tname = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
         if tname == "bool":
             kw["action"] = "store_true"
         else:
             kind = meta.get("type") or _KINDS.get(tname, str)
-            kw.setdefault("type", _checked(f.name, kind, check))
+            kw.setdefault("type", _checked(prefix + f.name, kind, check))
         if f.default not in (None, False, dataclasses.MISSING) and "default" not in kw["help"]:
             kw["help"] += f" (default: {f.default})"
-        out.append(("--" + f.name.replace("_", "-"), kw))
+        out.append((flag, kw))
     return out
 
 

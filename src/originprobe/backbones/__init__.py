@@ -8,11 +8,9 @@ from . import efficientnet, forensic, hf, learned, openclip, vit  # noqa: F401  
 from .base import (
     Backbone,
     BackboneSpec,
-    DeviceError,
     Preprocessing,
     UnknownBackboneError,
     WeightsNotFoundError,
-    resolve_device,
 )
 from .registry import (
     BACKBONES,
@@ -28,7 +26,6 @@ __all__ = [
     "Backbone",
     "BackboneSpec",
     "DEFAULT_BACKBONE",
-    "DeviceError",
     "PREFIXES",
     "Preprocessing",
     "UnknownBackboneError",
@@ -36,5 +33,4 @@ __all__ = [
     "load_backbone",
     "register",
     "register_prefix",
-    "resolve_device",
 ]

@@ -37,10 +37,6 @@ class UnknownBackboneError(ConfigError):
     """A backbone name that no registry entry or prefix builds."""
 
 
-class DeviceError(ConfigError):
-    """A device that does not exist or is not available on this machine."""
-
-
 @dataclass(frozen=True)
 class Preprocessing:
     """The transform a backbone's weights expect: resize the short side to `resize_size` keeping
@@ -212,37 +208,6 @@ def _mirror_pad(x: torch.Tensor, s: int) -> torch.Tensor:
 
 #: bumped when decoding or preprocessing changes the pixels a backbone sees (keys the cache)
 PIPELINE_VERSION = "box-resize+jpeg-draft-1"
-
-
-def resolve_device(name: "str | torch.device | None") -> torch.device:
-    """The torch device for `name` (None: cuda when available, else cpu); a clear error for a
-    device that does not exist or is not available here."""
-    if isinstance(name, torch.device):
-        return name
-    if name is None or name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise DeviceError(
-            f"--device {name!r}: not a device (use cpu, cuda, cuda:N or mps)"
-        ) from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceError(
-                f"--device {name!r}: CUDA is not available on this machine "
-                "(no GPU or no CUDA driver); use --device cpu"
-            )
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DeviceError(
-                f"--device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
-            )
-    elif dev.type == "mps":
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise DeviceError(f"--device {name!r}: MPS is not available on this machine")
-    elif dev.type != "cpu":
-        raise DeviceError(f"--device {name!r}: unsupported device type {dev.type!r}")
-    return dev
 
 
 class Backbone(nn.Module):

@@ -130,7 +130,7 @@ def build(ident: str, weights=None, networks: dict | None = None, **_: object) -
     if ident not in ARCHITECTURES:
         raise ConfigError(
             f"learned:{ident}: unknown network; known: "
-            + ", ".join(f"learned:{a}" for a in ARCHITECTURES)
+            + ", ".join(f"learned:{a}" for a in ARCHITECTURES.names())
         )
     path = weights or (networks or {}).get(f"{PREFIX}:{ident}")
     if path is None:

@@ -11,13 +11,16 @@
   (see training.patches.ActivationBank).
 
 Every architecture maps a uint8-range normalised patch (B, 3, P, P), at native resolution, to a
-pooled trunk feature (`pool`) and an L2-free embedding (`embed`, `embed_dim` wide). The training
-heads (learned reference points for the metric loss, a linear layer for cross-entropy) live beside
-the trunk in `EmbeddingNetwork`, so a saved network carries them.
+pooled trunk feature (`pool`) and an L2-free embedding (`embed`, `embed_dim` wide). Architectures
+are registered in `ARCHITECTURES`, each with what training needs to know of it (its learning-rate
+scale: a network fine-tuned from ImageNet weights learns at a quarter of the rate of one trained
+from scratch). `EmbeddingNetwork` is inference-only: what only training needs (reference points,
+a classifier) belongs to the training losses (`training.losses`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -25,8 +28,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
+from ..registry import Registry
 
-ARCHITECTURES = ("forensic-cnn", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
+
+@dataclass(frozen=True)
+class Architecture:
+    """A trainable embedding network: how its trunk is built and how fast it learns."""
+
+    name: str
+    build: Callable[["NetworkConfig", bool], nn.Module]  # (config, imagenet weights?) → trunk
+    lr_scale: float  # of TrainConfig.lr
+    help: str
+
+
+ARCHITECTURES: Registry[Architecture] = Registry("network", "networks")
 
 
 @dataclass(frozen=True)
@@ -40,8 +55,7 @@ class NetworkConfig:
     classes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.arch not in ARCHITECTURES:
-            raise ConfigError(f"unknown network {self.arch!r}; known: {', '.join(ARCHITECTURES)}")
+        ARCHITECTURES.get(self.arch)  # an unknown one is an error listing the known ones
         if not 2 <= self.embed_dim <= 4096:
             raise ConfigError("embed_dim must be in 2..4096")
 
@@ -172,19 +186,13 @@ class LiteTrunk(nn.Module):
 
 
 class EmbeddingNetwork(nn.Module):
-    """Trunk → `pool` → linear → `embed`, with the training heads: one learned reference point per
-    class (`references`, for the metric loss) and a linear classifier (`classifier`, for
-    cross-entropy)."""
+    """Trunk → `pool` → linear → `embed` (inference-only: no training heads)."""
 
     def __init__(self, config: NetworkConfig, imagenet: bool = True):
         super().__init__()
         self.config = config
-        if config.arch == "forensic-cnn":
-            self.trunk: nn.Module = ForensicCNN(config.widths)
-        else:
-            self.trunk = LiteTrunk(config.arch, config.frozen_stages, imagenet)
+        self.trunk = ARCHITECTURES.get(config.arch).build(config, imagenet)
         self.project = nn.Linear(self.trunk.out_dim, config.embed_dim)
-        self._new_training_heads(max(1, len(config.classes)))
 
     def features(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         pooled = self.trunk(x)
@@ -202,17 +210,27 @@ class EmbeddingNetwork(nn.Module):
         return self.project(self.trunk.from_maps(maps))
 
     def with_classes(self, classes: tuple[str, ...]) -> "EmbeddingNetwork":
-        """The same trunk and projection with fresh training heads for `classes` (pretraining on
-        one label set, then training on another)."""
-        cfg = NetworkConfig(**{**self.config.__dict__, "classes": tuple(classes)})
+        """The same trunk and projection for another label set (pretraining on one label set,
+        then training on another); only the recorded classes change."""
         new = EmbeddingNetwork.__new__(EmbeddingNetwork)
         nn.Module.__init__(new)
-        new.config, new.trunk, new.project = cfg, self.trunk, self.project
-        new._new_training_heads(len(classes))
+        new.config = NetworkConfig(**{**self.config.__dict__, "classes": tuple(classes)})
+        new.trunk, new.project = self.trunk, self.project
         return new
 
-    def _new_training_heads(self, n: int) -> None:
-        """Fresh reference points (seeded, near the origin) and classifier for n classes."""
-        g = torch.Generator().manual_seed(0)
-        self.references = nn.Parameter(0.1 * torch.randn(n, self.config.embed_dim, generator=g))
-        self.classifier = nn.Linear(self.config.embed_dim, n)
+
+ARCHITECTURES.register(
+    "forensic-cnn",
+    Architecture("forensic-cnn", lambda c, _: ForensicCNN(c.widths), 1.0,
+                 "compact CNN from scratch, constrained (MISLnet) first layer"),
+)  # fmt: skip
+for _lite in ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"):
+    ARCHITECTURES.register(
+        _lite,
+        Architecture(
+            _lite,
+            lambda c, imagenet: LiteTrunk(c.arch, c.frozen_stages, imagenet),
+            0.25,
+            "ImageNet EfficientNet-Lite fine-tuned (later stages on cached activation maps)",
+        ),
+    )

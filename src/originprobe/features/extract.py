@@ -25,13 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-
 from ..backbones.base import Backbone
 from ..backbones.fusion import SEP, FusedBackbone
 from ..data.inputs import ImageInput, ImageTransform
 from ..data.samples import Problem, Sample, hash_samples
-from ..errors import ConfigError
+from ..runtime import Runtime
 from .forward import (
     ForwardRunner,
     default_batch_size,
@@ -82,39 +80,41 @@ def _progress(total: int, desc: str, enabled: bool):
     )
 
 
+@dataclass
+class ExtractionJob:
+    """Missing features to compute: buckets of samples (by hash prefix) for one backbone and
+    store, and what the run reports back (what an engine in `features.engines` receives)."""
+
+    todo: dict[str, list[Sample]]
+    backbone: Backbone
+    store: FeatureStore
+    layers: list[str]
+    report: ExtractionReport
+    transform: ImageTransform | None = None
+    desc: str | None = None
+    failed: dict[str, str] = field(default_factory=dict)  # hash → why its file is unusable
+
+
 def extract_arrays(
     items: Iterable[Any],
     backbone: Backbone,
     layers: Sequence[str],
-    batch_size: int | None = None,
-    workers: int | None = None,
-    device=None,
-    progress: bool = False,
+    runtime: Runtime | None = None,
     image_transform: ImageTransform | None = None,
-    runtime: str = "auto",
 ) -> tuple[dict[str, np.ndarray], list[int], list[Problem], list[Problem]]:
     """Features of `items` in memory: ({layer: (n_ok, D)}, positions of the rows in the input,
     errors, warnings)."""
+    rt = runtime or Runtime()
     inputs = [ImageInput.of(it, i) for i, it in enumerate(items)]
     if isinstance(backbone, FusedBackbone):
-        return _fused_arrays(
-            inputs,
-            backbone,
-            layers,
-            batch_size=batch_size,
-            workers=workers,
-            device=device,
-            progress=progress,
-            image_transform=image_transform,
-            runtime=runtime,
-        )
-    runner = ForwardRunner(backbone, layers, device, runtime)
-    batch_size = batch_size or default_batch_size(backbone, runner.device)
-    workers = default_workers() if workers is None else workers
+        return _fused_arrays(inputs, backbone, layers, rt, image_transform)
+    runner = ForwardRunner(backbone, layers, rt.device, rt.backend)
+    batch_size = rt.batch_size or default_batch_size(backbone, runner.device)
+    workers = default_workers() if rt.workers is None else rt.workers
     parts: dict[str, list[np.ndarray]] = {l: [] for l in runner.layers}
     order: list[int] = []
     errors, warns = [], []
-    bar = _progress(len(inputs), f"features {backbone.name}", progress)
+    bar = _progress(len(inputs), f"features {backbone.name}", rt.progress)
     try:
         for b in iter_batches(inputs, backbone, batch_size, workers, image_transform):
             errors += [Problem(inputs[i].name, r) for i, r in b.errors]
@@ -139,26 +139,18 @@ def extract_features(
     backbone: Backbone,
     store: FeatureStore,
     layers: Sequence[str] | None = None,
-    batch_size: int | None = None,
-    num_workers: int | None = None,
-    device: str | torch.device | None = None,
-    progress: bool = True,
+    runtime: Runtime | None = None,
     image_transform: ImageTransform | None = None,
-    flush_every: int = 512,
-    flush_seconds: float = 30.0,
     desc: str | None = None,
-    runtime: str = "auto",
-    engine: str = "local",
-    address: str | None = None,
 ) -> ExtractionReport:
     """Make sure every sample's features for `layers` are in `store`; return what was done.
 
     `samples` without a content hash are hashed first. `image_transform` (PIL → PIL) is applied
     after decoding and before preprocessing (e.g. JPEG alignment); it must be reflected in the
-    store's namespace by the caller.
+    store's namespace by the caller. Where the missing features are computed is the runtime's
+    engine (`runtime.engine`: here, or a Ray cluster).
     """
-    if flush_every < 1 or flush_seconds <= 0:
-        raise ConfigError("flush_every must be ≥ 1 image and flush_seconds > 0")
+    rt = runtime or Runtime()
     t0 = time.perf_counter()
     layers = list(layers or backbone.layer_names)
     if isinstance(backbone, FusedBackbone):
@@ -167,23 +159,8 @@ def extract_features(
         return _merge_reports(
             len(samples),
             [
-                extract_features(
-                    samples,
-                    member,
-                    store.member(member.name),
-                    mine,
-                    batch_size,
-                    num_workers,
-                    device,
-                    progress,
-                    image_transform,
-                    flush_every,
-                    flush_seconds,
-                    None,
-                    runtime,
-                    engine,
-                    address,
-                )
+                extract_features(samples, member, store.member(member.name), mine, rt,
+                                 image_transform)  # fmt: skip
                 for member, mine in backbone.by_member(layers)
             ],
         )
@@ -199,165 +176,60 @@ def extract_features(
         if s.sha256 in missing and s.sha256 not in seen:
             seen.add(s.sha256)
             todo.setdefault(s.sha256[:BUCKET_CHARS], []).append(s)
-    failed: dict[str, str] = {}
-    if engine not in ("local", "ray"):
-        raise ConfigError(f"unknown engine {engine!r} (local or ray)")
-    if todo and engine == "ray":
-        if image_transform is not None:
-            raise ConfigError("--engine ray does not run image perturbations; use --engine local")
-        _extract_ray(
-            todo,
-            backbone,
-            store,
-            layers,
-            report,
-            batch_size,
-            device,
-            runtime,
-            address,
-            progress,
-            desc,
-        )
-    elif todo:
-        runner = ForwardRunner(backbone, layers, device, runtime)
-        report.runtime = runner.runtime
-        batch_size = batch_size or default_batch_size(backbone, runner.device)
-        workers = default_workers() if num_workers is None else num_workers
-        bar = _progress(sum(map(len, todo.values())), desc or f"extract {backbone.name}", progress)
-        t_model = time.perf_counter()
-        try:
-            deferred = _extract_buckets(
-                todo,
-                store,
-                runner,
-                batch_size,
-                workers,
-                image_transform,
-                flush_every,
-                flush_seconds,
-                report,
-                failed,
-                bar,
-            )
-            while deferred:  # buckets another live writer holds: wait, then finish what is left
-                time.sleep(0.2)
-                store.refresh()
-                again = {}
-                for b in deferred:
-                    left = [s for s in todo[b] if store.missing([s.sha256], layers)]
-                    report.shared += len(todo[b]) - len(left)
-                    bar.update(len(todo[b]) - len(left))
-                    if left and store.claimed_by_other(b):
-                        again[b] = left
-                    elif left:
-                        todo[b] = left
-                        again.update(
-                            _extract_buckets(
-                                {b: left},
-                                store,
-                                runner,
-                                batch_size,
-                                workers,
-                                image_transform,
-                                flush_every,
-                                flush_seconds,
-                                report,
-                                failed,
-                                bar,
-                            )
-                        )
-                deferred = again
-        finally:
-            bar.close()
-        report.seconds = time.perf_counter() - t_model
+    job = ExtractionJob(todo, backbone, store, layers, report, image_transform, desc)
+    if todo:
+        rt.engine_entry().extract(job, rt)
     else:
         report.seconds = time.perf_counter() - t0
     # other samples sharing the content of a failed file fail too
     reported = {p.path for p in report.errors}
     for s in samples:
-        if s.sha256 in failed and str(s.path) not in reported:
+        if s.sha256 in job.failed and str(s.path) not in reported:
             report.errors.append(
-                Problem(str(s.path), f"same content as an unusable file ({failed[s.sha256]})")
+                Problem(str(s.path), f"same content as an unusable file ({job.failed[s.sha256]})")
             )
     return report
 
 
-def _extract_ray(
-    todo: dict[str, list[Sample]],
-    backbone: Backbone,
-    store: FeatureStore,
-    layers: list[str],
-    report: ExtractionReport,
-    batch_size,
-    device,
-    runtime,
-    address,
-    progress: bool,
-    desc,
-) -> None:
-    """The missing buckets on Ray (see features.ray_engine); buckets another writer holds are
-    waited for, then whatever they left is done too."""
-    from .ray_engine import connect, extract_on_ray
-
-    connect(address)
-    report.runtime = f"ray:{runtime}"
-    bar = _progress(
-        sum(map(len, todo.values())), desc or f"extract {backbone.name} (ray)", progress
-    )
-    t0 = time.perf_counter()
+def extract_here(job: ExtractionJob, rt: Runtime) -> None:
+    """The local engine: buckets this process can claim are extracted here; buckets another live
+    writer holds are waited for, then whatever they left is done too."""
+    todo, store, layers, report = job.todo, job.store, job.layers, job.report
+    runner = ForwardRunner(job.backbone, layers, rt.device, rt.backend)
+    report.runtime = runner.runtime
+    bar = _progress(sum(map(len, todo.values())), job.desc or f"extract {job.backbone.name}",
+                    rt.progress)  # fmt: skip
+    t_model = time.perf_counter()
     try:
-        while todo:
-            mine = [b for b in todo if store.claim(b)]
-            if not mine:
-                time.sleep(0.5)
-                store.refresh()
-            else:
-                try:
-                    extract_on_ray(
-                        [s for b in mine for s in todo[b]],
-                        backbone,
-                        store,
-                        layers,
-                        address=address,
-                        batch_size=batch_size,
-                        device=device,
-                        runtime=runtime,
-                        progress=bar,
-                        report=report,
-                    )
-                finally:
-                    store.release(mine)
-            for b in mine:
-                del todo[b]
+        deferred = _extract_buckets(job, todo, runner, rt, bar)
+        while deferred:  # buckets another live writer holds: wait, then finish what is left
+            time.sleep(0.2)
             store.refresh()
-            for b in list(todo):  # buckets of other writers: drop what they have written
+            again = {}
+            for b in deferred:
                 left = [s for s in todo[b] if store.missing([s.sha256], layers)]
                 report.shared += len(todo[b]) - len(left)
                 bar.update(len(todo[b]) - len(left))
-                if left:
+                if left and store.claimed_by_other(b):
+                    again[b] = left
+                elif left:
                     todo[b] = left
-                else:
-                    del todo[b]
+                    again.update(_extract_buckets(job, {b: left}, runner, rt, bar))
+            deferred = again
     finally:
         bar.close()
-    report.seconds = time.perf_counter() - t0
+    report.seconds = time.perf_counter() - t_model
 
 
 def _extract_buckets(
-    todo: dict[str, list[Sample]],
-    store: FeatureStore,
-    runner: ForwardRunner,
-    batch_size: int,
-    workers: int,
-    transform,
-    flush_every: int,
-    flush_seconds: float,
-    report: ExtractionReport,
-    failed: dict[str, str],
-    bar,
+    job: ExtractionJob, todo: dict[str, list[Sample]], runner: ForwardRunner, rt: Runtime, bar
 ) -> dict[str, list[Sample]]:
-    """Extract the buckets this process can claim, claiming each as the decoders reach it;
-    return those another live writer holds (the caller waits for them)."""
+    """Extract the buckets of `todo` this process can claim, claiming each as the decoders reach
+    it; return those another live writer holds (the caller waits for them)."""
+    store, report, failed, transform = job.store, job.report, job.failed, job.transform
+    batch_size = rt.batch_size or default_batch_size(runner.backbone, runner.device)
+    workers = default_workers() if rt.workers is None else rt.workers
+    flush_every, flush_seconds = rt.flush_every, rt.flush_seconds
     deferred: dict[str, list[Sample]] = {}
     claimed: list[str] = []
     order: list[Sample] = []
@@ -461,10 +333,14 @@ def _merge_reports(requested: int, reports: list[ExtractionReport]) -> Extractio
 
 
 def _fused_arrays(
-    inputs: list[ImageInput], backbone: "FusedBackbone", layers: Sequence[str], **kw
-) -> tuple[dict[str, np.ndarray], list[int], list[Problem], list[Problem]]:
+    inputs: list[ImageInput], backbone: "FusedBackbone", layers: Sequence[str], rt: Runtime,
+    transform: ImageTransform | None,
+) -> tuple[dict[str, np.ndarray], list[int], list[Problem], list[Problem]]:  # fmt: skip
     """extract_arrays for a fusion: member by member, keeping the inputs every member read."""
-    runs = [(m, extract_arrays(inputs, m, mine, **kw)) for m, mine in backbone.by_member(layers)]
+    runs = [
+        (m, extract_arrays(inputs, m, mine, rt, transform))
+        for m, mine in backbone.by_member(layers)
+    ]
     common = set.intersection(*(set(order) for _, (_, order, _, _) in runs))
     order = [i for i in runs[0][1][1] if i in common]
     feats: dict[str, np.ndarray] = {}

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..backbones.base import Backbone, resolve_device
+from ..backbones.base import Backbone
 from ..data.images import ImageDecodeError
 from ..data.inputs import ImageInput, ImageTransform
 from ..errors import ConfigError
+from ..runtime import autocast_for, resolve_device
 
 
 @dataclass
@@ -112,14 +113,6 @@ def iter_batches(
                 results = []
         if results:
             yield emit(results)
-
-
-def autocast_for(device: torch.device):
-    """bf16 (fp16 where bf16 is missing) autocast on CUDA; nothing elsewhere."""
-    if device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast("cpu", enabled=False)
 
 
 class ForwardRunner:

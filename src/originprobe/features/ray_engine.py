@@ -89,30 +89,21 @@ class _Decode:
 class _Extract:
     """Actor: loads the backbone once; runs batches and commits them to the store."""
 
-    def __init__(
-        self,
-        backbone: str,
-        weights: str | None,
-        networks: dict[str, str] | None,
-        layers: list[str],
-        store_root: str,
-        namespace: str,
-        dtype: str,
-        device: str | None,
-        runtime: str,
-        threads: int,
-    ):
+    def __init__(self, settings: dict):
+        """`settings`: backbone, weights, networks (its spec), layers, store_root, namespace,
+        dtype (the store), device, backend, threads (the forward pass)."""
         import torch
 
         from ..backbones import load_backbone
         from .forward import ForwardRunner
 
+        k = settings
         # Ray sets OMP_NUM_THREADS=1 in workers; the forward pass gets its share of the node
-        torch.set_num_threads(max(1, threads))
-        bb = load_backbone(backbone, weights=weights, networks=networks)
-        self.runner = ForwardRunner(bb, layers, device, runtime)
-        self.store = FeatureStore(store_root, namespace, dtype=dtype)
-        self.layers = list(layers)
+        torch.set_num_threads(max(1, k["threads"]))
+        bb = load_backbone(k["backbone"], weights=k["weights"], networks=k["networks"])
+        self.runner = ForwardRunner(bb, k["layers"], k["device"], k["backend"])
+        self.store = FeatureStore(k["store_root"], k["namespace"], dtype=k["dtype"])
+        self.layers = list(k["layers"])
 
     def __call__(self, batch: dict) -> dict:
         import torch
@@ -151,27 +142,53 @@ def _pool_size(ray, device: str | None) -> tuple[int, float, float, int]:
     return max(1, cpus // 2), 1.0, 0.0, 2
 
 
-def extract_on_ray(
-    todo: Sequence[Sample],
-    backbone,
-    store: FeatureStore,
-    layers: Sequence[str],
-    *,
-    address: str | None,
-    batch_size: int | None,
-    device: str | None,
-    runtime: str,
-    progress,
-    report,
-    actors: int | None = None,
-) -> None:
-    """Compute the features of `todo` (samples missing from `store`) on Ray, updating `report`
-    (computed, errors, warnings) and the progress bar as results come back."""
-    ray = connect(address)
+def extract_on_cluster(job, rt) -> None:
+    """The ray engine (`features.engines`): the job's missing buckets on Ray; buckets another
+    writer holds are waited for, then whatever they left is done too."""
+    from .extract import _progress
+
+    todo, store, report = job.todo, job.store, job.report
+    connect(rt.address)
+    report.runtime = f"ray:{rt.backend}"
+    bar = _progress(sum(map(len, todo.values())), job.desc or f"extract {job.backbone.name} (ray)",
+                    rt.progress)  # fmt: skip
+    t0 = time.perf_counter()
+    try:
+        while todo:
+            mine = [b for b in todo if store.claim(b)]
+            if not mine:
+                time.sleep(0.5)
+                store.refresh()
+            else:
+                try:
+                    extract_on_ray([s for b in mine for s in todo[b]], job, rt, bar)
+                finally:
+                    store.release(mine)
+            for b in mine:
+                del todo[b]
+            store.refresh()
+            for b in list(todo):  # buckets of other writers: drop what they have written
+                left = [s for s in todo[b] if store.missing([s.sha256], job.layers)]
+                report.shared += len(todo[b]) - len(left)
+                bar.update(len(todo[b]) - len(left))
+                if left:
+                    todo[b] = left
+                else:
+                    del todo[b]
+    finally:
+        bar.close()
+    report.seconds = time.perf_counter() - t0
+
+
+def extract_on_ray(todo: Sequence[Sample], job, rt, progress, actors: int | None = None) -> None:
+    """Compute the features of `todo` (samples missing from the job's store) on Ray, updating
+    the job's report (computed, errors, warnings) and the progress bar as results come back."""
+    backbone, store, report = job.backbone, job.store, job.report
+    ray = connect(rt.address)
     spec = getattr(backbone, "spec_", None) or (backbone.name, None, None)
-    n_actors, cpus, gpus, threads = _pool_size(ray, device)
+    n_actors, cpus, gpus, threads = _pool_size(ray, rt.device)
     n_actors = actors or n_actors
-    batch_size = batch_size or (64 if gpus else 16)
+    batch_size = rt.batch_size or (64 if gpus else 16)
     rows = [{"path": str(s.path), "sha256": s.sha256} for s in todo]
     from ray.data import DataContext
 
@@ -187,6 +204,11 @@ def extract_on_ray(
         num_cpus=0.5,
         concurrency=(1, max(1, int(ray.cluster_resources().get("CPU", 2)))),
     )
+    settings = {
+        "backbone": spec[0], "weights": spec[1], "networks": spec[2], "layers": list(job.layers),
+        "store_root": str(store.root), "namespace": store.dir.name, "dtype": store.dtype,
+        "device": rt.device, "backend": rt.backend, "threads": threads,
+    }  # fmt: skip
     ds = ds.map_batches(
         _Extract,
         batch_size=batch_size,
@@ -196,18 +218,7 @@ def extract_on_ray(
         concurrency=n_actors,
         max_restarts=-1,
         max_task_retries=-1,
-        fn_constructor_kwargs={
-            "backbone": spec[0],
-            "weights": spec[1],
-            "networks": spec[2],
-            "layers": list(layers),
-            "store_root": str(store.root),
-            "namespace": store.dir.name,
-            "dtype": store.dtype,
-            "device": device,
-            "runtime": runtime,
-            "threads": threads,
-        },
+        fn_constructor_kwargs={"settings": settings},
     )
     t0 = time.perf_counter()
     for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
@@ -224,9 +235,9 @@ def extract_on_ray(
     store.refresh()
 
 
-def ray_map(fn, tasks: list[tuple], address: str | None = None) -> list:
-    """`[fn(*t) for t in tasks]`, each call a Ray task (one CPU), results in order. Used by
-    selection for its layer groups: each task reads its own layers from the feature store."""
+def ray_map(fn, tasks: list, address: str | None = None) -> list:
+    """`[fn(t) for t in tasks]`, each call a Ray task (one CPU), results in order. Used by
+    selection for its candidates: each task reads its own features from the feature store."""
     ray = connect(address)
     remote = ray.remote(num_cpus=1)(fn)
-    return ray.get([remote.remote(*t) for t in tasks])
+    return ray.get([remote.remote(t) for t in tasks])

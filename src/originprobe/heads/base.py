@@ -10,10 +10,13 @@ cross-validated and compared with scikit-learn's own models.
 `linear`, negative distances or log-likelihoods for the distance heads. `proba_from_decision`
 turns that matrix into the head's posterior, so `predict_proba(X)` and the open-set scores that
 read probabilities see the same numbers. Open-set scores live in `originprobe.openset`; a head
-lists the ones that make sense for it in `supported_scores`.
+says what its outputs offer in `provides` (a posterior, logits, distances to references, a linear
+map ...) and each score says what it `needs`, so which pairs work is never listed by hand.
 
-`fit_grid(Xs, y, grid)` fits one head per (feature matrix, hyper-parameters) pair; heads whose
-solver can share work across the grid (the linear head's batched L-BFGS) override it.
+`fit_grid(Xs, y, grid)` fits one head per (feature matrix, hyper-parameters) pair, and
+`cross_decisions(X, y, splits, grid)` the decision matrices of heads fitted on each split's
+training rows, for cross-validation; heads whose solver can share work across the grid and the
+splits (the linear head's batched L-BFGS on one shared basis) override them.
 
 Heads are saved without pickle: `state_arrays` names the learned arrays (attribute → dtype);
 `get_state()` returns (tensors, params) and `from_state(tensors, params)` rebuilds the head,
@@ -47,6 +50,14 @@ def logsumexp(logits: np.ndarray) -> np.ndarray:
     return m + np.log(np.exp(logits - m[:, None]).sum(axis=1))
 
 
+def place_columns(decision: np.ndarray, own: np.ndarray, classes: np.ndarray) -> np.ndarray:
+    """A head's (n, k) decision matrix over its own classes, spread over `classes` (n, K); the
+    columns of classes it does not know are −inf."""
+    out = np.full((len(decision), len(classes)), -np.inf)
+    out[:, np.searchsorted(classes, own)] = decision
+    return out
+
+
 class HeadStateError(ConfigError):
     """Saved head state that does not fit together (wrong shapes, missing arrays)."""
 
@@ -55,7 +66,8 @@ class Head(ClassifierMixin, BaseEstimator):
     """Base class of every head (see the module docstring for the contract)."""
 
     name: ClassVar[str] = "head"
-    supported_scores: ClassVar[tuple[str, ...]] = ()
+    #: what the head's outputs offer open-set scores (each score in openset.scores `needs` some)
+    provides: ClassVar[frozenset[str]] = frozenset({"posterior", "features"})
     default_score: ClassVar[str] = "msp"
     #: hyper-parameters swept on known-class validation data: {param: [values]}
     param_grid: ClassVar[dict[str, list]] = {}
@@ -86,12 +98,46 @@ class Head(ClassifierMixin, BaseEstimator):
         """Heads fitted on every feature matrix of `Xs` with every parameter set of `grid`."""
         return [[clone(self).set_params(**params).fit(X, y) for params in grid] for X in Xs]
 
+    def cross_decisions(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        splits: Sequence[tuple[np.ndarray, np.ndarray]],
+        grid: Sequence[Mapping[str, Any]],
+        refit: bool = False,
+        cache: dict | None = None,
+    ) -> tuple[list[list[np.ndarray]], list["Head"]]:
+        """Cross-validation: for every parameter set of `grid` and every (train rows, test rows)
+        split, the (len(test rows), K) decision matrix of a head fitted on the train rows alone,
+        columns in the sorted order of every class in `y`; a class without training rows in a
+        split (a generator withheld from it) gets −inf. With `refit`, also one head per
+        parameter set fitted on every row. `cache`: a dict kept by the caller between calls on
+        the same X and y, where a head may keep work it can reuse."""
+        X = self._as_2d(X)
+        y = np.asarray(y, dtype=object)
+        classes = self._labels(y)[0]
+        decisions, refitted = [], []
+        for params in grid:
+            row = []
+            for train, test in splits:
+                head = clone(self).set_params(**params).fit(X[train], y[train])
+                row.append(place_columns(head.decision_function(X[test]), head.classes_, classes))
+            decisions.append(row)
+            if refit:
+                refitted.append(clone(self).set_params(**params).fit(X, y))
+        return decisions, refitted
+
     def add_class(
         self, X: np.ndarray, label: str, X_train: np.ndarray, y_train: np.ndarray
     ) -> "Head":  # pragma: no cover - per head
         """Enrol a new class from a few samples; `X_train, y_train` are the training features of
         the classes already known (heads that update in place do not need them)."""
         raise NotImplementedError(f"head {self.name!r} cannot enrol classes")
+
+    def enrolment_prototype(self) -> "Head":
+        """An unfitted head made as `add_class` makes its refit (to cross-fit a threshold after
+        an enrolment)."""
+        return clone(self)
 
     @property
     def n_features_(self) -> int:
@@ -193,4 +239,12 @@ class Head(ClassifierMixin, BaseEstimator):
         return X
 
 
-__all__ = ["HEADS", "Head", "HeadStateError", "NotFittedError", "logsumexp", "softmax"]
+__all__ = [
+    "HEADS",
+    "Head",
+    "HeadStateError",
+    "NotFittedError",
+    "logsumexp",
+    "place_columns",
+    "softmax",
+]

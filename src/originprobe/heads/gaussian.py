@@ -24,7 +24,7 @@ _ROWS = 4096  # row chunk of the passes over the training features
 @HEADS.register("gaussian")
 class GaussianHead(Head):
     name: ClassVar[str] = "gaussian"
-    supported_scores: ClassVar[tuple[str, ...]] = ("mahalanobis", "msp", "energy", "knn")
+    provides: ClassVar[frozenset[str]] = frozenset({"posterior", "logits", "features"})
     state_arrays: ClassVar[dict[str, type]] = {
         "mean_": np.float32,
         "means_": np.float32,

@@ -20,7 +20,7 @@ from .base import HEADS, Head, softmax
 @HEADS.register("knn")
 class KNNHead(Head):
     name: ClassVar[str] = "knn"
-    supported_scores: ClassVar[tuple[str, ...]] = ("knn", "msp", "maxlogit", "mahalanobis")
+    provides: ClassVar[frozenset[str]] = frozenset({"posterior", "max_decision", "features"})
     state_arrays: ClassVar[dict[str, type]] = {
         "bank_": np.float32,
         "bank_labels_": np.int64,

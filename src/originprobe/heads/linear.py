@@ -1,8 +1,11 @@
 """`linear`: multinomial L2 logistic regression on standardised features (the seed method's probe).
 
-C is not chosen here: `param_grid["C"]` is swept by `heads.selection` on known-class validation
-data. `fit_grid` solves every (layer, C) problem of a sweep in one batched, preconditioned L-BFGS
+C is not chosen here: `param_grid["C"]` is swept by cross-validation on known-class data
+(`model.crossval`). `fit_grid` solves every (layer, C) problem of a sweep, and `cross_decisions`
+every (C, fold) problem of a cross-validation, in one batched, preconditioned L-BFGS
 (`heads._logistic`), to the same optimum as scikit-learn's `LogisticRegression` (a test checks it).
+In `cross_decisions` the features are standardised with the mean and scale of every row given
+(label-free statistics; the folds differ only in which rows train), so all folds share one basis.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import numpy as np
 from sklearn.base import clone
 
 from ..errors import ConfigError
-from ._logistic import balanced_weights, fit_multinomial
+from ._logistic import Basis, Problem, _weights, fit_multinomial, solve
 from .base import HEADS, Head
 
 C_GRID = [float(c) for c in np.logspace(-4, 2, 13)]
@@ -54,13 +57,8 @@ class StandardizedRows:
 @HEADS.register("linear")
 class LinearHead(Head):
     name: ClassVar[str] = "linear"
-    supported_scores: ClassVar[tuple[str, ...]] = (
-        "msp",
-        "maxlogit",
-        "energy",
-        "vim",
-        "knn",
-        "mahalanobis",
+    provides: ClassVar[frozenset[str]] = frozenset(
+        {"posterior", "max_decision", "logits", "linear_map", "features"}
     )
     state_arrays: ClassVar[dict[str, type]] = {
         "coef_": np.float32,
@@ -108,11 +106,7 @@ class LinearHead(Head):
         classes, y_idx = self._labels(y)
         if len(classes) < 2:
             raise ConfigError("the linear head needs at least two known classes")
-        if self.class_weight == "balanced":
-            sw = balanced_weights(y_idx, len(classes))
-        elif self.class_weight is None:
-            sw = np.ones(len(y_idx))
-        else:
+        if self.class_weight not in ("balanced", None):
             raise ConfigError(f"class_weight must be 'balanced' or None, got {self.class_weight!r}")
         Zs, moments = [], []
         for X in Xs:
@@ -122,8 +116,9 @@ class LinearHead(Head):
             Zs.append(StandardizedRows(X, mean, scale))  # standardised chunk by chunk, never whole
             moments.append((mean, scale))
         solved = fit_multinomial(
-            Zs, y_idx, len(classes), sw, [h.C for h in heads], tol=self.tol, max_iter=self.max_iter
-        )
+            Zs, y_idx, len(classes), [h.C for h in heads], self.class_weight == "balanced",
+            tol=self.tol, max_iter=self.max_iter,
+        )  # fmt: skip
         out = []
         for (mean, scale), row in zip(moments, solved):
             fitted = []
@@ -138,6 +133,48 @@ class LinearHead(Head):
             out.append(fitted)
         return out
 
+    def cross_decisions(self, X, y, splits, grid, refit=False, cache=None):
+        """As `Head.cross_decisions`, every (C, split) problem in one solve on a shared basis
+        (kept in `cache` for the next call on the same X)."""
+        fixed = {k: v for k, v in self.get_params().items() if k != "C"}
+        if any(set(p) - {"C"} for p in grid) or self.class_weight not in ("balanced", None):
+            return super().cross_decisions(X, y, splits, grid, refit)
+        classes, y_idx = self._labels(y)
+        if len(classes) < 2:
+            raise ConfigError("the linear head needs at least two known classes")
+        K, balanced = len(classes), self.class_weight == "balanced"
+        key = ("linear", self.standardize, balanced)
+        if cache is None or key not in cache:
+            mean, scale = _moments(X, self.standardize)
+            w8 = _weights(y_idx, K, None, balanced)[0]
+            made = (mean, scale, Basis(StandardizedRows(X, mean, scale), w8))
+            if cache is not None:
+                cache[key] = made
+        mean, scale, basis = made if cache is None else cache[key]
+        Cs = [float(p.get("C", self.C)) for p in grid]
+        problems = [Problem(C, np.asarray(tr)) for C in Cs for tr, _ in splits]
+        problems += [Problem(C) for C in Cs] if refit else []
+        solved = solve(basis, y_idx, K, problems, balanced, self.tol, self.max_iter)
+        decisions = []
+        for g in range(len(grid)):
+            row = []
+            for s, (_, test) in enumerate(splits):
+                v, fit = solved[g * len(splits) + s]
+                L = basis.logits(v, np.asarray(test)).T
+                L[:, ~fit.present] = -np.inf
+                row.append(L)
+            decisions.append(row)
+        refitted = []
+        for C, (v, fit) in zip(Cs, solved[len(grid) * len(splits) :]):
+            h = clone(self).set_params(**fixed, C=C)
+            h.classes_ = classes
+            h.mean_, h.scale_ = mean.astype(np.float32), scale.astype(np.float32)
+            coef, intercept = basis.to_features(v)
+            h.coef_, h.intercept_ = coef.astype(np.float32), intercept.astype(np.float32)
+            h.n_iter_, h.converged_, h.objective_ = fit.n_iter, fit.converged, fit.objective
+            refitted.append(h)
+        return decisions, refitted
+
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         X = self._fitted_features(X)
         return ((X - self.mean_) / self.scale_) @ self.coef_.T + self.intercept_
@@ -146,6 +183,9 @@ class LinearHead(Head):
         """(W, b) with logits = X·Wᵀ + b on the raw features (for scores such as ViM)."""
         W = self.coef_ / self.scale_
         return W, self.intercept_ - W @ self.mean_
+
+    def enrolment_prototype(self) -> "LinearHead":
+        return clone(self).set_params(class_weight=None)
 
     def add_class(
         self, X: np.ndarray, label: str, X_train: np.ndarray, y_train: np.ndarray

@@ -19,7 +19,7 @@ from .base import HEADS, Head, softmax
 @HEADS.register("ncm")
 class NCMHead(Head):
     name: ClassVar[str] = "ncm"
-    supported_scores: ClassVar[tuple[str, ...]] = ("reference", "msp", "knn", "mahalanobis")
+    provides: ClassVar[frozenset[str]] = frozenset({"posterior", "distances", "features"})
     state_arrays: ClassVar[dict[str, type]] = {"mean_": np.float32, "centroids_": np.float32}
     per_class_arrays: ClassVar[tuple[str, ...]] = ("centroids_",)
     default_score: ClassVar[str] = "reference"

@@ -23,7 +23,7 @@ from .base import HEADS, Head, softmax
 @HEADS.register("reference")
 class ReferenceHead(Head):
     name: ClassVar[str] = "reference"
-    supported_scores: ClassVar[tuple[str, ...]] = ("reference", "msp", "knn", "mahalanobis")
+    provides: ClassVar[frozenset[str]] = frozenset({"posterior", "distances", "features"})
     state_arrays: ClassVar[dict[str, type]] = {
         "w1_": np.float32,
         "b1_": np.float32,

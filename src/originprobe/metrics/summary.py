@@ -70,6 +70,10 @@ def evaluate_open_set(
     out = {
         "closed_set": {
             "accuracy": _clean(accuracy(y_true[is_known], y_pred[is_known])),
+            "balanced_accuracy": _clean(
+                float(np.mean([np.mean(y_pred[y_true == c] == c) for c in known
+                               if (y_true == c).any()])) if is_known.any() else float("nan")
+            ),  # fmt: skip
             "macro_f1": _clean(macro_f1(y_true[is_known], y_pred[is_known], known)),
             "per_class_f1": per_class_f1(y_true[is_known], y_pred[is_known], known),
             "confusion": {
@@ -99,6 +103,10 @@ def evaluate_open_set(
             "unknown_rejected": _clean(
                 float(np.mean(~accepted[~is_known])) if (~is_known).any() else float("nan")
             ),
+            # what the analyst sees at the model's own threshold, per unseen generator
+            "rejected_per_unknown": {
+                g: float(np.mean(~accepted[y_true == g])) for g in unknown_labels
+            },
             "macro_f1": _clean(macro_f1(truth, decided, cols)),
             "confusion": {
                 "rows": known + unknown_labels,

@@ -1,21 +1,22 @@
 """Model bundles: a fitted `Attributor` saved as a directory of JSON + safetensors.
 
-    MODEL_DIR/model.json             what to load: backbone (name, weights hash, preprocessing),
-                                     layer, head (name, parameters, classes), score, threshold,
-                                     target TPR, selection summary, sha256 of every tensor file,
-                                     a checksum over all of it and, optionally, a signature
+    MODEL_DIR/model.json             what to load (`SCHEMA`): the model's hyper-parameters,
+                                     backbone (name, weights hash, preprocessing), layer, head
+                                     (name, parameters, classes), score, threshold, the selection
+                                     and its known-only estimate, sha256 of every tensor file, a
+                                     checksum over all of it and, optionally, a signature
     MODEL_DIR/head.safetensors       the head's learned arrays
-    MODEL_DIR/reference.safetensors  known-class features the bundle carries so that it works on
-                                     any machine: training features (scores such as kNN and ViM
-                                     are refitted from them at load; enrolment refits from them)
-                                     and validation features (the reject threshold is recalibrated
-                                     on them after an enrolment)
+    MODEL_DIR/reference.safetensors  known-class training features the bundle carries so that it
+                                     works on any machine (scores such as kNN and ViM are refitted
+                                     from them at load; enrolment refits and recalibrates from
+                                     them)
     MODEL_DIR/networks/*.safetensors the networks of `learned:ARCH` backbone members, when the
                                      model uses any (its weights, checked by hash like the rest)
 
-Loading never executes code (no pickle) and validates the whole schema before anything is used:
-types, class lists, array shapes against the class count and feature dimension, a finite
-threshold, known head and score names. A bundle that fails any check is refused with
+`SCHEMA` is the one description of model.json: `Attributor.save` writes exactly its entries, and
+`read_model` checks them (types, then meaning) before anything is used: class lists, array shapes
+against the class count and feature dimension, a finite threshold, known head and score names.
+Loading never executes code (no pickle). A bundle that fails any check is refused with
 `BundleError` naming the file and the reason.
 
 Integrity: the checksum (sha256) detects accidental damage and edits by tools that do not
@@ -48,7 +49,24 @@ from ..openset import check_supported
 from ..openset.threshold import check_target_tpr
 
 FORMAT = "originprobe-model"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+
+#: every entry of model.json that a model writes, and its JSON type
+SCHEMA: dict[str, type | tuple[type, ...]] = {
+    "originprobe_version": str,
+    "params": dict,  # the Attributor's hyper-parameters (get_params, as JSON)
+    "backbone": dict,  # name, weights_id, preprocessing, cache_key
+    "layer": str,
+    "feature_dim": int,
+    "head": dict,  # name, params, classes
+    "score": dict,  # name
+    "threshold": (int, float),
+    "classes": list,
+    "selection": dict,  # what was chosen, how, and its known-only estimate
+    "counts": dict,
+    "enrolled": list,
+    "networks": dict,  # learned:ARCH member → its file in the bundle
+}
 MODEL_JSON = "model.json"
 HEAD_FILE = "head.safetensors"
 REFERENCE_FILE = "reference.safetensors"
@@ -188,33 +206,29 @@ def read_bundle(model_dir: str | Path) -> tuple[dict, dict[str, np.ndarray], dic
 
 
 def check_schema(meta: dict, where: Path) -> None:
-    classes = _need(meta, "classes", list, where)
+    """Every `SCHEMA` entry present with its type, then what the entries mean."""
+    for key, kind in SCHEMA.items():
+        _need(meta, key, kind, where)
+    classes = meta["classes"]
     if (
         not classes
         or not all(isinstance(c, str) and c and c != "unknown" for c in classes)
         or len(set(classes)) != len(classes)
     ):
         raise BundleError(f"{where}: 'classes' must be distinct, non-empty names (not 'unknown')")
-    bb = _need(meta, "backbone", dict, where)
     for k, kind in (("name", str), ("weights_id", str), ("preprocessing", dict)):
-        _need(bb, k, kind, where)
-    _need(meta, "layer", str, where)
-    dim = _need(meta, "feature_dim", int, where)
-    if dim < 1:
+        _need(meta["backbone"], k, kind, where)
+    if meta["feature_dim"] < 1:
         raise BundleError(f"{where}: 'feature_dim' must be positive")
-    head = _need(meta, "head", dict, where)
-    _need(head, "name", str, where)
-    _need(head, "params", dict, where)
-    if _need(head, "classes", list, where) != classes:
+    _need(meta["head"], "name", str, where)
+    _need(meta["head"], "params", dict, where)
+    if _need(meta["head"], "classes", list, where) != classes:
         raise BundleError(f"{where}: the head's classes differ from the model's classes")
-    score = _need(meta, "score", dict, where)
-    _need(score, "name", str, where)
-    threshold = _need(meta, "threshold", (int, float), where)
-    if not math.isfinite(float(threshold)):
-        raise BundleError(f"{where}: threshold {threshold!r} is not a finite number")
-    tpr = _need(meta, "target_tpr", (int, float), where)
+    _need(meta["score"], "name", str, where)
+    if not math.isfinite(float(meta["threshold"])):
+        raise BundleError(f"{where}: threshold {meta['threshold']!r} is not a finite number")
     try:
-        check_target_tpr(tpr)
+        check_target_tpr(meta["params"].get("target_tpr"))
     except ConfigError as exc:
         raise BundleError(f"{where}: {exc}") from None
 
@@ -233,8 +247,7 @@ class ModelParts:
     score: str
     layer: LayerSpec
     classes: list[str]
-    reference: tuple[np.ndarray, np.ndarray]  # training features and labels (for scores)
-    calibration: tuple[np.ndarray, np.ndarray]  # validation features and labels (threshold)
+    reference: tuple[np.ndarray, np.ndarray]  # training features and labels
     networks: dict[str, str]  # learned:ARCH member → its network file in the bundle
 
 
@@ -266,7 +279,7 @@ def read_model(model_dir: str | Path) -> ModelParts:
             f"{where}: feature_dim {dim} but the head reads {head.n_features_}-d features"
         )
     arrays = {}
-    for part in ("train", "val"):
+    for part in ("train",):
         X, yi = ref.get(f"{part}_features"), ref.get(f"{part}_labels")
         if X is None or yi is None:
             raise BundleError(
@@ -287,4 +300,4 @@ def read_model(model_dir: str | Path) -> ModelParts:
     ):
         raise BundleError(f"{where}: 'networks' must name network files the bundle lists")
     paths = {k: str(Path(model_dir) / v) for k, v in networks.items()}
-    return ModelParts(meta, head, score, layer, classes, arrays["train"], arrays["val"], paths)
+    return ModelParts(meta, head, score, layer, classes, arrays["train"], paths)

@@ -1,6 +1,7 @@
 """Stage 5: open-set scores (fitted objects; higher = more likely known) and reject thresholds."""
 
 from .scores import (
+    DECISION_ONLY,
     MSP,
     SCORES,
     DeepKNN,
@@ -12,11 +13,15 @@ from .scores import (
     UnsupportedScoreError,
     ViM,
     check_supported,
+    decision_scores_of,
     fit_score,
+    score_decisions,
+    supported_scores,
 )
 from .threshold import UNKNOWN, calibrate_threshold, check_target_tpr
 
 __all__ = [
+    "DECISION_ONLY",
     "SCORES",
     "DeepKNN",
     "Energy",
@@ -31,5 +36,8 @@ __all__ = [
     "calibrate_threshold",
     "check_supported",
     "check_target_tpr",
+    "decision_scores_of",
     "fit_score",
+    "score_decisions",
+    "supported_scores",
 ]

@@ -19,9 +19,13 @@ ignore the features at fit time; the others learn something from them:
 | `mahalanobis` | Mahalanobis distance to the nearest class mean, shared covariance (Lee et al., 2018) | training features |
 | `vim` | virtual-logit matching (Wang et al., 2022) | features, the linear head's W and b |
 
-A head lists the scores that make sense for it in `supported_scores`; any other pair is an
-`UnsupportedScoreError`. Every score can be given the head's decision matrix when the caller has
-it already, so that the head runs once. This module never sees unknown-class labels.
+Each score declares what it `needs` (the head's posterior, logits, a max-able decision, distances
+to references, its linear map, the training features) and each head what it `provides`; a pair
+whose needs are not all provided is an `UnsupportedScoreError`. Every score can be given the
+head's decision matrix when the caller has it already, so that the head runs once. Scores that
+need nothing but the decision matrix (`DECISION_ONLY`) can also be computed on cross-validated
+decisions (`score_decisions`), which is how selection estimates them. This module never sees
+unknown-class labels.
 """
 
 from __future__ import annotations
@@ -40,10 +44,16 @@ class UnsupportedScoreError(UnknownNameError):
     """A head was asked for a score it cannot produce, or a score that does not exist."""
 
 
+#: what a head's decision matrix alone can give (no training features needed)
+DECISION_ONLY = frozenset({"posterior", "max_decision", "logits", "distances"})
+
+
 class OpenSetScore:
     """Base class: `fit(X, y, head)` → self, `score(X, decision=None)` → (n,) higher = known."""
 
     name: ClassVar[str] = "score"
+    #: what the score reads from the head (see `Head.provides`)
+    needs: ClassVar[frozenset[str]] = frozenset({"posterior"})
 
     def fit(self, X: np.ndarray, y: np.ndarray, head: Head) -> "OpenSetScore":
         self.head_ = head
@@ -61,6 +71,7 @@ class MSP(OpenSetScore):
     """The head's top-1 posterior: the same number `predict_proba` shows as the top probability."""
 
     name = "msp"
+    needs = frozenset({"posterior"})
 
     def score(self, X, decision=None):
         return self.head_.proba_from_decision(self._decision(X, decision)).max(axis=1)
@@ -69,6 +80,7 @@ class MSP(OpenSetScore):
 @SCORES.register("maxlogit")
 class MaxLogit(OpenSetScore):
     name = "maxlogit"
+    needs = frozenset({"max_decision"})
 
     def score(self, X, decision=None):
         return self._decision(X, decision).max(axis=1)
@@ -79,11 +91,13 @@ class ReferenceDistance(MaxLogit):
     """Minus the distance to the nearest reference point (a class's learned point or mean)."""
 
     name = "reference"
+    needs = frozenset({"distances"})
 
 
 @SCORES.register("energy")
 class Energy(OpenSetScore):
     name = "energy"
+    needs = frozenset({"logits"})
 
     def __init__(self, temperature: float = 1.0):
         self.temperature = temperature
@@ -103,6 +117,7 @@ class DeepKNN(OpenSetScore):
     """-‖z - z_(k)‖ with z = x/‖x‖ and z_(k) the k-th nearest normalised training feature."""
 
     name = "knn"
+    needs = frozenset({"features"})
 
     def __init__(self, k: int = 10, chunk: int = 2048):
         self.k = k
@@ -134,6 +149,7 @@ class Mahalanobis(OpenSetScore):
     features."""
 
     name = "mahalanobis"
+    needs = frozenset({"features"})
 
     def fit(self, X, y, head):
         super().fit(X, y, head)
@@ -157,6 +173,7 @@ class ViM(OpenSetScore):
     features (origin o = -W⁺b), scaled so that it matches the logits on training data."""
 
     name = "vim"
+    needs = frozenset({"linear_map", "features"})
 
     def __init__(self, dim: int | None = None):
         self.dim = dim
@@ -188,14 +205,34 @@ class ViM(OpenSetScore):
         return logsumexp(d) - self.alpha_ * np.linalg.norm(resid, axis=1)
 
 
+def supported_scores(head: Head | type[Head]) -> list[str]:
+    """The scores whose needs the head provides, its default first."""
+    names = [n for n, cls in SCORES.items() if cls.needs <= head.provides]
+    return sorted(names, key=lambda n: (n != head.default_score, n))
+
+
+def decision_scores_of(head: Head | type[Head]) -> list[str]:
+    """The supported scores that read nothing but the head's decision matrix."""
+    return [n for n in supported_scores(head) if SCORES.get(n).needs <= DECISION_ONLY]
+
+
 def check_supported(head: Head | type[Head], name: str) -> None:
     if name not in SCORES:
         raise UnsupportedScoreError(f"unknown score {name!r}; scores: {', '.join(SCORES.names())}")
-    if name not in head.supported_scores:
+    if not SCORES.get(name).needs <= head.provides:
+        missing = sorted(SCORES.get(name).needs - head.provides)
         raise UnsupportedScoreError(
-            f"head {head.name!r} does not support score {name!r}; it supports "
-            f"{', '.join(head.supported_scores)}"
+            f"head {head.name!r} does not support score {name!r} (it needs {', '.join(missing)}); "
+            f"it supports {', '.join(supported_scores(head))}"
         )
+
+
+def score_decisions(name: str, head: Head, decision: np.ndarray) -> np.ndarray:
+    """Score `name` (decision-only) of a decision matrix that `head`'s kind produced (columns of
+    classes a fold did not train are −inf and never win)."""
+    if not SCORES.get(name).needs <= DECISION_ONLY:
+        raise UnsupportedScoreError(f"score {name!r} needs training features, not only decisions")
+    return SCORES.get(name)().fit(None, None, head).score(None, decision)
 
 
 def fit_score(name: str, X: np.ndarray, y: np.ndarray, head: Head) -> OpenSetScore:

@@ -1,10 +1,10 @@
 """`originprobe compare`: every head × every score it supports, on the same splits and features.
 
-Each head is fitted (layer and hyper-parameters chosen on known-class validation data) exactly as
-in `evaluate`; each of its scores is then fitted on the training features and its threshold
-calibrated on validation. Rows are ranked by a known-only validation figure — the share of
-validation images both correctly classified and accepted at the threshold (`val_ccr`), then
-validation balanced accuracy — never by a test figure; test figures are shown for reading.
+Each (head, score) is fitted exactly as in `evaluate` with that head and score fixed: layers and
+hyper-parameters chosen by cross-validation on the known-class training images, the threshold
+from out-of-fold scores. Rows are ranked by the known-only criterion that `evaluate` chooses by
+(the mean of cross-validated balanced accuracy and the leave-one-known-generator-out AUROC),
+then the balanced accuracy — never by a test figure; test figures are shown for reading.
 Configurations that tie on the ranking figures are marked as ties.
 """
 
@@ -16,13 +16,14 @@ from pathlib import Path
 
 from ..fileio import atomic_write_text, check_run_dir, written_files
 from ..heads import HEADS
+from ..openset import supported_scores
 from ..registry import checked
 from ..report.html import build_report
 from ..report.results import fmt_params, markdown_table, write_errors_csv, write_json
 from .fitting import fit_prepared, test_attributor, validation_figures
 from .prepare import RunConfig, prepare
 
-RANK_KEYS = ("val_ccr", "val_balanced_accuracy")
+RANK_KEYS = ("criterion", "val_balanced_accuracy")
 
 
 def compare(cfg: RunConfig, heads: Sequence[str] | None, out_dir: str | Path) -> dict:
@@ -34,15 +35,14 @@ def compare(cfg: RunConfig, heads: Sequence[str] | None, out_dir: str | Path) ->
     p = prepare(cfg)
     rows = []
     for name in dict.fromkeys(heads):
-        t = time.perf_counter()
-        att = fit_prepared(p, head=name)
-        fit_s = time.perf_counter() - t
-        for score in HEADS.get(name).supported_scores:
-            variant = att if score == att.score_name_ else att.with_score(score)
+        for score in supported_scores(HEADS.get(name)):
+            t = time.perf_counter()
+            variant = att = fit_prepared(p, head=name, score=score)
+            fit_s = time.perf_counter() - t
             m, _ = test_attributor(
                 variant,
-                p.features("test", variant.layer_),
-                p.features.labels("test"),
+                p.table("test", variant.layer_),
+                p.table.labels("test"),
                 p.split.known_classes,
             )
             o = m["open_set"]
@@ -121,8 +121,9 @@ def compare_markdown(res: dict) -> str:
         "score",
         "layer",
         "params",
-        "val CCR",
-        "val bal. acc",
+        "criterion",
+        "est. bal. acc",
+        "est. AUROC",
         "accuracy",
         "AUROC",
         "OSCR",
@@ -140,8 +141,9 @@ def compare_markdown(res: dict) -> str:
             r["score"],
             r["layer"],
             fmt_params(r["params"]),
-            r["val_ccr"],
+            r["criterion"],
             r["val_balanced_accuracy"],
+            r["est_auroc"],
             r["accuracy"],
             r["auroc"],
             r["oscr"],
@@ -164,8 +166,9 @@ def compare_markdown(res: dict) -> str:
     return (
         f"# originprobe: {res['title']}\n\nBackbone `{res['backbone']['name']}`. Known: "
         f"{', '.join(res['known_classes'])}. Unknown: {', '.join(res['unknown_classes'])}.\n"
-        "Every head chose its layer and hyper-parameters on known-class validation data. "
-        "Rows are ranked by validation figures only (val CCR: validation images correctly "
-        "classified and accepted at the threshold; then validation balanced accuracy); test "
-        f"figures are shown, never used to rank.{note}\n\n" + markdown_table(head, body) + "\n"
+        "Every (head, score) chose its layers and hyper-parameters by cross-validation on the "
+        "known-class training images. Rows are ranked by the known-only criterion (the mean of "
+        "cross-validated balanced accuracy and the AUROC with each known generator withheld in "
+        "turn; then the balanced accuracy); test figures are shown, never used to rank."
+        f"{note}\n\n" + markdown_table(head, body) + "\n"
     )

@@ -1,9 +1,11 @@
 """The configuration of a run: built and validated once, here, whether it comes from command-line
 options (`RunConfig.from_options`) or from an earlier run's config.json (`RunConfig.replay`).
 
-`RunConfig` is saved verbatim as RUN_DIR/config.json. Its hyper-parameter defaults are the
-`Attributor`'s (`model.DEFAULTS`), and the command line shows these same defaults; every rule on a
-value is checked in `validate` (or, for the model's hyper-parameters, by `model.check_params`).
+`RunConfig` is saved verbatim as RUN_DIR/config.json. It embeds the model's own value objects
+whole: `SelectionConfig` (how the model is chosen), `TrainConfig` (how learned networks train) and
+`Runtime` (where and how the run executes); their fields are command-line options too (generated
+from the dataclasses, `options.nested`), so the API and the command line share one set of
+defaults and rules. Every rule on a run's own values is checked in `validate`.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from typing import Any
 from ..backbones import DEFAULT_BACKBONE
 from ..data.perturb import parse_levels
 from ..errors import ConfigError
-from ..model import DEFAULTS, check_params
-from ..options import dataclass_options, option
+from ..heads import HEADS
+from ..model import DEFAULT_TARGET_TPR, SelectionConfig, check_params
+from ..options import dataclass_options, nested, nested_values, option
+from ..runtime import Runtime
+from ..training import TrainConfig
 
 DEFAULT_CACHE = ".cache/features"
 
@@ -27,8 +32,8 @@ DEFAULT_CACHE = ".cache/features"
 #: named configurations (`--preset`); options given explicitly win over a preset's values.
 #: Costs on 2 CPU cores and realgen's 5 splits are in the README ("Presets").
 PRESETS: dict[str, dict[str, Any]] = {
-    "fast": {},  # the defaults: frozen EfficientNet-Lite2 features, linear head
-    "accurate": {"backbone": "learned:forensic-cnn+efficientnet-lite2"},
+    "fast": {},  # the defaults: frozen EfficientNet-Lite0 + Lite2 features, linear head
+    "accurate": {"backbone": "efficientnet-lite0+efficientnet-lite1+efficientnet-lite2"},
 }
 
 
@@ -37,8 +42,12 @@ def _opt(default: Any, group: str, help: str, cli_type: Any = None, **argparse_k
 
 
 def options(group: str) -> list[tuple[str, dict]]:
-    """The command-line options of the RunConfig fields of `group`."""
+    """The command-line options of the RunConfig fields of `group` (nested ones included)."""
     return dataclass_options(RunConfig, group, check_field_text)
+
+
+def _run_runtime() -> Runtime:
+    return Runtime(cache=DEFAULT_CACHE, progress=True)
 
 
 @dataclass
@@ -58,41 +67,25 @@ class RunConfig:
     preset: str = _opt(
         "fast",
         "model",
-        "fast: frozen features (the defaults); accurate: also trains a forensic network on the "
-        "training split and fuses it (slower, see the README)",
+        "fast: frozen EfficientNet-Lite0+Lite2 features (the defaults); accurate: the three "
+        "Lite networks fused (slower, see the README)",
         choices=tuple(PRESETS),
     )
     backbone: str = _opt(DEFAULT_BACKBONE, "backbone", "see `originprobe backbones`")
     weights: str | None = _opt(None, "backbone", "weights file or directory for the backbone")
     layers: str = _opt("all", "backbone", '"all", or layers "a,b"; "a+b" concatenates')
-    combine_layers: int = _opt(
-        DEFAULTS["combine_layers"],
-        "model",
-        "concatenate up to N layers "
-        "while validation accuracy rises (1: one layer, as the seed "
-        "paper)",
-        metavar="N",
+    head: str = _opt("linear", "model", "a head: " + ", ".join(HEADS.names()))
+    score: str = _opt(
+        "auto", "model", "open-set score, or auto (chosen by leave-one-known-generator-out)"
     )
-    head: str = _opt(DEFAULTS["head"], "model", "linear, knn, gaussian, ncm, reference")
-    score: str | None = _opt(None, "model", "open-set score (default: the head's own)")
     target_tpr: float = _opt(
-        DEFAULTS["target_tpr"],
-        "model",
-        "share of known validation images the reject threshold keeps",
+        DEFAULT_TARGET_TPR, "model", "share of known images the reject threshold keeps"
     )
-    seed: int = _opt(DEFAULTS["seed"], "model", "seed of splits and heads")
+    seed: int = _opt(0, "model", "seed of splits, folds and heads")
+    selection: SelectionConfig = nested(SelectionConfig)
+    training: TrainConfig = nested(TrainConfig, "train_")
+    runtime: Runtime = nested(Runtime, default=_run_runtime)
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
-    cache: str = _opt(DEFAULT_CACHE, "backbone", "feature cache directory")
-    batch_size: int | None = _opt(
-        None, "runtime", "images per forward pass (default: 16 on a CPU, from GPU memory)"
-    )
-    workers: int | None = _opt(
-        None, "runtime", "decoding threads; 0: the main thread (default: up to 4)"
-    )
-    device: str | None = _opt(
-        None, "runtime", "cpu, cuda, cuda:1 ... (default: cuda when available)"
-    )
-    progress: bool = True
     strict: bool = False
     jpeg_align: int | None = _opt(
         None,
@@ -131,40 +124,9 @@ class RunConfig:
         "data",
         "let paths written in manifests and annotation files point outside the dataset root",
     )
-    flush_every: int = 512  # feature store: commit every N images ...
-    flush_seconds: float = 30.0  # ... or every T seconds, whichever comes first
-    runtime: str = _opt(
-        "auto",
-        "runtime",
-        "forward pass engine; auto: ONNX Runtime on a CPU "
-        "when installed and the backbone exports, else PyTorch",
-        choices=("auto", "torch", "onnx"),
-    )
-    engine: str = _opt(
-        "local",
-        "backbone",
-        "where extraction runs: here, or a Ray cluster (pip install 'originprobe[ray]')",
-        choices=("local", "ray"),
-    )
-    address: str | None = _opt(
-        None,
-        "backbone",
-        "with --engine ray: the cluster (auto, HOST:PORT); default: a new local one",
-    )
-    train_loss: str = _opt(
-        "auto",
-        "backbone",
-        "learned:ARCH networks: metric (Fang et al.'s reference points), ce, or auto (both; "
-        "known-only validation keeps the better)",
-        choices=("auto", "metric", "ce"),
-    )
-    train_epochs: int = _opt(16, "backbone", "learned:ARCH: most training epochs (validation "
-                             "picks the best one)", metavar="N")  # fmt: skip
-    train_patch: int = _opt(64, "backbone", "learned:ARCH: native patch size in pixels",
-                            metavar="PX")  # fmt: skip
     pretrain: str | None = _opt(
         None,
-        "backbone",
+        "training",
         "learned:ARCH: first train it to tell apart the classes of this folder tree of real "
         "photos (e.g. camera models), then on the known classes",
         metavar="DIR",
@@ -187,14 +149,19 @@ class RunConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["fractions"] = list(self.fractions)
+        d["selection"] = self.selection.to_dict()
         return d
 
     def __post_init__(self) -> None:
+        self.selection = SelectionConfig.of(self.selection)
+        self.training = TrainConfig.of(self.training)
+        self.runtime = Runtime.of(self.runtime)
         self.validate()
 
     def validate(self) -> None:
-        """Every rule on a run's values, in one place (the model's own via `check_params`)."""
-        check_params(head=self.head, score=self.score)
+        """Every rule on a run's values, in one place (the model's own via `check_params`, the
+        nested values' in their own classes)."""
+        check_params(head=self.head, score=self.score, target_tpr=self.target_tpr, seed=self.seed)
         for f in dataclasses.fields(self):
             check_field(f.name, getattr(self, f.name))
         if not self.protocol and not self.data:
@@ -204,6 +171,15 @@ class RunConfig:
                 "--data, --known and --unknown cannot be combined with --protocol: "
                 "the protocol fixes data and classes"
             )
+
+    def model_params(self) -> dict:
+        """The Attributor's parameters this run asks for (`Attributor(**cfg.model_params())`)."""
+        return dict(
+            backbone=self.backbone, layers=self.layers, head=self.head, score=self.score,
+            target_tpr=self.target_tpr, weights=self.weights, seed=self.seed,
+            selection=self.selection, training=self.training, pretrain=self.pretrain,
+            runtime=self.runtime,
+        )  # fmt: skip
 
     @classmethod
     def from_options(cls, opts: Mapping[str, Any], need_known: bool = True) -> "RunConfig":
@@ -223,25 +199,24 @@ class RunConfig:
                 else "give DATA or --protocol NAME --root DIR"
             )
         names = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in opts.items() if k in names and v is not None}
+        values: dict[str, Any] = {k: v for k, v in opts.items() if k in names and v is not None}
         values = {**PRESETS[values.get("preset", "fast")], **values}
-        values.update(
-            known=known or [],
-            unknown=_names(opts.get("unknown")),
-            progress=not opts.get("quiet", False),
-        )
+        inner = nested_values(cls, dict(opts))
+        inner["runtime"] = {**_run_runtime().to_dict(), **inner["runtime"],
+                            **_flush(opts.get("flush_every")),
+                            "progress": not opts.get("quiet", False)}  # fmt: skip
+        values.update(inner)
+        values.update(known=known or [], unknown=_names(opts.get("unknown")))
         if isinstance(opts.get("seeds"), str):
             values["seeds"] = _whole_numbers(opts["seeds"], "--seeds")
-        values.pop("flush_every", None)  # "--flush-every 512|20s" sets one of two fields
-        for every in opts.get("flush_every") or []:
-            values.update(parse_flush(every))
         values.setdefault("data", None)
         return cls(**values)
 
     @classmethod
     def replay(cls, path: str | Path, opts: Mapping[str, Any] | None = None) -> "RunConfig":
         """An earlier run's configuration (its config.json), to run it again; only the runtime
-        settings (cache, device, batch size, workers, runtime, engine, progress) may change."""
+        settings (`Runtime`: cache, device, batch size, workers, engine, progress ...) may
+        change."""
         opts = dict(opts or {})
         for flag in ("data", "known", "unknown", "test_data", "protocol", "root"):
             if opts.get(flag):
@@ -256,21 +231,23 @@ class RunConfig:
         if not isinstance(d, dict):
             raise ConfigError(f"{path}: not a configuration (a JSON object is expected)")
         cfg = cls.from_dict(d, str(path))
-        changes = {f: opts[f] for f in RUNTIME_FIELDS if opts.get(f) is not None}
+        changes = {**nested_values(cls, opts)["runtime"], **_flush(opts.get("flush_every"))}
         if "quiet" in opts:
             changes["progress"] = not opts["quiet"]
-        return replace(cfg, **changes)
+        return replace(cfg, runtime=cfg.runtime.replace(**changes))
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "config") -> "RunConfig":
-        """A configuration written by an earlier run (its config.json), checked field by field."""
+        """A configuration written by a run (its config.json), checked field by field; one
+        written before the nested settings existed (flat `device`, `train_loss` ...) is read
+        into them."""
+        d = _unflatten(dict(d))
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
             raise ConfigError(
                 f"{where}: unknown setting(s) {unknown}; is this an originprobe config.json?"
             )
-        d = dict(d)
         if "fractions" in d:
             d["fractions"] = tuple(d["fractions"])
         try:
@@ -279,8 +256,26 @@ class RunConfig:
             raise ConfigError(f"{where}: {exc}") from None
 
 
-#: what a replayed configuration may change: where and how it runs, never what it computes
-RUNTIME_FIELDS = ("cache", "batch_size", "workers", "device", "runtime", "engine", "address")
+#: settings of older config.json files, by the nested field they now belong to
+_FLAT = {
+    "runtime": {"cache": "cache", "batch_size": "batch_size", "workers": "workers",
+                "device": "device", "runtime": "backend", "engine": "engine",
+                "address": "address", "flush_every": "flush_every",
+                "flush_seconds": "flush_seconds", "progress": "progress"},
+    "training": {"train_loss": "loss", "train_epochs": "epochs", "train_patch": "patch"},
+    "selection": {"combine_layers": "combine_layers"},
+}  # fmt: skip
+
+
+def _unflatten(d: dict) -> dict:
+    for outer, keys in _FLAT.items():
+        moved = {new: d.pop(old) for old, new in keys.items() if not isinstance(d.get(old), dict)
+                 and old in d}  # fmt: skip
+        if moved:
+            d[outer] = {**moved, **(d.get(outer) or {})}
+    if d.get("score") is None and "score" in d:
+        d["score"] = "auto"
+    return d
 
 
 def _names(text: str | None) -> list[str] | None:
@@ -294,46 +289,43 @@ def _whole_numbers(text: str, what: str) -> list[int]:
         raise ConfigError(f"{what} {text!r}: give whole numbers, e.g. 5,10,20") from None
 
 
-_AT_LEAST = {
-    "batch_size": 1,
-    "train_per_class": 1,
-    "test_per_class": 1,
-    "low_data_seeds": 1,
-    "workers": 0,
-    "flush_every": 1,
-    "train_epochs": 1,
-}
-_MODEL_PARAMS = ("combine_layers", "seed", "target_tpr")
+_AT_LEAST = {"train_per_class": 1, "test_per_class": 1, "low_data_seeds": 1}
+#: nested settings by their option prefix, checked by building their class with one value
+_NESTED = (("train_", TrainConfig), ("", SelectionConfig), ("", Runtime))
 
 
 def check_field(name: str, value: Any) -> None:
     """The rule on one configuration value (None: unset, always allowed)."""
     if value is None:
         return
-    if name in _MODEL_PARAMS:
-        check_params(**{name: value})
-    elif name in _AT_LEAST and value < _AT_LEAST[name]:
+    if name in _AT_LEAST and value < _AT_LEAST[name]:
         raise ConfigError(
             f"--{name.replace('_', '-')} must be at least {_AT_LEAST[name]}, got {value}"
         )
-    elif name == "flush_seconds" and value <= 0:
-        raise ConfigError(f"flush_seconds must be positive, got {value}")
+    elif name in ("seed", "target_tpr"):
+        check_params(**{name: value})
     elif name == "jpeg_align" and not 1 <= value <= 100:
         raise ConfigError(f"--jpeg-align must be a JPEG quality in 1..100, got {value}")
     elif name == "low_data" and min(_whole_numbers(value, "--low-data"), default=0) < 1:
         raise ConfigError(f"--low-data {value}: give positive whole numbers, e.g. 5,10,20")
     elif name == "seeds" and (not value or min(value) < 0 or len(set(value)) != len(value)):
         raise ConfigError(f"--seeds must be distinct whole numbers ≥ 0, got {value}")
-    elif name == "train_patch" and not 16 <= value <= 256:
-        raise ConfigError(f"--train-patch must be 16..256 pixels, got {value}")
     elif name == "pretrain" and not Path(value).is_dir():
         raise ConfigError(f"--pretrain {value}: not a folder (a tree <label>/<images>)")
     elif name == "preset" and value not in PRESETS:
         raise ConfigError(f"unknown preset {value!r}; presets: {', '.join(PRESETS)}")
     elif name == "robustness":
         parse_levels(value)
-    elif name == "engine" and value not in ("local", "ray"):
-        raise ConfigError(f"engine must be local or ray, got {value!r}")
+
+
+def check_nested(name: str, value: Any) -> None:
+    """The rule on one nested setting given as an option (`train_epochs`, `folds`, `device`):
+    its class built with that one value."""
+    for prefix, cls in _NESTED:
+        field = name[len(prefix) :] if name.startswith(prefix) else None
+        if field in {f.name for f in dataclasses.fields(cls)}:
+            cls(**{field: value})
+            return
 
 
 def parse_flush(text: str) -> dict:
@@ -341,7 +333,7 @@ def parse_flush(text: str) -> dict:
     key = "flush_seconds" if str(text).endswith("s") else "flush_every"
     try:
         value = (float if key == "flush_seconds" else int)(str(text).rstrip("s"))
-        check_field(key, value)
+        Runtime(**{key: value})
     except (ValueError, ConfigError):
         raise ConfigError(
             f"--flush-every {text!r}: give a number of images (512) or of seconds (20s)"
@@ -349,9 +341,19 @@ def parse_flush(text: str) -> dict:
     return {key: value}
 
 
+def _flush(values) -> dict:
+    out: dict = {}
+    for every in values or []:
+        out.update(parse_flush(every))
+    return out
+
+
 def check_field_text(name: str, value: Any) -> None:
     """`check_field` for a value as the command line gives it (lists as comma-separated text)."""
-    check_field(name, _whole_numbers(value, "--seeds") if name == "seeds" else value)
+    if name in {f.name for f in dataclasses.fields(RunConfig)}:
+        check_field(name, _whole_numbers(value, "--seeds") if name == "seeds" else value)
+    else:
+        check_nested(name, value)
 
 
 def flush_option() -> tuple[str, dict]:

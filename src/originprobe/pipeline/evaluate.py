@@ -18,55 +18,55 @@ import numpy as np
 from ..data.perturb import jpeg_align
 from ..fileio import atomic_write_text, check_run_dir
 from ..metrics import open_set_figures
-from ..model import Attributor, Decisions
+from ..model import Attributor, Decisions, OpenSetClassifier
+from ..openset import calibrate_threshold
 from ..report import write_run
-from ..report.results import provenance
+from ..report.results import software_versions
 from .fitting import fit_prepared, test_attributor
 from .prepare import Prepared, RunConfig, prepare
 from .studies import low_data, robustness, write_embedding
 
 
-def layer_sweep(p: Prepared, att: Attributor) -> list[dict]:
-    """Every swept layer with its best validation parameters: its test figures (for reading
-    only; the layer was chosen on validation)."""
-    y_test = p.features.labels("test")
+def candidate_sweep(p: Prepared, att: Attributor) -> list[dict]:
+    """Every candidate the selection compared (layer set, parameters, score) with its known-only
+    estimate, and, for reading only, its test figures (the choice was made on the estimate)."""
+    y_test = p.table.labels("test")
     is_known = np.isin(y_test, p.split.known_classes)
     rows = []
-    y_tr, y_va = p.features.labels("train"), p.features.labels("val")
-    for layer, row in att.selection_.best_per_layer().items():
-        head = att.selection_.best_heads[layer]
-        if layer == att.layer_:
-            variant = att
-        else:
-            variant = att.with_head(
-                layer, head, p.features("train", layer), y_tr, p.features("val", layer), y_va
-            )
-        d = variant.decide(p.features("test", layer))
-        fig = (
-            open_set_figures(d.score, is_known, d.closest == y_test)
-            if (~is_known).any()
-            else {"auroc": None, "oscr": None}
-        )
-        rows.append(
-            {
-                "layer": str(layer),
-                "params": row.params,
-                "val_balanced_accuracy": row.val_balanced_accuracy,
-                "test_accuracy": float(np.mean(d.closest[is_known] == y_test[is_known]))
-                if is_known.any()
-                else None,
-                "test_auroc": fig["auroc"],
-                "test_oscr": fig["oscr"],
-            }
-        )
+    for spec, scored in att.selection_.candidates.items():
+        X = p.table("test", spec)
+        for c in scored:
+            test = {"test_accuracy": None, "test_auroc": None, "test_oscr": None}
+            if c.refit is not None and X.shape[1] == c.refit.n_features_:
+                clf = OpenSetClassifier.from_parts(
+                    c.refit, c.score, calibrate_threshold(c.oof_scores, att.target_tpr),
+                    att.classifier_.reference_ if spec == att.layer_ else _reference(c, p, spec),
+                )  # fmt: skip
+                d = clf.decide(X)
+                fig = open_set_figures(d.score, is_known, d.closest == y_test) \
+                    if (~is_known).any() else {"auroc": None, "oscr": None}  # fmt: skip
+                test = {
+                    "test_accuracy": float(np.mean(d.closest[is_known] == y_test[is_known]))
+                    if is_known.any() else None,
+                    "test_auroc": fig["auroc"],
+                    "test_oscr": fig["oscr"],
+                }  # fmt: skip
+            rows.append({"layer": str(spec), "params": c.params, "score": c.score,
+                         "chosen": spec == att.layer_ and c is att.selection_.chosen,
+                         **c.estimate.to_dict(), **test})  # fmt: skip
     return rows
+
+
+def _reference(c, p: Prepared, spec) -> tuple[np.ndarray, np.ndarray]:
+    """Reference rows for a candidate's feature-fitted score (knn, mahalanobis, vim)."""
+    return p.table("dev", spec), p.table.labels("dev")
 
 
 def write_predictions(path: Path, p: Prepared, d: Decisions) -> None:
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["path", "sha256", "label", "predicted", "score", "decision"])
-    for s, closest, sc, decided in zip(p.split.test, d.closest, d.score, d.label):
+    for s, closest, sc, decided in zip(p.table.samples["test"], d.closest, d.score, d.label):
         w.writerow(
             [
                 str(s.path).encode("utf-8", "backslashreplace").decode(),
@@ -86,8 +86,8 @@ def evaluate_prepared(p: Prepared, cfg: RunConfig) -> tuple[dict, Attributor, De
     fit_s = time.perf_counter() - t0
     metrics, d = test_attributor(
         att,
-        p.features("test", att.layer_),
-        p.features.labels("test"),
+        p.table("test", att.layer_),
+        p.table.labels("test"),
         p.split.known_classes,
         bootstrap=1000,
         seed=cfg.seed,
@@ -102,14 +102,16 @@ def evaluate_prepared(p: Prepared, cfg: RunConfig) -> tuple[dict, Attributor, De
             "params": sel["params"],
             "C": sel["params"].get("C"),
             "criterion": sel["criterion"],
-            "val_balanced_accuracy": sel["val_balanced_accuracy"],
+            "folds": sel["folds"],
             "threshold": float(att.threshold_),
             "target_tpr": cfg.target_tpr,
         },
+        # the known-only estimate that chose, beside the test figures it predicts
+        "estimate": sel["estimate"],
         "known_classes": list(p.split.known_classes),
         "unknown_classes": list(p.split.unknown_classes),
         "counts": p.split.counts(),
-        "layer_sweep": layer_sweep(p, att),
+        "candidates": candidate_sweep(p, att),
         "selection_seconds": round(fit_s, 2),
         "selection_fits": sel["fits"],
     }
@@ -128,7 +130,7 @@ def evaluate_one(cfg: RunConfig, out_dir: str | Path, title: str = "") -> dict:
         "title": title or cfg.title,
         **core,
         "backbone": {k: v for k, v in p.backbone.describe().items() if k != "feature_dims"},
-        "provenance": provenance(p.backbone, p.extraction.runtime),
+        "software": software_versions(p.backbone, p.extraction.runtime),
         "timing": {
             "extract_s": round(t_extract, 2),
             "selection_s": core.pop("selection_seconds"),
@@ -143,7 +145,7 @@ def evaluate_one(cfg: RunConfig, out_dir: str | Path, title: str = "") -> dict:
     if aligned is not None:
         # a learned network is trained again on the aligned images: the twin must not keep
         # what the network learned from file formats
-        pa = prepare(cfg, perturbation=aligned, backbone=None if p.training else p.backbone)
+        pa = prepare(cfg, perturbation=aligned)
         aligned_core, _, _ = evaluate_prepared(pa, cfg)
         aligned_core.pop("selection_seconds", None)
         results["jpeg_aligned"] = {"quality": cfg.jpeg_align, **aligned_core}

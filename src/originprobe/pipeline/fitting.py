@@ -8,41 +8,19 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..features import LayerRows, LayerSpec, base_layers
-from ..features.store import StoreRows
-from ..heads.selection import balanced_accuracy
+from ..features import LayerRows
 from ..metrics import evaluate_open_set
 from ..model import Attributor, Decisions
 from .prepare import Prepared, RunConfig
 
 
 def new_attributor(cfg: RunConfig, head: str | None = None, score: str | None = None) -> Attributor:
-    return Attributor(
-        backbone=cfg.backbone,
-        layers=cfg.layers,
-        head=head or cfg.head,
-        score=score if head else (score or cfg.score),
-        target_tpr=cfg.target_tpr,
-        combine_layers=cfg.combine_layers,
-        weights=cfg.weights,
-        seed=cfg.seed,
-        device=cfg.device,
-        batch_size=cfg.batch_size,
-        workers=cfg.workers,
-        progress=cfg.progress,
-        runtime=cfg.runtime,
-        engine=cfg.engine,
-        address=cfg.address,
-    )
-
-
-def role_features(p: Prepared, role: str) -> Mapping[str, np.ndarray]:
-    """{layer: features of a split role}: from the run's in-memory table, or, when selection
-    runs on Ray, read from the store by each task."""
-    if p.config.engine == "ray":
-        hashes = [str(s.sha256) for s in getattr(p.split, role)]
-        return StoreRows(p.store, hashes, base_layers(p.layers))
-    return {l: p.features(role, LayerSpec((l,))) for l in base_layers(p.layers)}
+    """The Attributor a run's options describe (`head` given: that head, with `score` or its
+    own choice)."""
+    params = cfg.model_params()
+    if head is not None:
+        params.update(head=head, score=score or "auto")
+    return Attributor(**params)
 
 
 def fit_prepared(
@@ -51,19 +29,16 @@ def fit_prepared(
     score: str | None = None,
     train_index: np.ndarray | None = None,
 ) -> Attributor:
-    """An Attributor fitted on the prepared train/val features (optionally a train subset)."""
-    att = new_attributor(p.config, head, score).use_backbone(p.backbone)
-    X, y = role_features(p, "train"), p.features.labels("train")
-    if train_index is not None:
-        X, y = LayerRows(X, train_index), y[train_index]
+    """An Attributor fitted on the prepared known-class training features (optionally a subset
+    of their rows: the low-data study)."""
+    att = new_attributor(p.config, head, score)
+    if train_index is None:
+        return att.fit_prepared(p)
+    att.use_extractor(p.extractor)
     return att.fit_features(
-        X,
-        y,
-        role_features(p, "val"),
-        p.features.labels("val"),
-        counts=p.split.counts(),
+        LayerRows(p.table.rows["dev"], train_index), p.table.labels("dev")[train_index],
         problems=p.problems,
-    )
+    )  # fmt: skip
 
 
 def test_attributor(
@@ -100,11 +75,13 @@ def bootstrap_ci(scores, is_known, correct, n: int = 1000, seed: int = 0) -> dic
 
 
 def validation_figures(att: Attributor) -> dict:
-    """Known-only figures on the stored validation features: closed-set balanced accuracy, and
-    the share of validation images both correctly classified and accepted at the threshold."""
-    X, y = att.calibration_
-    d = att.decide(X)
+    """The model's known-only estimate (cross-validated balanced accuracy; AUROC, OSCR and the
+    share rejected, with each known generator withheld in turn)."""
+    est = (getattr(att, "selection_summary_", {}) or {}).get("estimate") or {}
     return {
-        "val_balanced_accuracy": balanced_accuracy(y, d.closest),
-        "val_ccr": float(np.mean((d.closest == y) & (d.label != "unknown"))),
+        "val_balanced_accuracy": est.get("balanced_accuracy"),
+        "est_auroc": est.get("auroc"),
+        "est_oscr": est.get("oscr"),
+        "est_rejected": est.get("rejected"),
+        "criterion": est.get("criterion"),
     }

@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..backbones import resolve_device
 from ..data import Problem
 from ..errors import ConfigError, OutputExistsError
 from ..model import Attribution, Attributor
 from ..options import option
+from ..runtime import resolve_device
 from ..report.analyst import write_report
 from ..report.attributions import output_format, write_records
 from .prepare import collect_images

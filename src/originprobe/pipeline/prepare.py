@@ -1,20 +1,19 @@
-"""The shared first half of every command: data → split → backbone → cached features.
+"""The shared first half of every command: data → split, then the model's one preparation path
+(`model.preparation`: networks → cached features).
 
-`prepare()` loads and hashes the samples, builds a checked open-set split, extracts (or reuses)
-the features of every sample once, and drops the files that could not be read, recording why.
-`FeatureTable` then serves features per split role and layer; a layer spec "a+b" concatenates
-layers. Nothing here trains a head or looks at unknown classes beyond placing them in test.
+`prepare()` loads and hashes the samples, builds a checked open-set split from the run's data or
+protocol, and hands it to `model.prepare_split` with the extractor the run's options describe:
+exactly what `Attributor.fit` does with the same options. Nothing here trains a head or looks at
+unknown classes beyond placing them in test.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from ..backbones import Backbone, load_backbone, resolve_device
+from ..backbones import Backbone, load_backbone
 from ..data import (
     Dataset,
     DatasetError,
@@ -25,76 +24,28 @@ from ..data import (
     load_dataset,
     make_split,
 )
-from ..data.samples import without_failed
+from ..data.perturb import Perturbation
 from ..data.splits import split_from_roles
 from ..errors import ConfigError
-from ..features import (
-    ExtractionReport,
-    FeatureStore,
-    LayerSpec,
-    base_layers,
-    extract_features,
-    open_store,
-    parse_layer_list,
-)
+from ..features import ExtractionReport, FeatureStore
+from ..model import FeatureExtractor, prepare_split
+from ..model import Prepared as ModelPrepared
 from .config import RunConfig
 
 
-class FeatureTable:
-    """Features of the samples of each split role, loaded lazily from the store, kept in RAM."""
-
-    def __init__(self, store: FeatureStore, roles: dict[str, Sequence[Sample]]):
-        self.store = store
-        self.roles = {r: list(s) for r, s in roles.items()}
-        self._cache: dict[tuple[str, str], np.ndarray] = {}
-
-    def labels(self, role: str) -> np.ndarray:
-        return np.array([s.label for s in self.roles[role]], dtype=object)
-
-    def __call__(self, role: str, layer: LayerSpec) -> np.ndarray:
-        mats = []
-        for p in layer.parts:
-            key = (role, p)
-            if key not in self._cache:
-                self._cache[key] = self.store.load([s.sha256 for s in self.roles[role]], p)
-            mats.append(self._cache[key])
-        return mats[0] if len(mats) == 1 else np.hstack(mats)
-
-
 @dataclass
-class Prepared:
-    config: RunConfig
-    dataset: Dataset
-    split: OpenSetSplit
-    backbone: Backbone
-    store: FeatureStore
-    layers: list[LayerSpec]
-    features: FeatureTable
-    extraction: ExtractionReport
-    problems: list[Problem] = field(default_factory=list)
-    warnings: list[Problem] = field(default_factory=list)  # used, but damaged
-    training: dict[str, dict] = field(default_factory=dict)  # learned member → its training
+class Prepared(ModelPrepared):
+    """A run's prepared split: the model's (split, extractor, features) and where they came from."""
+
+    config: RunConfig | None = None
+    dataset: Dataset | None = None
 
 
-def train_networks(
-    cfg: RunConfig, split: OpenSetSplit, perturbation=None
-) -> tuple[dict[str, str], dict[str, dict]]:
-    """The `learned:ARCH` members of the run's backbone, trained on the split's known-class train
-    images alone (a part of them picks epochs and loss; cached; see training.cache):
-    ({member: network file}, {member: training summary}). Validation and test images never
-    reach them."""
-    from ..training import TrainConfig
-    from ..training.cache import learned_names, networks_dir, train_members
-
-    if cfg.weights or not learned_names(cfg.backbone):
-        return {}, {}
-    tc = TrainConfig(
-        loss=cfg.train_loss, epochs=cfg.train_epochs, patch=cfg.train_patch, seed=cfg.seed
-    )
-    return train_members(
-        cfg.backbone, split.known_classes, split.train, tc, networks_dir(cfg.cache),
-        transform=perturbation, pretrain=cfg.pretrain, device=cfg.device, progress=cfg.progress,
-    )  # fmt: skip
+def extractor_for(cfg: RunConfig, perturbation: Perturbation | None = None) -> FeatureExtractor:
+    """The feature extractor a run's options describe (what `Attributor(**cfg.model_params())`
+    builds for itself)."""
+    return FeatureExtractor(cfg.backbone, cfg.layers, cfg.weights, cfg.training, cfg.pretrain,
+                            perturbation, cfg.runtime)  # fmt: skip
 
 
 def _load(spec: str, cfg: RunConfig) -> tuple[Dataset, list[Sample], list[Problem]]:
@@ -111,36 +62,6 @@ def _load(spec: str, cfg: RunConfig) -> tuple[Dataset, list[Sample], list[Proble
             + ")"
         )
     return ds, samples, problems
-
-
-def extract_for(
-    samples: Sequence[Sample],
-    backbone: Backbone,
-    cfg: RunConfig,
-    layers: Sequence[LayerSpec],
-    perturbation=None,
-) -> tuple[FeatureStore, ExtractionReport]:
-    """Features of `samples` (optionally perturbed images) in the matching cache namespace."""
-    store = open_store(cfg.cache, backbone, variant=perturbation.key if perturbation else "")
-    desc = f"extract {backbone.name}" + (f" [{perturbation.key}]" if perturbation else "")
-    report = extract_features(
-        samples,
-        backbone,
-        store,
-        base_layers(layers),
-        batch_size=cfg.batch_size,
-        num_workers=cfg.workers,
-        device=cfg.device,
-        progress=cfg.progress,
-        image_transform=perturbation,
-        flush_every=cfg.flush_every,
-        flush_seconds=cfg.flush_seconds,
-        desc=desc,
-        runtime=cfg.runtime,
-        engine=cfg.engine,
-        address=cfg.address,
-    )
-    return store, report
 
 
 def _data_split(
@@ -224,28 +145,16 @@ def _protocol_split(cfg: RunConfig, with_test: bool) -> tuple[Dataset, OpenSetSp
     return ds, split, problems
 
 
-def prepare(
-    cfg: RunConfig, with_test: bool = True, perturbation=None, backbone: Backbone | None = None
-) -> Prepared:
-    """`perturbation` (e.g. JPEG alignment) is applied to every image of every role."""
-    resolve_device(cfg.device)  # a bad device is an error before any work
+def prepare(cfg: RunConfig, with_test: bool = True, perturbation=None) -> Prepared:
+    """`perturbation` (e.g. JPEG alignment) is applied to every image of every role, and learned
+    networks are trained on the perturbed images."""
+    cfg.runtime.torch_device()  # a bad device is an error before any work
     if cfg.protocol:
         ds, split, problems = _protocol_split(cfg, with_test)
     else:
         ds, split, problems = _data_split(cfg, with_test)
-    networks, training = train_networks(cfg, split, perturbation) if backbone is None else ({}, {})
-    backbone = backbone or load_backbone(cfg.backbone, weights=cfg.weights, networks=networks)
-    layers = parse_layer_list(cfg.layers, backbone.layer_names, f"backbone {backbone.name}")
-    store, report = extract_for(
-        split.train + split.val + split.test, backbone, cfg, layers, perturbation
-    )
-    problems += report.errors
-    if report.errors:  # unreadable files leave every role; the run goes on without them
-        roles = (without_failed(ss, report.errors) for ss in (split.train, split.val, split.test))
-        split = OpenSetSplit(split.known_classes, split.unknown_classes, *roles).check()
-    table = FeatureTable(store, {"train": split.train, "val": split.val, "test": split.test})
-    return Prepared(cfg, ds, split, backbone, store, layers, table, report, problems,
-                    list(report.warnings), training)  # fmt: skip
+    core = prepare_split(split, extractor_for(cfg, perturbation), cfg.seed, problems)
+    return Prepared(**vars(core), config=cfg, dataset=ds)
 
 
 def extraction_dataset(cfg: RunConfig) -> Dataset:
@@ -279,11 +188,11 @@ def extract_only(
 ) -> tuple[Backbone, FeatureStore, ExtractionReport, list[Problem]]:
     """`originprobe extract`: cache the features of every image of a run, all layers asked;
     skipped files are also written to `errors_csv` when given."""
-    resolve_device(cfg.device)
+    cfg.runtime.torch_device()
     ds = extraction_dataset(cfg)
-    backbone = load_backbone(cfg.backbone, weights=cfg.weights)
-    layers = parse_layer_list(cfg.layers, backbone.layer_names, f"backbone {backbone.name}")
-    store, report = extract_for(ds.samples, backbone, cfg, layers)
+    fx = extractor_for(cfg).use_backbone(load_backbone(cfg.backbone, weights=cfg.weights))
+    _, report = fx.extract({"all": ds.samples}, crossfit=None)
+    backbone, store = fx.backbone_, fx.store()
     if report.computed + report.cached == 0:
         problems = list(ds.problems) + report.errors
         first = "; ".join(f"{p.path}: {p.reason}" for p in problems[:3])

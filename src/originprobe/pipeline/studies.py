@@ -1,9 +1,10 @@
 """Studies run on top of an evaluation: robustness to test-time perturbations, the low-data
 regime, and a 2-D map of the test features.
 
-Each reuses the selection made on clean known-class validation data; none of them chooses
-anything on test data. Robustness perturbs test images only (training is clean); low-data
-subsamples the training set per class with several seeds and reports mean ± std.
+Each reuses the model chosen by cross-validation on clean known-class training data; none of them
+chooses anything on test data. Robustness perturbs test images only (training is clean);
+low-data subsamples the training images per class with several seeds (each subset chooses by
+cross-validation on itself) and reports mean ± std.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ from pathlib import Path
 
 import numpy as np
 
+from sklearn.base import clone
+
 from ..data.perturb import Perturbation, parse_levels
-from ..data.samples import without_failed
 from ..data.splits import per_class_subset
 from ..features import LayerSpec
 from ..fileio import atomic_write_text
 from ..metrics import auroc, oscr
 from ..model import Attributor
 from .fitting import fit_prepared
-from .prepare import Prepared, extract_for
+from .prepare import Prepared
 
 
 def _figures(att: Attributor, X: np.ndarray, y: np.ndarray, known: Sequence[str]) -> dict:
@@ -39,28 +41,31 @@ def _figures(att: Attributor, X: np.ndarray, y: np.ndarray, known: Sequence[str]
 
 def robustness(p: Prepared, att: Attributor, spec: str | None) -> dict[str, list[dict]]:
     """Accuracy / AUROC / OSCR of the fitted model on perturbed test images, per intensity."""
-    y = p.features.labels("test")
+    y = p.table.labels("test")
     known = p.split.known_classes
-    clean = {"level": "none", **_figures(att, p.features("test", att.layer_), y, known)}
+    clean = {"level": "none", **_figures(att, p.table("test", att.layer_), y, known)}
     out: dict[str, list[dict]] = {}
     for kind, levels in parse_levels(spec).items():
         rows = [dict(clean)]
         for level in levels:
-            pert = Perturbation(kind, level)
-            store, report = extract_for(p.split.test, p.backbone, p.config, [att.layer_], pert)
-            usable = {id(s) for s in without_failed(p.split.test, report.errors)}
-            keep = [i for i, s in enumerate(p.split.test) if id(s) in usable]
-            hashes = [str(p.split.test[i].sha256) for i in keep]
-            X = np.hstack([store.load(hashes, l) for l in att.layer_.parts])
-            rows.append({"level": level, **_figures(att, X, y[keep], known)})
+            # the same fitted extractor (networks included), the test images perturbed
+            fx = clone(p.extractor).set_params(perturbation=Perturbation(kind, level))
+            fx.use_backbone(p.backbone)
+            table, _ = fx.extract({"test": p.table.samples["test"]}, crossfit=None,
+                                  layers=list(att.layer_.parts))  # fmt: skip
+            kept = {(s.sha256, str(s.path)) for s in table.samples["test"]}
+            keep = [i for i, s in enumerate(p.table.samples["test"]) if (s.sha256, str(s.path))
+                    in kept]  # fmt: skip
+            rows.append({"level": level, **_figures(att, table("test", att.layer_), y[keep],
+                                                    known)})  # fmt: skip
         out[kind] = rows
     return out
 
 
 def low_data(p: Prepared, sizes: Sequence[int], seeds: int) -> list[dict]:
     """Figures vs training samples per class: seeded subsets, selection on the same validation."""
-    y_train = p.features.labels("train")
-    y_test = p.features.labels("test")
+    y_train = p.table.labels("dev")
+    y_test = p.table.labels("test")
     known = p.split.known_classes
     rows = []
     for n in sizes:
@@ -69,7 +74,7 @@ def low_data(p: Prepared, sizes: Sequence[int], seeds: int) -> list[dict]:
             rng = np.random.default_rng(seed)
             idx = per_class_subset(y_train, n, rng, classes=known)
             att = fit_prepared(p, train_index=idx)
-            runs.append(_figures(att, p.features("test", att.layer_), y_test, known))
+            runs.append(_figures(att, p.table("test", att.layer_), y_test, known))
         row = {"per_class": int(n), "seeds": seeds}
         for m in ("accuracy", "auroc", "oscr"):
             vals = [r[m] for r in runs if r[m] is not None]
@@ -85,8 +90,8 @@ def write_embedding(
     """t-SNE map of the test features of `layer` (standardised; at most `max_points`, seeded)."""
     from sklearn.manifold import TSNE
 
-    X = p.features("test", layer).astype(np.float64)
-    samples = p.split.test
+    X = p.table("test", layer).astype(np.float64)
+    samples = p.table.samples["test"]
     if len(samples) < 5:
         return
     idx = np.arange(len(samples))

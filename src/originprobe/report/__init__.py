@@ -1,9 +1,11 @@
-"""Stage 7: run directories — results.json, results.md, config.json, errors.csv, report.html."""
+"""Stage 7: run directories — results.json, results.md, config.json, errors.csv, report.html —
+the tables they share (`tables`) and the answers of predict and the service (`documents`)."""
+
+from .tables import markdown_table
 
 from .results import (
     REQUIRED_KEYS,
     get_key,
-    markdown_table,
     results_markdown,
     write_errors_csv,
     write_json,

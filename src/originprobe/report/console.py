@@ -1,7 +1,7 @@
 """What the command line prints: every text and JSON document of a command, built from library
 results. Formatting only; nothing here decides or computes a figure.
 
-`predict_document` is the one predict answer, shared by `predict --json` and `serve`.
+The predict answer of `predict --json` and `serve` is `report.documents.predict_document`.
 """
 
 from __future__ import annotations
@@ -13,23 +13,8 @@ from typing import Any
 
 from ..features.store import StoreInfo
 from .attributions import text_line
-from .results import markdown_table
-
-
-def predict_document(
-    model: Any, records: Sequence, model_name: str | None, note: str | None = None
-) -> dict:
-    """The predict answer: `predict --json` prints it; `serve` returns it, without the model's
-    path (`model_name=None`), with `results` (every record in upload order) added."""
-    doc = {"model": model_name} if model_name is not None else {}
-    return doc | {
-        "model_id": (getattr(model, "bundle_meta_", None) or {}).get("checksum"),
-        "score": model.score_name_,
-        "threshold": model.threshold_,
-        "evidence_note": note,
-        "predictions": [r.to_dict() for r in records if r.ok],
-        "skipped": [r.to_dict() for r in records if not r.ok],
-    }
+from .documents import predict_document
+from .tables import markdown_table
 
 
 def predict_output(run: Any, model_name: str, as_json: bool, to_file: bool) -> tuple[str, str]:
@@ -136,19 +121,27 @@ def run_text(res: dict, out: str) -> str:
 
 
 def fit_text(att: Any, out: str) -> str:
-    from .results import fmt_params
+    from .tables import fmt_params
 
     sel = att.selection_summary_
+    est = sel.get("estimate") or {}
     bb = att.load_backbone()
     trained = [m for m in (getattr(bb, "members", None) or [bb]) if hasattr(m, "network_name")]
     return "".join(
         training_text(m.network_name, m.info.get("training", {})) + "\n" for m in trained
     ) + (  # fmt: skip
         f"saved {out}: {att.head_.name} head on {att.backbone}/{att.layer_} params "
-        f"{fmt_params(sel['params'])}, val balanced accuracy "
-        f"{sel['val_balanced_accuracy']:.3f}; score {att.score_name_}, reject below "
-        f"{att.threshold_:.4g} (keeps {att.target_tpr:.0%} of known validation images)"
+        f"{fmt_params(sel['params'])}; score {att.score_name_}, reject below "
+        f"{att.threshold_:.4g} (keeps {att.target_tpr:.0%} of known images, out-of-fold)\n"
+        f"known-only estimate ({sel.get('folds', 5)}-fold cross-validation): balanced accuracy "
+        f"{_f(est.get('balanced_accuracy'))}; with each known generator withheld in turn: AUROC "
+        f"{_f(est.get('auroc'))}, OSCR {_f(est.get('oscr'))}, images of an unseen generator "
+        f"rejected at the threshold {_f(est.get('rejected'))}"
     )
+
+
+def _f(v) -> str:
+    return "–" if v is None else f"{v:.3f}"
 
 
 def training_text(name: str, t: dict) -> str:

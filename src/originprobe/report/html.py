@@ -1,8 +1,9 @@
 """RUN_DIR/report.html: one self-contained page (plots inlined as PNG) for a run directory.
 
 Reads what `evaluate`/`compare` wrote (results.json, predictions.csv, embedding.csv) and draws the
-ROC and OSCR curves, the confusion matrix, per-unknown AUROC, the layer sweep, robustness and
-low-data curves and a 2-D map of the test features. Curves are computed with
+ROC and OSCR curves, the confusion matrix, per-unknown AUROC, the known-only estimate beside the
+test figures, the candidates selection compared, robustness and low-data curves and a 2-D map of
+the test features. Tables are the ones `report.tables` defines (the same as results.md). Curves are computed with
 `originprobe.metrics` (never a second implementation). The page references nothing outside
 itself: no external CSS, scripts, fonts or images.
 """
@@ -21,8 +22,17 @@ import numpy as np
 from ..errors import ConfigError, MissingInputError
 from ..fileio import atomic_write_text
 from ..metrics import oscr_curve, roc_curve
-from .results import METRIC_ROWS, fmt, fmt_params
-from .summary import SUMMARY_KEYS
+from .results import METRIC_ROWS
+from .summary import SUMMARY
+from .tables import (
+    CANDIDATES,
+    COMPARE,
+    ESTIMATE_VS_TEST,
+    estimate_rows,
+    fmt,
+    fmt_params,
+    html_table,
+)
 
 CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;
@@ -69,23 +79,8 @@ def _figure(fig, caption: str) -> str:
     )
 
 
-def _table(header, rows, selected_col=None, selected_value=None) -> str:
-    out = ["<table><tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>"]
-    for r in rows:
-        cls = (
-            ' class="sel"' if selected_col is not None and r[selected_col] == selected_value else ""
-        )
-        out.append(
-            f"<tr{cls}>"
-            + "".join(
-                f'<td class="num">{fmt(v)}</td>'
-                if isinstance(v, (int, float)) and not isinstance(v, bool)
-                else f"<td>{html.escape(fmt(v))}</td>"
-                for v in r
-            )
-            + "</tr>"
-        )
-    return "".join(out) + "</table>"
+def _table(header, rows) -> str:
+    return html_table(header, rows)
 
 
 def _colors(labels):
@@ -223,52 +218,42 @@ def _bars(res: dict) -> str:
     return _figure(fig, "AUROC per unknown class.")
 
 
-def _sweep(res: dict) -> str:
-    rows = res.get("layer_sweep") or []
+def _candidates(res: dict) -> str:
+    rows = res.get("candidates") or []
     if not rows:
         return ""
     plt = _plt()
-    layers = [r["layer"] for r in rows]
-    fig, ax = plt.subplots(figsize=(max(6, 0.55 * len(layers)), 4.2))
-    for key, label in (
-        ("val_balanced_accuracy", "validation balanced accuracy"),
-        ("test_accuracy", "test accuracy"),
-        ("test_auroc", "test AUROC"),
-        ("test_oscr", "test OSCR"),
-    ):
-        vals = [np.nan if r.get(key) is None else r[key] for r in rows]
-        ax.plot(layers, vals, marker="o", label=label)
-    sel = res["selected"]["layer"]
-    if sel in layers:
-        ax.axvline(layers.index(sel), color="grey", ls="--", lw=1)
-        ax.text(layers.index(sel), 0.02, " selected", color="grey")
-    ax.set(ylim=(0, 1), ylabel="score", title="Layer sweep")
+    names = [f"{r['layer']} · {r['score']}" for r in rows]
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(names)), 4.2))
+    for key, label in (("criterion", "criterion (chooses)"), ("test_accuracy", "test accuracy"),
+                       ("test_auroc", "test AUROC"), ("test_oscr", "test OSCR")):  # fmt: skip
+        ax.plot(names, [np.nan if r.get(key) is None else r[key] for r in rows], marker="o",
+                label=label)  # fmt: skip
+    chosen = [i for i, r in enumerate(rows) if r.get("chosen")]
+    for i in chosen:
+        ax.axvline(i, color="grey", ls="--", lw=1)
+    ax.set(ylim=(0, 1), ylabel="score", title="Candidates")
     ax.tick_params(axis="x", rotation=45)
     ax.legend(loc="lower right")
-    table = _table(
-        ["layer", "params", "val bal. acc", "test acc", "test AUROC", "test OSCR"],
-        [
-            [
-                r["layer"],
-                fmt_params(r["params"]),
-                r["val_balanced_accuracy"],
-                r.get("test_accuracy"),
-                r.get("test_auroc"),
-                r.get("test_oscr"),
-            ]
-            for r in rows
-        ],
-        0,
-        sel,
-    )
+    return _figure(fig, "Each candidate the selection compared; the chosen one (dashed) has the "
+                   "best known-only criterion.") + CANDIDATES.html(rows)  # fmt: skip
+
+
+def _estimate(res: dict) -> str:
+    if not res.get("estimate"):
+        return ""
     return (
-        _figure(
-            fig,
-            "Each layer with its best validation parameters; the selected layer "
-            "(dashed) was chosen on validation only.",
-        )
-        + table
+        "<p>The estimate chose the model and uses no test or unknown image: cross-validated "
+        "balanced accuracy; AUROC, OSCR and the share rejected with each known generator "
+        "withheld in turn.</p>" + ESTIMATE_VS_TEST.html(estimate_rows(res))
     )
+
+
+def _rejected(res: dict) -> str:
+    per = (res.get("thresholded") or {}).get("rejected_per_unknown") or {}
+    if not per:
+        return ""
+    return html_table(["unseen generator", "images rejected as unknown"], sorted(per.items()))
 
 
 def _robustness(res: dict) -> str:
@@ -386,36 +371,14 @@ def _counts(res: dict) -> str:
 
 def _summary_page(run: Path, res: dict) -> Path:
     esc = html.escape
-    labels = [l for l, _ in SUMMARY_KEYS]
-    rows = []
+    table = SUMMARY.html(res).replace(
+        "<td>" + esc("**mean ± std**") + "</td>", "<td><b>mean ± std</b></td>"
+    )
     for r in res["runs"]:
-        link = f"<a href='{esc(r['name'])}/report.html'>{esc(r['name'])}</a>"
-        rows.append(
-            "<tr><td>"
-            + link
-            + "</td><td>"
-            + esc(r["layer"])
-            + "</td>"
-            + "".join(f"<td class='num'>{fmt(r[l])}</td>" for l in labels)
-            + "</tr>"
-        )
-    rows.append(
-        "<tr class='sel'><td><b>mean ± std</b></td><td></td>"
-        + "".join(
-            "<td class='num'>–</td>"
-            if res["mean"][l] is None
-            else f"<td class='num'>{res['mean'][l]:.3f} ± {res['std'][l]:.3f}</td>"
-            for l in labels
-        )
-        + "</tr>"
-    )
-    table = (
-        "<table><tr><th>run</th><th>layer</th>"
-        + "".join(f"<th>{esc(l)}</th>" for l in labels)
-        + "</tr>"
-        + "".join(rows)
-        + "</table>"
-    )
+        table = table.replace(
+            f"<td>{esc(r['name'])}</td>",
+            f"<td><a href='{esc(r['name'])}/report.html'>{esc(r['name'])}</a></td>", 1
+        )  # fmt: skip
     ci = _table(
         ["run", "AUROC 95% CI", "OSCR 95% CI"],
         [
@@ -427,8 +390,9 @@ def _summary_page(run: Path, res: dict) -> Path:
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>originprobe: "
         f"{esc(res['title'])}</title><style>{CSS}</style></head><body>"
         f"<h1>originprobe summary: {esc(res['title'])}</h1><p class='meta'>{len(res['runs'])} "
-        "runs; each chose its layer and parameters on its own known-class validation data. "
-        "Each run's full report is linked.</p><h2>Figures</h2>"
+        "runs; each chose its layers, parameters and score by cross-validation on its own "
+        "known-class training images. The est. columns are that known-only estimate; the "
+        "others are test figures. Each run's full report is linked.</p><h2>Figures</h2>"
         + table
         + "<h2>Bootstrap 95% intervals</h2>"
         + ci
@@ -465,64 +429,27 @@ def build_report(run_dir: str | Path) -> Path:
     if "compare" in res:
         parts.append(
             f"<p class='meta'>Backbone <b>{esc(bb)}</b>. Known: {esc(known)}. "
-            f"Unknown: {esc(unknown)}.</p><h2>Heads × scores</h2><p>Ranked by "
-            "validation figures only (val CCR: known validation images correctly "
-            "classified and accepted; then validation balanced accuracy). Test figures "
-            "are shown, never used to rank.</p>"
+            f"Unknown: {esc(unknown)}.</p><h2>Heads × scores</h2><p>Ranked by the known-only "
+            "criterion (cross-validated balanced accuracy and the AUROC with each known "
+            "generator withheld in turn). Test figures are shown, never used to rank.</p>"
         )
-        parts.append(
-            _table(
-                [
-                    "rank",
-                    "head",
-                    "score",
-                    "layer",
-                    "params",
-                    "val CCR",
-                    "val bal. acc",
-                    "accuracy",
-                    "macro-F1",
-                    "AUROC",
-                    "OSCR",
-                    "AUPR-in",
-                    "AUPR-out",
-                    "FPR@95",
-                    "CCR@FPR5%",
-                ],
-                [
-                    [
-                        f"{r['rank']}{' (tie)' if r.get('tie') else ''}",
-                        r["head"],
-                        r["score"],
-                        r["layer"],
-                        fmt_params(r["params"]),
-                        r["val_ccr"],
-                        r["val_balanced_accuracy"],
-                        r["accuracy"],
-                        r["macro_f1"],
-                        r["auroc"],
-                        r["oscr"],
-                        r.get("aupr_in"),
-                        r.get("aupr_out"),
-                        r.get("fpr_at_tpr95"),
-                        r["ccr_at_fpr05"],
-                    ]
-                    for r in res["compare"]
-                ],
-            )
-        )
+        parts.append(COMPARE.html(res["compare"]))
     else:
         sel = res["selected"]
         parts.append(
             f"<p class='meta'>Backbone <b>{esc(bb)}</b>, head <b>{esc(sel['head'])}</b>, score "
             f"<b>{esc(sel['score'])}</b>, layer <b>{esc(sel['layer'])}</b>, parameters "
-            f"<code>{esc(fmt_params(sel['params']))}</code>, chosen on known-class validation "
-            f"data.<br>Known: {esc(known)}<br>Unknown: {esc(unknown)}</p>"
+            f"<code>{esc(fmt_params(sel['params']))}</code>, chosen by cross-validation on the "
+            f"known-class training images.<br>Known: {esc(known)}<br>Unknown: {esc(unknown)}</p>"
         )
         preds = _read_csv(run / "predictions.csv")
         parts += [
             "<h2>Metrics</h2>",
             _metrics(res),
+            "<h2>Known-only estimate beside the test figures</h2>",
+            _estimate(res),
+            "<h2>At the model's own threshold</h2>",
+            _rejected(res),
             "<h2>Known vs unknown</h2>",
             _curves(res, preds),
             _histogram(res, preds),
@@ -531,7 +458,7 @@ def build_report(run_dir: str | Path) -> Path:
             _confusion(res),
         ]
         for title, body in (
-            ("Layer sweep", _sweep(res)),
+            ("Candidates compared", _candidates(res)),
             ("Robustness", _robustness(res)),
             ("Low-data regime", _low_data(res)),
             ("Embedding map", _embedding(run, res)),

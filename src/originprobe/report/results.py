@@ -1,4 +1,4 @@
-"""Run directory output: results.json, results.md, config.json, errors.csv, layer_sweep.csv.
+"""Run directory output: results.json, results.md, config.json, errors.csv, candidates.csv.
 
 Every file is written atomically (temporary file + rename): an interrupted run never leaves a
 half-written results file over a previous one. This module formats; it never computes metrics.
@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..fileio import atomic_write_text
+from .tables import CANDIDATES, ESTIMATE_VS_TEST, estimate_rows, fmt, fmt_params, markdown_table
 
 REQUIRED_KEYS = (
     "closed_set.accuracy",
@@ -24,14 +25,16 @@ REQUIRED_KEYS = (
     "open_set.per_unknown_auroc",
     "selected.layer",
     "selected.C",
+    "estimate.balanced_accuracy",
     "known_classes",
     "unknown_classes",
     "counts",
 )
 
 
-def provenance(backbone=None, runtime: str = "") -> dict:
-    """What produced a result: versions, the checkout's commit, the weights, the machine."""
+def software_versions(backbone=None, runtime: str = "") -> dict:
+    """What software produced a result: versions, the checkout's commit, the weights, the
+    machine (results.json → "software")."""
     import platform
     import subprocess
     import sys
@@ -140,28 +143,6 @@ def write_table_csv(path: str | Path, rows: Sequence[dict]) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
-def fmt(x, digits: int = 3) -> str:
-    if x is None:
-        return "–"
-    if isinstance(x, float):
-        return f"{x:.{digits}f}"
-    return str(x)
-
-
-def fmt_params(params: dict) -> str:
-    """Hyper-parameters for reading: floats to 3 significant digits ({"C": 0.0316})."""
-    return json.dumps(
-        {k: float(f"{v:.3g}") if isinstance(v, float) else v for k, v in params.items()}
-    )
-
-
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    for r in rows:
-        lines.append("| " + " | ".join(fmt(v) for v in r) + " |")
-    return "\n".join(lines)
-
-
 def _pm(mean, std) -> str:
     return "–" if mean is None else f"{mean:.3f} ± {std:.3f}"
 
@@ -206,8 +187,9 @@ def results_markdown(res: dict) -> str:
     out = [f"# originprobe results: {res.get('title', 'evaluation')}", ""]
     out.append(
         f"Backbone `{res['backbone']['name']}`, head `{sel['head']}`, score `{sel['score']}`, "
-        f"layer `{sel['layer']}`, params `{fmt_params(sel['params'])}`"
-        f" (chosen on known-class validation data)."
+        f"layer `{sel['layer']}`, params `{fmt_params(sel['params'])}`, threshold "
+        f"{sel['threshold']:.4g} (keeps {sel['target_tpr']:.0%} of known images), all chosen "
+        f"by {sel.get('folds', 5)}-fold cross-validation on the known-class training images."
     )
     out.append("")
     out.append(f"Known: {', '.join(res['known_classes'])}  ")
@@ -229,7 +211,21 @@ def results_markdown(res: dict) -> str:
             f"{res['jpeg_aligned']['quality']} before extraction; its own selection chose "
             f"layer `{a['layer']}`, params `{json.dumps(a['params'])}`."
         )
+    if res.get("estimate"):
+        out += ["", "## Known-only estimate beside the test figures", "",
+                "The estimate chose the model; it uses no test and no unknown image "
+                "(cross-validated balanced accuracy; AUROC, OSCR and the share rejected with "
+                "each known generator withheld in turn, playing the unknown).", ""]  # fmt: skip
+        out.append(ESTIMATE_VS_TEST.markdown(estimate_rows(res)))
     th = res.get("thresholded")
+    if th and th.get("rejected_per_unknown"):
+        out += ["", "## What the analyst sees at the model's own threshold", ""]
+        out.append(
+            markdown_table(
+                ["unseen generator", "images rejected as unknown"],
+                sorted(th["rejected_per_unknown"].items()),
+            )
+        )
     if os_["per_unknown_auroc"]:
         out += ["", "## AUROC per unknown class", ""]
         out.append(
@@ -244,26 +240,9 @@ def results_markdown(res: dict) -> str:
                 [[r] + row for r, row in zip(conf["rows"], conf["matrix"])],
             )
         )
-    sweep = res.get("layer_sweep")
-    if sweep:
-        out += ["", "## Layer sweep (best params per layer on validation)", ""]
-        out.append(
-            markdown_table(
-                ["layer", "params", "val bal. acc", "test acc", "test AUROC", "test OSCR", ""],
-                [
-                    [
-                        r["layer"],
-                        fmt_params(r["params"]),
-                        r["val_balanced_accuracy"],
-                        r.get("test_accuracy"),
-                        r.get("test_auroc"),
-                        r.get("test_oscr"),
-                        "selected" if r["layer"] == sel["layer"] else "",
-                    ]
-                    for r in sweep
-                ],
-            )
-        )
+    if res.get("candidates"):
+        out += ["", "## Candidates compared (known-only estimate chooses; test shown)", ""]
+        out.append(CANDIDATES.markdown(res["candidates"]))
     if res.get("robustness"):
         out += [
             "",
@@ -331,14 +310,8 @@ def write_run(
     write_json(out / "config.json", config)
     write_errors_csv(out / "errors.csv", problems)
     write_errors_csv(out / "warnings.csv", warnings)
-    if results.get("layer_sweep"):
-        write_table_csv(
-            out / "layer_sweep.csv",
-            [
-                {k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in r.items()}
-                for r in results["layer_sweep"]
-            ],
-        )
+    if results.get("candidates"):
+        atomic_write_text(out / "candidates.csv", CANDIDATES.csv(results["candidates"]))
     atomic_write_text(out / "results.md", results_markdown(results))
     write_json(out / "results.json", results)  # last: its presence marks a complete run
     return out

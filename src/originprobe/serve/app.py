@@ -29,7 +29,7 @@ from ..data.images import describe_non_image, max_pixels, sniff_format
 from ..errors import ConfigError
 from ..model import Attributor
 from ..options import option
-from ..report.console import predict_document
+from ..report.documents import predict_document
 from .batcher import Batcher
 
 TOKEN_ENV = "ORIGINPROBE_API_TOKEN"
@@ -296,7 +296,6 @@ def create_app(
         reader = att.evidence_reader()
         body = predict_document(att, results, None, reader.note if reader else None) | {
             "model_id": state["model_id"],
-            "results": [r.to_dict() for r in results],
         }
         if failed:
             images_total.labels("rejected").inc(len(failed))
@@ -384,7 +383,7 @@ def serve(model_dir: str | Path, token: str | None = None, **settings_and_runtim
     or None: their defaults) and `Attributor.load`'s runtime settings."""
     import uvicorn
 
-    from ..backbones import resolve_device
+    from ..runtime import resolve_device
 
     names = {f.name for f in fields(ServeSettings)}
     given = {k: v for k, v in settings_and_runtime.items() if k in names and v is not None}

@@ -1,6 +1,7 @@
-"""Stage: networks originprobe trains itself on the known classes' training split, to be used as
-backbones (`learned:ARCH`). Only train and validation images ever reach it."""
+"""Stage: networks originprobe trains itself on the known classes' training images, to be used as
+backbones (`learned:ARCH`). Only known-class training images ever reach it."""
 
-from .loop import LOSSES, TrainConfig, TrainResult, train_network
+from .losses import LOSSES, TrainingLoss
+from .loop import TrainConfig, TrainResult, TrainRun, train_network
 
-__all__ = ["LOSSES", "TrainConfig", "TrainResult", "train_network"]
+__all__ = ["LOSSES", "TrainConfig", "TrainResult", "TrainRun", "TrainingLoss", "train_network"]

@@ -1,12 +1,9 @@
 """Training an embedding network on known classes' native-resolution patches.
 
-Losses (`TrainConfig.loss`):
-- `metric` (Fang et al., BMVC 2023): one learned reference point per class; the logits are the
-  negative squared distances to the references (distance-based cross-entropy), plus a pull term
-  that draws each embedding onto its class's reference, so known classes stay compact and images
-  of unseen generators land far from every reference. Prediction: the nearest reference.
-- `ce`: a linear classifier with plain cross-entropy. Prediction: the largest logit.
-- `auto`: both, and the one with the better known-only validation balanced accuracy is kept.
+Losses (`TrainConfig.loss`) are the registered `training.losses.LOSSES` (`metric`: Fang et al.'s
+learned reference points; `ce`: a linear classifier), or `auto`: every one, and the network with
+the better known-only validation balanced accuracy is kept. The loss object owns its reference
+points or classifier; the saved network is inference-only.
 
 Validation (known classes only, never the test split) runs after every epoch on the grid views
 the network reads at inference; the best epoch's weights are kept and training stops after
@@ -29,65 +26,113 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from ..backbones.base import resolve_device
 from ..backbones.learned import network_preprocessing, read_network, save_network
-from ..backbones.networks import EmbeddingNetwork, NetworkConfig
+from ..backbones.networks import ARCHITECTURES, EmbeddingNetwork, NetworkConfig
 from ..errors import ConfigError
-from ..features.forward import autocast_for
 from ..fileio import atomic_write_bytes
 from ..heads.selection import balanced_accuracy
+from ..options import option
+from ..runtime import autocast_for, resolve_device
+from .losses import LOSSES, TrainingLoss, loss_choices
 from .patches import ActivationBank, PatchBank, ViewBank
-
-LOSSES = ("metric", "ce", "auto")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How a network is trained (part of its cache key)."""
+    """How a learned network (`learned:ARCH`) is trained; part of its cache key.
 
-    loss: str = "auto"
-    epochs: int = 16
+    The one set of training defaults: the Python API (`Attributor(training=...)`), the command
+    line (`--train-*` options, generated from these fields) and the pipeline all use it.
+
+    Parameters
+    ----------
+    loss : str
+        A registered loss (`training.losses.LOSSES`: ``metric``, ``ce``) or ``auto`` (each; the
+        better on known-only validation is kept).
+    epochs : int
+        Most epochs; validation picks the best one.
+    patch : int
+        Native patch size in pixels (never resampled).
+    folds : int
+        Cross-fitting: the training images are split into this many parts and a network is
+        trained without each part, whose features it then gives, so that a head never learns
+        from features of images their network trained on; a last network, trained on every
+        image, serves at inference.
+    patience, views, per_image, batch_size, lr, weight_decay, region : int, float
+        Early stopping, views read at inference, patches per image and epoch, the optimiser's
+        batch, learning rate (scaled by the architecture's `lr_scale`) and weight decay, and the
+        un-resampled centre region kept per image.
+    seed : int
+        Seeds patches and weights; the model's seed replaces it when an `Attributor` trains.
+    """
+
+    loss: str = option("auto", "learned:ARCH networks: a loss, or auto (each; known-only "
+                       "validation keeps the better)", "training", choices=loss_choices())  # fmt: skip
+    epochs: int = option(16, "learned:ARCH: most training epochs (validation picks the best one)",
+                         "training", metavar="N")  # fmt: skip
+    patch: int = option(64, "learned:ARCH: native patch size in pixels", "training", metavar="PX")
+    folds: int = option(2, "learned:ARCH: cross-fitting parts (a head never learns from features "
+                        "of images their network trained on)", "training", metavar="K")  # fmt: skip
     patience: int = 8  # epochs without a better validation figure before stopping
-    patch: int = 64
     views: int = 16  # 4×4 grid: with 64-px patches it tiles a 256-px picture
     per_image: int = 4  # patches drawn per training image and epoch
     batch_size: int = 64
-    lr: float = 2e-3  # from scratch; fine-tuning uses lr / 4
+    lr: float = 2e-3  # × the architecture's lr_scale
     weight_decay: float = 1e-4
-    pull_weight: float = 0.05  # metric loss: weight of the pull onto the own reference
     region: int = 256  # un-resampled centre region kept per training image
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise ConfigError(f"training loss {self.loss!r}: use one of {', '.join(LOSSES)}")
-        for name, lo in (("epochs", 1), ("patience", 1), ("per_image", 1), ("batch_size", 2)):
+        if self.loss not in loss_choices():
+            raise ConfigError(
+                f"training loss {self.loss!r}: use one of {', '.join(loss_choices())}"
+            )
+        for name, lo in (("epochs", 1), ("patience", 1), ("per_image", 1), ("batch_size", 2),
+                         ("folds", 2)):  # fmt: skip
             if int(getattr(self, name)) < lo:
                 raise ConfigError(f"training {name} must be at least {lo}")
         if not 16 <= self.patch <= self.region:
             raise ConfigError(f"patch size {self.patch} must be in 16..{self.region} (region)")
+
+    @classmethod
+    def of(cls, value: "TrainConfig | dict | None", **changes) -> "TrainConfig":
+        """A TrainConfig from a TrainConfig, a mapping of its fields or None, with `changes`."""
+        import dataclasses
+
+        if value is None:
+            value = cls()
+        elif isinstance(value, dict):
+            names = {f.name for f in dataclasses.fields(cls)}
+            bad = sorted(set(value) - names)
+            if bad:
+                raise ConfigError(f"training has no setting(s) {bad}; it has {sorted(names)}")
+            value = cls(**value)
+        elif not isinstance(value, TrainConfig):
+            raise ConfigError(f"training must be a TrainConfig or a mapping, not {value!r}")
+        return dataclasses.replace(value, **changes) if changes else value
+
+    def losses(self) -> tuple[str, ...]:
+        return tuple(LOSSES.names()) if self.loss == "auto" else (self.loss,)
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    """Where and how one training run executes (not what it learns): the checkpoint key it
+    resumes, the device, an image transform, a starting network file, progress."""
+
+    key: str = ""
+    device: "str | torch.device | None" = None
+    transform: object = None  # PIL → PIL, applied to every image (JPEG alignment)
+    init: str | Path | None = None
+    progress: bool = True
+    desc: str = "train"
 
 
 @dataclass
 class TrainResult:
     path: Path
     summary: dict = field(default_factory=dict)
-
-
-def logits_of(net: EmbeddingNetwork, z: torch.Tensor, loss: str) -> torch.Tensor:
-    if loss == "metric":
-        return -torch.cdist(z.float(), net.references.float()).pow(2)
-    return net.classifier(z)
-
-
-def loss_of(net: EmbeddingNetwork, z: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, loss: str):
-    logits = logits_of(net, z, loss)
-    out = F.cross_entropy(logits, y)
-    if loss == "metric":
-        out = out + cfg.pull_weight * (-logits.gather(1, y[:, None])).mean()
-    return out
 
 
 @torch.inference_mode()
@@ -123,8 +168,9 @@ def embed_maps(
 
 
 def validate(
-    net: EmbeddingNetwork, val: "ViewBank | ActivationBank", loss: str, device: torch.device
-) -> float:
+    net: EmbeddingNetwork, val: "ViewBank | ActivationBank", loss: TrainingLoss,
+    device: torch.device,
+) -> float:  # fmt: skip
     if len(val) == 0:
         return float("nan")
     if isinstance(val, ActivationBank):
@@ -132,7 +178,7 @@ def validate(
     else:
         z = embed_views(net, val.views, device)
     with torch.inference_mode():
-        pred = logits_of(net, z.to(device), loss).argmax(1).cpu().numpy()
+        pred = loss.logits(z.to(device)).argmax(1).cpu().numpy()
     return float(balanced_accuracy(val.labels.numpy(), pred))
 
 
@@ -178,22 +224,23 @@ def train_one(
     train: "PatchBank | ActivationBank",
     val: "ViewBank | ActivationBank",
     cfg: TrainConfig,
-    loss: str,
+    loss_name: str,
     checkpoint: Path,
-    key: str,
-    device: torch.device,
+    run: TrainRun,
     init: EmbeddingNetwork | None = None,
-    progress: bool = True,
-    desc: str = "train",
 ) -> tuple[EmbeddingNetwork, dict]:
-    """Train with one loss; resumes from `checkpoint` when it holds a run of the same `key`."""
+    """Train with one loss; resumes from `checkpoint` when it holds a run of the same key."""
+    key, device, progress, desc = run.key, resolve_device(run.device), run.progress, run.desc
+    loss = loss_name
     torch.manual_seed(cfg.seed)
     # a copy: with loss auto, each loss starts from the same pretrained trunk
     net = copy.deepcopy(init).with_classes(config.classes) if init is not None \
         else EmbeddingNetwork(config)  # fmt: skip
+    head = LOSSES.get(loss_name)(len(config.classes), config.embed_dim)
     net.to(device)
-    params = [p for p in net.parameters() if p.requires_grad]
-    lr = cfg.lr if config.arch == "forensic-cnn" else cfg.lr / 4
+    head.to(device)
+    params = [p for p in net.parameters() if p.requires_grad] + list(head.parameters())
+    lr = cfg.lr * ARCHITECTURES.get(config.arch).lr_scale
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(cfg.per_image * len(train) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
@@ -210,6 +257,7 @@ def train_one(
     if ck is not None:
         if ck.get("key") == key and ck.get("loss") == loss:
             net.load_state_dict(ck["model"])
+            head.load_state_dict(ck["loss_state"])
             opt.load_state_dict(ck["optimizer"])
             sched.load_state_dict(ck["scheduler"])
             start, best, best_epoch = ck["epoch"], ck["best"], ck["best_epoch"]
@@ -233,7 +281,7 @@ def train_one(
                 else:
                     x = pixels_in.normalize(x.to(device))
                     z = net(x)
-            l = loss_of(net, z.float(), y, cfg, loss)
+            l = head(z.float(), y)
             opt.zero_grad(set_to_none=True)
             l.backward()
             opt.step()
@@ -243,7 +291,7 @@ def train_one(
             rate = seen / max(1e-9, time.perf_counter() - t0)
             bar.step(1, loss=f"{np.mean(losses[-20:]):.3f}", val=f"{max(best, 0):.3f}",
                      img_s=f"{rate:.0f}")  # fmt: skip
-        score = validate(net, val, loss, device)
+        score = validate(net, val, head, device)
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "val": score})
         if score > best or math.isnan(score):  # no validation images: keep the latest
             best, best_epoch = score, epoch
@@ -252,6 +300,7 @@ def train_one(
             checkpoint,
             _checkpoint_bytes({
                 "key": key, "loss": loss, "epoch": epoch + 1, "model": net.state_dict(),
+                "loss_state": head.state_dict(),
                 "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "best": best,
                 "best_epoch": best_epoch, "best_state": best_state, "history": history,
                 "rng": torch.get_rng_state(),
@@ -279,16 +328,12 @@ def train_network(
     val_samples: Sequence,
     cfg: TrainConfig,
     out: str | Path,
-    key: str,
-    device=None,
-    transform=None,
-    init: str | Path | None = None,
-    progress: bool = True,
-    desc: str = "train",
+    run: TrainRun = TrainRun(),
 ) -> TrainResult:
     """Train `config`'s network on `train_samples`, choose epochs (and, with loss `auto`, the
     loss) on `val_samples`, and write it to `out` (a network file). Checkpoints sit beside it."""
-    dev = resolve_device(device)
+    dev = resolve_device(run.device)
+    transform, init = run.transform, run.init
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     classes = config.classes
@@ -317,10 +362,9 @@ def train_network(
     del pixels, probe
     decode_s = time.perf_counter() - t0
     results = []
-    for loss in ("metric", "ce") if cfg.loss == "auto" else (cfg.loss,):
+    for loss in cfg.losses():
         ck = out.with_name(out.stem + f".{loss}.checkpoint")
-        net, summary = train_one(config, train, val, cfg, loss, ck, key, dev, start_net,
-                                 progress, desc)  # fmt: skip
+        net, summary = train_one(config, train, val, cfg, loss, ck, run, start_net)
         results.append((summary["val_balanced_accuracy"] or 0.0, -len(results), net, summary))
     best = max(results, key=lambda r: (r[0], r[1]))
     net, summary = best[2], best[3]
