@@ -53,6 +53,21 @@ def load_backbone(
     return bb
 
 
+_BUILT: dict[tuple, Backbone] = {}  # registered backbones built in this process, pristine
+
+
+def _built(name: str, weights, kw: dict) -> Backbone:
+    """A registered backbone: built (weights read and verified) once per process and settings,
+    then handed out as copies, so callers may change their copy (`@native` does)."""
+    import copy
+
+    key = (name, None if weights is None else str(Path(weights).resolve()),
+           tuple(sorted((k, repr(v)) for k, v in kw.items())))  # fmt: skip
+    if key not in _BUILT:
+        _BUILT[key] = BACKBONES.get(name).build(weights=weights, **kw)
+    return copy.deepcopy(_BUILT[key])
+
+
 def _load(name: str, weights: str | Path | None, **kw) -> Backbone:
     from .fusion import FusedBackbone, as_native, split_fusion, split_variant
 
@@ -66,7 +81,7 @@ def _load(name: str, weights: str | Path | None, **kw) -> Backbone:
     if native is not None:
         return as_native(load_backbone(base, weights=weights, networks=networks, **kw), *native)
     if name in BACKBONES:
-        return BACKBONES.get(name).build(weights=weights, **kw)
+        return _built(name, weights, kw)
     prefix, sep, ident = name.partition(":")
     if sep and prefix in PREFIXES and ident:
         if networks and any(k.startswith(prefix + ":") for k in networks):

@@ -128,10 +128,12 @@ class Basis:
         self.Vp[:, :-1] = G @ B
         self.Vp[:, -1] = 1.0
 
-    def logits(self, W: np.ndarray, rows=None) -> np.ndarray:
-        """(m, n) logits of m rows of weights (m, dim + 1) in these coordinates (float64)."""
+    def logits(self, W: np.ndarray, rows=None, exact: bool = True) -> np.ndarray:
+        """(m, n) logits of m rows of weights (m, dim + 1) in these coordinates (float64, or
+        the basis's own precision when not `exact`)."""
         V = self.Vp if rows is None else self.Vp[rows]
-        return np.asarray(W.astype(self.dtype, copy=False) @ V.T, dtype=np.float64)
+        L = W.astype(self.dtype, copy=False) @ V.T
+        return np.asarray(L, dtype=np.float64) if exact else L
 
     def backproject(self, R: np.ndarray) -> np.ndarray:
         """(m, dim + 1) = R · Vp for residuals R (m, n) (float64)."""
@@ -254,21 +256,22 @@ def _solve_batch(
     pen[:, dim] = 0.0
     pen = pen.ravel()
     rows = np.arange(n)
-    Yk = np.zeros((1, K, n))
+    dt = basis.dtype  # softmax and residuals in the basis's precision; sums in float64
+    Yk = np.zeros((1, K, n), dtype=dt)
     Yk[0, y_idx, rows] = 1.0
     absent = ~present
 
     def value_and_grad(u, lam, W8, absent, scale):
         b = u.shape[0]
         v = u * scale
-        L = basis.logits(v.reshape(b * K, W1)).reshape(b, K, n)
+        L = basis.logits(v.reshape(b * K, W1), exact=False).reshape(b, K, n)
         L[absent] = _ABSENT
         mx = L.max(1, keepdims=True)
         E = np.exp(L - mx)
         se = E.sum(1, keepdims=True)
         lse = mx[:, 0] + np.log(se[:, 0])
-        f = ((lse - L[:, y_idx, rows]) * W8).sum(1)
-        R = (E / se - Yk) * W8[:, None, :]
+        f = ((lse - L[:, y_idx, rows]).astype(np.float64) * W8).sum(1)
+        R = (E / se - Yk) * W8[:, None, :].astype(dt)
         Gv = basis.backproject(R.reshape(b * K, n)).reshape(b, P)
         vp = v * pen
         f = f + 0.5 * lam * np.einsum("bp,bp->b", vp, v)

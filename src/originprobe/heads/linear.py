@@ -20,7 +20,7 @@ from ..errors import ConfigError
 from ._logistic import Basis, Problem, _weights, fit_multinomial, solve
 from .base import HEADS, Head
 
-C_GRID = [float(c) for c in np.logspace(-4, 2, 13)]
+C_GRID = [float(c) for c in np.logspace(-4, 2, 7)]
 
 
 def _moments(X: np.ndarray, standardize: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -103,6 +103,7 @@ def write_embedding(
         n_components=2,
         perplexity=float(min(30, max(2, (len(idx) - 1) // 3))),
         init="pca",
+        max_iter=500,  # a map to read, not a figure: half the default iterations
         random_state=seed,
     ).fit_transform(Z)
     buf = io.StringIO()
