@@ -21,7 +21,8 @@ from originprobe.heads.gaussian import GaussianHead
 from originprobe.heads.knn import KNNHead
 from originprobe.heads.linear import LinearHead
 from originprobe.heads.ncm import NCMHead
-from originprobe.openset import SCORES, UnsupportedScoreError, fit_score
+from originprobe.heads.base import Head
+from originprobe.openset import SCORES, UnsupportedScoreError, fit_score, supported_scores
 
 CLASSES = np.array(["real", "gen-a", "gen-b"], dtype=object)
 
@@ -58,9 +59,9 @@ def test_contract_round_trip_and_open_set_separation(name, data):
     pred = head.predict(Xte)
     assert np.array_equal(pred, head.classes_[d.argmax(1)])
     assert head.score(Xte, yte) > 0.9
-    assert set(head.supported_scores) <= set(SCORES.names())
-    assert head.default_score in head.supported_scores
-    for score in head.supported_scores:
+    assert set(supported_scores(head)) <= set(SCORES.names())
+    assert head.default_score in supported_scores(head)
+    for score in supported_scores(head):
         sc = fit_score(score, Xtr, ytr, head)
         s = np.r_[sc.score(Xte), sc.score(Xu)]
         auc = roc_auc_score(np.r_[np.ones(len(Xte)), np.zeros(len(Xu))], s)
@@ -69,7 +70,7 @@ def test_contract_round_trip_and_open_set_separation(name, data):
         assert auc > (0.55 if (name, score) == ("reference", "msp") else 0.9), (name, score, auc)
         # given the decision matrix, a score reads the same numbers
         assert np.allclose(sc.score(Xte, head.decision_function(Xte)), sc.score(Xte))
-    for s in set(SCORES.names()) - set(head.supported_scores):
+    for s in set(SCORES.names()) - set(supported_scores(head)):
         with pytest.raises(UnsupportedScoreError, match=name):
             fit_score(s, Xtr, ytr, head)
     tensors, params = head.get_state()
@@ -234,3 +235,76 @@ def test_vim_needs_a_linear_head(data):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fit_score("vim", Xtr, ytr, LinearHead().fit(Xtr, ytr))
+
+
+def test_each_score_needs_what_its_head_provides():
+    """Which (head, score) pairs work follows from what each score needs and each head provides:
+    the linear head gives logits and a linear map (energy, ViM); only distance heads give the
+    reference score; every head gives a posterior (msp)."""
+    assert set(supported_scores(LinearHead)) == {"msp", "maxlogit", "energy", "vim", "knn",
+                                                 "mahalanobis"}  # fmt: skip
+    assert "reference" in supported_scores(NCMHead) and "energy" not in supported_scores(NCMHead)
+    for name in HEADS.names():
+        assert "msp" in supported_scores(HEADS.get(name))
+        assert supported_scores(HEADS.get(name))[0] == HEADS.get(name).default_score
+
+
+def test_linear_cross_decisions_equal_separate_fits(data):
+    """The batched cross-validation (every C and fold on one shared basis, generators withheld
+    from folds) gives the decisions of heads fitted one by one on the same rows, and a class
+    with no training row in a fold gets −inf."""
+    Xtr, ytr, *_ = data
+    Z = ((Xtr - Xtr.mean(0)) / Xtr.std(0)).astype(np.float32)  # the shared standardisation
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(ytr))
+    splits = [(order[:160], order[160:]), (order[80:], order[:80])]
+    splits.append((np.flatnonzero(ytr != "gen-b"), np.arange(len(ytr))))  # gen-b withheld
+    grid = [{"C": 0.1}, {"C": 10.0}]
+    head = LinearHead(tol=1e-9, standardize=False)
+    fast, refit = head.cross_decisions(Z, ytr, splits, grid, refit=True)
+    # the batched path scales each split's C by (all rows / its rows); one by one, the same
+    slow = [
+        [Head.cross_decisions(head, Z, ytr, [sp], [{"C": g["C"] * len(ytr) / len(sp[0])}])[0][0][0]
+         for sp in splits]
+        for g in grid
+    ]  # fmt: skip
+    refit2 = Head.cross_decisions(head, Z, ytr, [], grid, refit=True)[1]
+    for row_fast, row_slow in zip(fast, slow):
+        for a, b in zip(row_fast, row_slow):
+            assert np.array_equal(np.isfinite(a), np.isfinite(b))
+            assert np.allclose(a[np.isfinite(b)], b[np.isfinite(b)], atol=1e-3)
+    assert np.isneginf(fast[0][2][:, list(head._labels(ytr)[0]).index("gen-b")]).all()
+    for a, b in zip(refit, refit2):
+        assert np.allclose(a.decision_function(Z), b.decision_function(Z), atol=1e-3)
+
+
+def test_batched_solver_matches_sklearn_on_row_subsets_and_wide_features():
+    """Row subsets, a withheld class and more dimensions than rows (the Gram-matrix basis):
+    each problem reaches scikit-learn's optimum on its own rows."""
+    from originprobe.heads._logistic import (
+        Basis,
+        Problem,
+        _weights,
+        balanced_weights,
+        objective,
+        solve,
+    )
+
+    rng = np.random.default_rng(0)
+    for n, D in ((300, 40), (200, 500)):
+        y = rng.integers(0, 4, n)
+        X = rng.normal(size=(n, D)) + 0.5 * rng.normal(size=(4, D))[y]
+        basis = Basis(X, _weights(y, 4, None, True)[0])
+        rows = np.flatnonzero(y != 2)[:150]
+        problems = [Problem(0.1), Problem(10.0), Problem(0.1, rows)]
+        for (v, fit), p in zip(solve(basis, y, 4, problems, tol=1e-8), problems):
+            r = np.arange(n) if p.rows is None else p.rows
+            sk = LogisticRegression(C=p.C, tol=1e-10, max_iter=5000,
+                                    class_weight="balanced").fit(X[r], y[r])  # fmt: skip
+            coef, icpt = basis.to_features(v)
+            yy = np.searchsorted(np.flatnonzero(fit.present), y[r])
+            sw = balanced_weights(yy, int(fit.present.sum()))
+            ours = objective(X[r], yy, sw, p.C, coef[fit.present], icpt[fit.present])
+            theirs = objective(X[r], yy, sw, p.C, sk.coef_, sk.intercept_)
+            assert ours <= theirs + 1e-6, (n, D, p.C)
+            assert list(fit.present) == [True, True, p.rows is None, True]

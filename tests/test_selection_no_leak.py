@@ -7,9 +7,6 @@ import pytest
 
 from conftest import DEMO_KNOWN, DEMO_UNKNOWN
 from originprobe.data import Sample, SplitLeakError, hash_samples, load_dataset, make_split
-from originprobe.features import LayerSpec
-from originprobe.heads import LinearHead
-from originprobe.heads.selection import SelectionLeakError, balanced_accuracy, select_head
 from originprobe.openset import calibrate_threshold
 
 
@@ -68,47 +65,57 @@ def test_split_check_refuses_leaks(realgen_samples):
         split.check()
 
 
-def _blobs(rng, labels, n=30, d=8):
-    X = np.vstack([rng.normal(i * 3.0, 1.0, (n, d)) for i, _ in enumerate(labels)])
-    return X, np.repeat(np.array(labels, dtype=object), n)
+def test_no_test_or_unknown_image_reaches_selection_or_the_threshold(
+    small_realgen, shared_cache, monkeypatch
+):
+    """Through the whole preparation and fit of `evaluate`, every head fitted, every
+    cross-validation and every score fitted sees known-class training rows only: no row of the
+    test split (known or unknown class) is ever among them."""
+    from originprobe.heads.base import Head
+    from originprobe.heads.linear import LinearHead
+    from originprobe.pipeline.config import RunConfig
+    from originprobe.pipeline.fitting import fit_prepared
+    from originprobe.pipeline.prepare import prepare
+
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def spy(original):
+        def wrapped(self, X, y, *args, **kw):
+            seen.append((np.asarray(X, np.float32), np.asarray(y, dtype=object)))
+            return original(self, X, y, *args, **kw)
+
+        return wrapped
+
+    for cls, name in ((Head, "cross_decisions"), (LinearHead, "cross_decisions"),
+                      (LinearHead, "fit"), (Head, "fit_grid")):  # fmt: skip
+        monkeypatch.setattr(cls, name, spy(getattr(cls, name)))
+    cfg = RunConfig(
+        data=str(small_realgen), known=DEMO_KNOWN, backbone="efficientnet-lite0",
+        layers="stage4,stage5", runtime={"cache": str(shared_cache)}, head="linear",
+    )  # fmt: skip
+    p = prepare(cfg)
+    att = fit_prepared(p)
+    assert seen, "no fit was observed"
+    test = p.table("test", att.layer_)
+    test_rows = {r.tobytes() for r in test.astype(np.float32)}
+    for X, y in seen:
+        assert set(y.tolist()) <= set(DEMO_KNOWN)
+        if X.shape[1] == test.shape[1]:
+            assert not any(r.tobytes() in test_rows for r in X)
+    # the threshold's scores are out-of-fold scores of the training rows only
+    assert len(att.classifier_.oof_scores_) == len(p.table.labels("dev"))
+    assert set(p.table.labels("dev")) == set(DEMO_KNOWN)
 
 
-def test_selection_refuses_unknown_labels_and_uses_validation_only():
-    rng = np.random.default_rng(0)
-    known = ["real", "a", "b"]
-    Xtr, ytr = _blobs(rng, known)
-    Xva, yva = _blobs(rng, known)
-    L = LayerSpec.parse("L")
-    feats = {("train", L): Xtr, ("val", L): Xva}
+def test_fitting_refuses_unknown_labels_among_the_training_rows(small_realgen):
+    from originprobe.heads.selection import SelectionLeakError
+    from originprobe.model import FeatureExtractor, prepare_split
+
+    samples, _ = hash_samples(load_dataset(small_realgen).samples)
+    split = make_split(samples, DEMO_KNOWN, seed=0)
+    split.train.append(next(s for s in split.test if s.label in DEMO_UNKNOWN))
     with pytest.raises(SelectionLeakError, match="not known"):
-        select_head(
-            LinearHead,
-            lambda r, l: feats[(r, l)],
-            [L],
-            ytr,
-            np.r_[yva, np.array(["unknown-gen"], object)],
-            known,
-        )
-    with pytest.raises(SelectionLeakError, match="not known"):
-        select_head(
-            LinearHead,
-            lambda r, l: feats[(r, l)],
-            [L],
-            np.r_[ytr[:-1], np.array(["unknown-gen"], object)],
-            yva,
-            known,
-        )
-    roles = []
-
-    def spy(role, layer):
-        roles.append(role)
-        return feats[(role, layer)]
-
-    sel = select_head(LinearHead, spy, [L], ytr, yva, known, {"C": [0.01, 1.0]})
-    assert set(roles) == {"train", "val"}
-    assert balanced_accuracy(yva, sel.head.predict(Xva)) == max(
-        r.val_balanced_accuracy for r in sel.rows
-    )
+        prepare_split(split, FeatureExtractor("efficientnet-lite0"), 0)
 
 
 def test_threshold_keeps_target_fraction_of_known_validation():
@@ -119,38 +126,3 @@ def test_threshold_keeps_target_fraction_of_known_validation():
     assert calibrate_threshold(s, 1.0) == s.min()
 
 
-def test_layers_are_combined_only_while_validation_improves():
-    """Layer "a" tells classes {0,1} from {2,3}, layer "b" tells 0 from 1 and 2 from 3, layer
-    "noise" tells nothing: validation alone must pick "a+b" and leave "noise" out."""
-    rng = np.random.default_rng(0)
-    n = 1200
-    y = rng.integers(0, 4, n)
-    a = np.c_[(y >= 2) * 3.0 + rng.normal(size=n), rng.normal(size=n)]
-    b = np.c_[(y % 2) * 3.0 + rng.normal(size=n), rng.normal(size=n)]
-    layers = {"a": a, "b": b, "noise": rng.normal(size=(n, 2))}
-    labels = np.array([f"c{i}" for i in y], dtype=object)
-    tr, va = np.arange(n) < 800, np.arange(n) >= 800
-
-    def features(role, spec):
-        X = np.hstack([layers[p] for p in spec.parts])
-        return X[tr] if role == "train" else X[va]
-
-    known = sorted(set(labels))
-    grid = {"C": [1.0]}
-    specs = [LayerSpec.parse(l) for l in ("noise", "a", "b")]
-    single = select_head(
-        LinearHead, features, specs, labels[tr], labels[va], known, param_grid=grid, combine=1
-    )
-    assert str(single.layer) in ("a", "b")
-    combined = select_head(
-        LinearHead, features, specs, labels[tr], labels[va], known, param_grid=grid, combine=3
-    )
-    assert str(combined.layer) == "a+b"  # canonical order of the given layers, noise not added
-    best = combined.best_per_layer()
-    assert (
-        best[LayerSpec.parse("a+b")].val_balanced_accuracy
-        > 0.85
-        > best[single.layer].val_balanced_accuracy
-    )
-    assert "noise+a+b" in {str(r.layer) for r in combined.rows}  # tried, and rejected
-    assert combined.head.coef_.shape[1] == 4

@@ -152,7 +152,11 @@ class LinearHead(Head):
                 cache[key] = made
         mean, scale, basis = made if cache is None else cache[key]
         Cs = [float(p.get("C", self.C)) for p in grid]
-        problems = [Problem(C, np.asarray(tr)) for C in Cs for tr, _ in splits]
+        # a fold's C is scaled by (all rows / its rows): its penalty per unit of data is the
+        # refit's, so its scores have the refit's scale (an out-of-fold threshold then keeps
+        # about `target_tpr` of new known images, not more)
+        n = len(y_idx)
+        problems = [Problem(C * n / max(len(tr), 1), np.asarray(tr)) for C in Cs for tr, _ in splits]
         problems += [Problem(C) for C in Cs] if refit else []
         solved = solve(basis, y_idx, K, problems, balanced, self.tol, self.max_iter)
         decisions = []

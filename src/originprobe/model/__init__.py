@@ -4,10 +4,10 @@ chosen by cross-validation (`selection`, `crossval`), and its bundle format. Eve
 (evaluation, reports, the command line, the service) holds one and never re-implements its
 decisions."""
 
-from .attributor import DEFAULT_TARGET_TPR, Attributor
+from .attributor import Attributor
 from .bundle import BundleError
 from .crossval import Estimate, SelectionConfig
-from .estimator import Decisions, OpenSetClassifier, check_params
+from .estimator import DEFAULT_TARGET_TPR, Decisions, OpenSetClassifier, check_params
 from .evidence import Attribution
 from .extractor import FeatureExtractor
 from .preparation import Prepared, prepare_split

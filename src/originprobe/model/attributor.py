@@ -34,20 +34,20 @@ from ..data import Dataset, Problem, Sample, hash_samples, load_dataset, make_sp
 from ..data.perturb import Perturbation
 from ..errors import ConfigError
 from ..features import ImageInput, LayerRows, LayerSpec, base_layers, parse_layer_list
+from ..heads.selection import check_roles
 from ..openset import UNKNOWN
 from ..provenance import EvidenceReader
 from ..runtime import Runtime
 from ..training import TrainConfig
 from .bundle import SCHEMA, network_file, read_model, write_bundle
 from .crossval import CrossValidation, SelectionConfig
-from .estimator import Decisions, OpenSetClassifier, check_params
+from .estimator import DEFAULT_TARGET_TPR, Decisions, OpenSetClassifier, check_params
 from .evidence import Attribution, with_evidence
 from .extractor import FeatureExtractor
 from .preparation import Prepared, prepare_split
 from .selection import LayerSearch
 
 FEATURES = "features"  # the layer name of features handed to `fit_features` as one array
-DEFAULT_TARGET_TPR = 0.85  # share of known images kept; see the README's threshold study
 SETTINGS = ("provenance", "c2pa_trust")  # prediction settings beside the runtime
 
 
@@ -217,6 +217,7 @@ class Attributor(BaseEstimator):
     def fit_prepared(self, p: Prepared) -> "Attributor":
         """The last step of every fit: the model on a prepared split's training features."""
         self._extractor = p.extractor
+        check_roles(p.table.labels("dev"), p.split.known_classes)
         dev = p.split.counts()
         counts = {"train": {c: dev.get("train", {}).get(c, 0) + dev.get("val", {}).get(c, 0)
                             for c in p.split.known_classes}}  # fmt: skip

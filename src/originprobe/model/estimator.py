@@ -1,13 +1,13 @@
 """`OpenSetClassifier`: head + open-set score + reject threshold on feature rows, as one
 scikit-learn estimator.
 
-    clf = OpenSetClassifier(head="linear", score="auto").fit(X, y)    # X: (n, D) known classes
+    clf = OpenSetClassifier(head="linear", open_set_score="auto").fit(X, y)  # known classes
     clf.predict(X_new)             # a known class, or "unknown" below the threshold
     clf.decision_function(X_new)   # the open-set score: higher = more likely known
     clf.predict_proba(X_new)       # the head's posterior over the known classes
 
-`fit` chooses what is not fixed (the head's parameters, such as C, and with ``score="auto"`` the
-score) by cross-validation on the rows given (`model.crossval`: stratified folds and leave one
+`fit` chooses what is not fixed (the head's parameters, such as C, and with
+``open_set_score="auto"`` the score) by cross-validation on the rows given (`model.crossval`: stratified folds and leave one
 known generator out), sets the reject threshold at `target_tpr` of the out-of-fold scores of
 every row, and refits the head on every row. It follows the estimator contract: `__init__`
 stores, `fit` validates and learns, learned state ends in `_`; `clone`, `Pipeline` and
@@ -41,6 +41,7 @@ from ..openset import (
 from .crossval import CrossValidation, Scored, SelectionConfig, best
 
 REFERENCE_PER_CLASS = 2000  # training rows per class a model keeps (scores, enrolment)
+DEFAULT_TARGET_TPR = 0.85  # share of known images kept; see the README's threshold study
 
 
 @dataclass
@@ -58,7 +59,7 @@ class Decisions:
 def check_params(
     head: str = "linear",
     score: str | None = "auto",
-    target_tpr: float = 0.95,
+    target_tpr: float = DEFAULT_TARGET_TPR,
     head_params: Mapping[str, Any] | None = None,
     seed: int = 0,
 ) -> list[str]:
@@ -86,9 +87,9 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
     head : str
         A registered head (`originprobe.heads.HEADS`): ``linear``, ``knn``, ``gaussian``,
         ``ncm``, ``reference``.
-    score : str
+    open_set_score : str
         An open-set score the head supports, or ``auto``: the decision-only score with the best
-        leave-one-generator-out estimate.
+        leave-one-generator-out estimate. (Not `score`: that is the estimator's accuracy.)
     target_tpr : float
         Share of known images the reject threshold keeps, measured on out-of-fold scores.
     head_params : mapping or None
@@ -110,6 +111,8 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         The known classes.
     estimate_ : Estimate
         The chosen candidate's known-only cross-validated figures.
+    oof_scores_ : ndarray
+        Out-of-fold open-set scores of every training row (the threshold's).
     cv_results_ : list of Scored
         Every candidate tried.
     """
@@ -117,14 +120,14 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
     def __init__(
         self,
         head: str = "linear",
-        score: str = "auto",
-        target_tpr: float = 0.95,
+        open_set_score: str = "auto",
+        target_tpr: float = DEFAULT_TARGET_TPR,
         head_params: Mapping[str, Any] | None = None,
         selection: SelectionConfig | Mapping[str, Any] | None = None,
         seed: int = 0,
     ):
         self.head = head
-        self.score = score
+        self.open_set_score = open_set_score
         self.target_tpr = target_tpr
         self.head_params = head_params
         self.selection = selection
@@ -141,7 +144,9 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
 
     def candidates(self) -> tuple[Head, list[dict], list[str]]:
         """(the head prototype, the parameter grid left to choose, the score candidates)."""
-        scores = check_params(self.head, self.score, self.target_tpr, self.head_params, self.seed)
+        scores = check_params(
+            self.head, self.open_set_score, self.target_tpr, self.head_params, self.seed
+        )
         fixed = dict(self.head_params or {})
         prototype = head_factory(self.head, self.seed)(**fixed)
         grid_spec = {k: v for k, v in prototype.param_grid.items() if k not in fixed}
@@ -165,7 +170,8 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         self.fits_ = cv.fits
         self._set_fitted(chosen.refit, chosen.score, X, y)
         self.params_, self.estimate_ = dict(chosen.params), chosen.estimate
-        self.threshold_ = calibrate_threshold(chosen.oof_scores, float(self.target_tpr))
+        self.oof_scores_ = chosen.oof_scores  # every training row's, from a head without it
+        self.threshold_ = calibrate_threshold(self.oof_scores_, float(self.target_tpr))
         return self
 
     def _set_fitted(self, head: Head, score: str, X: np.ndarray, y: np.ndarray) -> None:
@@ -187,7 +193,7 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
     ) -> "OpenSetClassifier":
         """A fitted classifier from saved parts (a bundle): the head, the score refitted on the
         reference rows, the threshold as saved."""
-        clf = cls(head=head.name, score=score, **params)
+        clf = cls(head=head.name, open_set_score=score, **params)
         clf.head_, clf.classes_ = head, np.asarray(head.classes_, dtype=object)
         clf.reference_, clf.score_name_ = reference, score
         clf.score_ = fit_score(score, *reference, head)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from ..data import OpenSetSplit, Problem
 from ..data.samples import without_failed
 from ..features import ExtractionReport, LayerSpec
+from ..heads.selection import SelectionLeakError, check_roles
 from .extractor import FeatureExtractor, FeatureTable, canonical
 
 
@@ -57,6 +58,9 @@ def prepare_split(
     """Networks trained (cross-fitted) on the split's known-class training images, then every
     role's features extracted (see the module doc); `problems`: files skipped before this."""
     dev = dev_samples(split)
+    check_roles([s.label for s in dev], split.known_classes)  # only known classes train
+    if {s.sha256 for s in dev} & {s.sha256 for s in split.test}:
+        raise SelectionLeakError("a test image is also a training image")
     extractor.fit(dev, split.known_classes, seed)
     table, report = extractor.extract({"dev": dev, "test": list(split.test)})
     problems = list(problems) + report.errors

@@ -39,6 +39,7 @@ from .crossval import CrossValidation, Scored, SelectionConfig, best
 from .estimator import OpenSetClassifier
 
 SCREEN_TOP = 3  # single layers cross-validated after proxy screening
+FORWARD_GAIN = 0.005  # criterion gain a layer must bring to be added by forward selection
 SCREEN_COST = 2e9  # layers × classes × dims × rows above which forward selection screens
 
 Mapper = Callable[[Callable, list], Iterable]
@@ -139,7 +140,7 @@ class LayerSearch:
             self.score_all([LayerSpec((l,)) for l in singles])
         else:
             proxy = self.forward(singles, widths)
-        layer, chosen = self.best()
+        layer, chosen = self.best(getattr(self, "kept", None))
         rows = [
             {"layer": str(spec), "params": c.params, "score": c.score, **c.estimate.to_dict()}
             for spec, cands in self.scored.items()
@@ -151,8 +152,10 @@ class LayerSearch:
                            self.fits, None if self.index is None else len(self.index),
                            proxy)  # fmt: skip
 
-    def best(self) -> tuple[LayerSpec, Scored]:
-        flat = [(spec, c) for spec, cands in self.scored.items() for c in cands]
+    def best(self, only: LayerSpec | None = None) -> tuple[LayerSpec, Scored]:
+        """The best candidate (of layer spec `only`, when given: forward selection's)."""
+        flat = [(spec, c) for spec, cands in self.scored.items() for c in cands
+                if only is None or spec == only]  # fmt: skip
         winner = best([c for _, c in flat], self.config.tie)
         return next(spec for spec, c in flat if c is winner), winner
 
@@ -189,11 +192,15 @@ class LayerSearch:
             if proxy:
                 candidates = [max(candidates, key=lambda c: self._proxy_spec(c, proxy))]
             self.score_all(candidates)
-            top = self.best()[0]
-            if top == layer or top not in candidates:
+            top = max(candidates, key=self._criterion)
+            if self._criterion(top) < self._criterion(layer) + FORWARD_GAIN:
                 break
             layer = top
+        self.kept = layer
         return proxy
+
+    def _criterion(self, spec: LayerSpec) -> float:
+        return max(c.estimate.criterion for c in self.scored[spec])
 
     def _proxy(self, singles: list[str]) -> dict[str, float]:
         train, test = self.cv.folds[0]
