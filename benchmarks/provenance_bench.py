@@ -24,7 +24,7 @@ def main(data: Path, work: Path, quick: bool) -> None:
     model_dir = work / "provenance-model"
     if not (model_dir / "model.json").is_file():
         fit_set = recrops(data, work / "recrops-500", 500)
-        att = Attributor(cache=str(work / "cache"))
+        att = Attributor(runtime={"cache": str(work / "cache")})
         att.fit(fit_set, known=KNOWN).save(model_dir)
     times: dict[bool, list[float]] = {True: [], False: []}
     for _ in range(2):

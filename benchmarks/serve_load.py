@@ -35,8 +35,7 @@ def _model(data: Path, work: Path) -> Path:
         att = Attributor(
             backbone="efficientnet-lite0",
             layers="stage5",
-            combine_layers=1,
-            cache=str(work / "serve-cache"),
+            runtime={"cache": str(work / "serve-cache")},
         )
         att.fit(str(data / "manifest.csv"), known=KNOWN).save(out)
     return out

@@ -53,7 +53,7 @@ def test_version_and_help_show_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "(default: linear)" in text and "(default: 0.95)" in text and "--engine" in text
+    assert "(default: linear)" in text and "(default: 0.85)" in text and "--engine" in text
 
 
 def test_config_replay_gives_the_same_table(first_run, shared_cache, tmp_path):
@@ -99,7 +99,7 @@ def test_config_replay_gives_the_same_table(first_run, shared_cache, tmp_path):
 def test_results_record_provenance_and_files_have_normal_modes(
     first_run, small_realgen, shared_cache, tmp_path
 ):
-    prov = json.loads((first_run / "results.json").read_text())["provenance"]
+    prov = json.loads((first_run / "results.json").read_text())["software"]
     assert {"originprobe", "python", "torch", "timm", "scikit-learn", "numpy"} <= set(
         prov["versions"]
     )
@@ -192,6 +192,8 @@ def test_predict_writes_csv_and_jsonl_and_never_overwrites(
                 "efficientnet-lite0",
                 "--layers",
                 "stage5",
+                "--score",
+                "msp",  # a probability: no score reaches 1.01 below
             ]
         )
         == 0

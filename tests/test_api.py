@@ -26,8 +26,9 @@ KNOWN3 = ["real", "dalle-mini", "latent-diffusion"]
 def fitted(realgen, shared_cache, tmp_path_factory):
     data = write_subset(realgen, tmp_path_factory.mktemp("api-data"), {c: 40 for c in KNOWN3})
     att = Attributor(
-        backbone="efficientnet-lite0", layers="stage5,head", cache=str(shared_cache)
-    ).fit(data, known=KNOWN3)
+        backbone="efficientnet-lite0", layers="stage5,head", score="msp",
+        runtime={"cache": str(shared_cache)},
+    ).fit(data, known=KNOWN3)  # fmt: skip
     return att, data
 
 
@@ -86,7 +87,7 @@ def test_fit_features_with_arrays_and_with_layers(fitted):
         plain.predict([np.zeros((8, 8, 3), np.uint8)])
     rng = np.random.default_rng(0)
     layers = {"good": X, "noise": rng.normal(size=(len(X), 4)).astype(np.float32)}
-    chosen = Attributor(combine_layers=1).fit_features(layers, y)
+    chosen = Attributor(selection={"layer_search": "single"}).fit_features(layers, y)
     assert str(chosen.layer_) == "good"
 
 
@@ -98,18 +99,15 @@ def test_every_head_msp_score_is_the_printed_top1_probability(
     probability printed beside it, and the CLI and the API give the same answer."""
     att, data = fitted
     X, y = att.reference_
-    Xv, yv = att.calibration_
     model = Attributor(
         backbone="efficientnet-lite0", head=head, score="msp", layers=str(att.layer_)
     ).use_backbone(att.load_backbone())
-    model.fit_features(
-        {p: X[:, sl] for p, sl in _slices(att)}, y, {p: Xv[:, sl] for p, sl in _slices(att)}, yv
-    )
+    model.fit_features({p: X[:, sl] for p, sl in _slices(att)}, y)
     model.save(tmp_path / "m")
     imgs = _images(realgen, "real", 300, 2) + _images(realgen, "midjourney-v3", 0, 2)
     capsys.readouterr()
     assert main(["predict", str(tmp_path / "m"), *map(str, imgs), "--json", "--quiet"]) == 0
-    cli = json.loads(capsys.readouterr().out)["predictions"]
+    cli = json.loads(capsys.readouterr().out)["results"]
     api = [a.to_dict() for a in Attributor.load(tmp_path / "m").predict(imgs)]
     assert cli == api
     for p in cli:
@@ -136,13 +134,10 @@ def test_enroll_works_from_the_bundle_alone_for_every_head(head, fitted, realgen
     """A bundle copied to another place, with no feature cache anywhere, enrols a generator."""
     att, _ = fitted
     X, y = att.reference_
-    Xv, yv = att.calibration_
     model = Attributor(
         backbone="efficientnet-lite0", head=head, layers=str(att.layer_)
     ).use_backbone(att.load_backbone())
-    model.fit_features(
-        {p: X[:, sl] for p, sl in _slices(att)}, y, {p: Xv[:, sl] for p, sl in _slices(att)}, yv
-    )
+    model.fit_features({p: X[:, sl] for p, sl in _slices(att)}, y)
     model.save(tmp_path / "a")
     shutil.copytree(tmp_path / "a", tmp_path / "elsewhere")
     copied = Attributor.load(tmp_path / "elsewhere")
@@ -233,6 +228,7 @@ def test_readme_python_example_runs(realgen, shared_cache, tmp_path):
     code = section.split("```python", 1)[1].split("```", 1)[0]
     code = code.replace('"../shared/data/realgen"', repr(str(realgen)))
     code = code.replace('".cache/features"', repr(str(shared_cache)))
+    assert repr(str(shared_cache)) in code  # the example uses the session's feature cache
     r = subprocess.run(
         [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=1200
     )

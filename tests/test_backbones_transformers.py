@@ -241,7 +241,9 @@ def test_extraction_stores_every_block_from_one_pass(tmp_path, realgen):
     calls, h = _count_calls(bb.net.patch_embed)
     samples = load_dataset(realgen).samples[:10]
     store = open_store(tmp_path / "cache", bb)
-    rep = extract_features(samples, bb, store, batch_size=10, num_workers=0, progress=False)
+    from originprobe.runtime import Runtime
+
+    rep = extract_features(samples, bb, store, None, Runtime(batch_size=10, workers=0))
     h.remove()
     assert rep.computed == 10 and calls["n"] == 1
     assert store.layers() == sorted(bb.layer_names)

@@ -21,15 +21,15 @@ KNOWN = ",".join(DEMO_KNOWN)
 
 @pytest.fixture(scope="module")
 def run_dir(small_realgen, shared_cache, tmp_path_factory, monkeypatch_module):
-    """One evaluate run; every call that fits the head is recorded."""
+    """One evaluate run; every cross-validation of the head is recorded (rows, labels)."""
     fitted = []
-    orig_fit_grid = LinearHead.fit_grid
+    orig = LinearHead.cross_decisions
 
-    def spy_fit_grid(self, Xs, y, grid):
-        fitted.extend((len(X), set(np.asarray(y).tolist())) for X in Xs)
-        return orig_fit_grid(self, Xs, y, grid)
+    def spy(self, X, y, *args, **kw):
+        fitted.append((len(X), set(np.asarray(y).tolist())))
+        return orig(self, X, y, *args, **kw)
 
-    monkeypatch_module.setattr(LinearHead, "fit_grid", spy_fit_grid)
+    monkeypatch_module.setattr(LinearHead, "cross_decisions", spy)
     out = tmp_path_factory.mktemp("run")
     rc = main(
         [
@@ -76,9 +76,9 @@ def test_evaluate_writes_all_required_results(run_dir):
             assert 0.0 <= v <= 1.0, key
     assert set(res["open_set"]["per_unknown_auroc"]) == set(DEMO_UNKNOWN)
     assert all(0 <= v <= 1 for v in res["open_set"]["per_unknown_auroc"].values())
-    # a single layer or a validation-chosen concatenation of the layers asked for
-    parts = res["selected"]["layer"].split("+")
-    assert 1 <= len(parts) <= 3 and set(parts) <= {"stage4", "stage5", "head"}
+    # the layers asked for, combined as the layer search does (auto: concatenated)
+    assert res["selected"]["layer"] == "stage4+stage5+head"
+    assert {c["layer"] for c in res["candidates"]} == {"stage4+stage5+head"}
     assert res["selected"]["C"] in LinearHead.param_grid["C"]
     assert res["known_classes"] == DEMO_KNOWN
     assert sorted(res["unknown_classes"]) == sorted(DEMO_UNKNOWN)
@@ -87,7 +87,7 @@ def test_evaluate_writes_all_required_results(run_dir):
     # the head is clearly better than chance even on this small subset
     assert res["closed_set"]["accuracy"] > 0.5
     md = (out / "results.md").read_text()
-    assert "OSCR" in md and "selected" in md
+    assert "OSCR" in md and "chosen" in md and "known-only estimate" in md
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["known"] == DEMO_KNOWN and cfg["seed"] == 0
     assert (out / "errors.csv").read_text().splitlines() == ["path,reason"]
@@ -98,11 +98,11 @@ def test_evaluate_writes_all_required_results(run_dir):
 def test_heads_are_fitted_on_known_training_classes_only(run_dir):
     out, fitted = run_dir
     res = json.loads((out / "results.json").read_text())
-    n_train = sum(res["counts"]["train"].values())
+    n_train = sum(res["counts"]["train"].values()) + sum(res["counts"]["val"].values())
     assert fitted, "the head was never fitted"
     for n, labels in fitted:
-        assert labels <= set(DEMO_KNOWN)
-        assert n == n_train  # never validation or test rows
+        assert labels == set(DEMO_KNOWN)
+        assert n == n_train  # every known-class training image, never a test row
 
 
 def test_second_run_recomputes_nothing(run_dir, small_realgen, shared_cache, tmp_path):
@@ -190,7 +190,7 @@ def test_fit_predict_and_bundle_integrity(small_realgen, shared_cache, tmp_path,
         == 0
     )
     meta = json.loads((model / "model.json").read_text())
-    assert meta["format_version"] == 2 and meta["classes"] == sorted(DEMO_KNOWN)
+    assert meta["format_version"] == 3 and meta["classes"] == sorted(DEMO_KNOWN)
     assert sorted(p.name for p in model.iterdir()) == [
         "head.safetensors",
         "model.json",
@@ -205,7 +205,7 @@ def test_fit_predict_and_bundle_integrity(small_realgen, shared_cache, tmp_path,
     ]
     assert main(["predict", str(model), *map(str, imgs), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    preds = out["predictions"]
+    preds = [r for r in out["results"] if r["label"]]
     assert len(preds) == 1 + len(list((realgen / "pixray-vqgan").iterdir()))
     for p in preds:
         assert p["label"] in DEMO_KNOWN + ["unknown"]
@@ -213,7 +213,8 @@ def test_fit_predict_and_bundle_integrity(small_realgen, shared_cache, tmp_path,
         probs = [t["probability"] for t in p["probabilities"]]
         assert probs == sorted(probs, reverse=True) and 0 <= probs[0] <= 1
         assert (p["label"] == "unknown") == (p["score"] < out["threshold"])
-        assert p["score"] == pytest.approx(probs[0], abs=1e-6)  # msp: the score is top-1
+        if out["score"] == "msp":  # the score is the top-1 probability
+            assert p["score"] == pytest.approx(probs[0], abs=1e-6)
     # plain text output names each file and its verdict
     assert main(["predict", str(model), str(imgs[0])]) == 0
     line = capsys.readouterr().out.strip()
@@ -343,7 +344,7 @@ def test_enroll_a_new_generator_keeps_earlier_classes(realgen, shared_cache, tmp
         assert main(["predict", str(model), *map(str, paths), "--json"]) == 0
         return {
             Path(p["source"]).name: p["closest"]
-            for p in json.loads(capsys.readouterr().out)["predictions"]
+            for p in json.loads(capsys.readouterr().out)["results"]
         }
 
     before = [predictions(paths) for paths in check_known]

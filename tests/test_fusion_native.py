@@ -12,6 +12,9 @@ from originprobe import Attributor
 from originprobe.backbones import load_backbone
 from originprobe.data import Sample
 from originprobe.features import extract_arrays, extract_features, open_store
+from originprobe.runtime import Runtime
+
+W0 = Runtime(workers=0)  # decode in the calling thread
 
 
 @pytest.fixture(scope="module")
@@ -57,21 +60,19 @@ def test_fusion_is_its_members_side_by_side(realgen, lite0, tmp_path):
     assert "efficientnet-lite0@native/head" in fused.layer_names
     assert "forensic/spectrum" in fused.layer_names
     want = ["efficientnet-lite0/stage5", "efficientnet-lite0@native/head", "forensic/residual"]
-    f, order, errors, _ = extract_arrays(paths, fused, want, workers=0)
+    f, order, errors, _ = extract_arrays(paths, fused, want, W0)
     assert order == list(range(6)) and len(errors) == 1 and "missing.png" in errors[0].path
-    a, _, _, _ = extract_arrays(paths[:6], lite0, ["stage5"], workers=0)
-    b, _, _, _ = extract_arrays(
-        paths[:6], load_backbone("efficientnet-lite0@native"), ["head"], workers=0
-    )
-    c, _, _, _ = extract_arrays(paths[:6], load_backbone("forensic"), ["residual"], workers=0)
+    a, _, _, _ = extract_arrays(paths[:6], lite0, ["stage5"], W0)
+    b, _, _, _ = extract_arrays(paths[:6], load_backbone("efficientnet-lite0@native"), ["head"], W0)
+    c, _, _, _ = extract_arrays(paths[:6], load_backbone("forensic"), ["residual"], W0)
     np.testing.assert_allclose(f[want[0]], a["stage5"], atol=1e-5)
     np.testing.assert_allclose(f[want[1]], b["head"], atol=1e-5)
     np.testing.assert_allclose(f[want[2]], c["residual"], atol=1e-5)
     assert not np.allclose(
         a["stage5"],
-        extract_arrays(
-            paths[:6], load_backbone("efficientnet-lite0@native"), ["stage5"], workers=0
-        )[0]["stage5"],
+        extract_arrays(paths[:6], load_backbone("efficientnet-lite0@native"), ["stage5"], W0)[0][
+            "stage5"
+        ],
         atol=1e-3,
     )
 
@@ -79,13 +80,11 @@ def test_fusion_is_its_members_side_by_side(realgen, lite0, tmp_path):
 def test_fusion_store_reuses_what_each_member_has(realgen, lite0, tmp_path):
     samples = [Sample(path=p, label="x") for p in sorted((realgen / "real").iterdir())[:20]]
     cache = tmp_path / "cache"
-    r0 = extract_features(samples, lite0, open_store(cache, lite0), ["stage5"], progress=False)
+    r0 = extract_features(samples, lite0, open_store(cache, lite0), ["stage5"])
     assert r0.computed == 20
     fused = load_backbone("efficientnet-lite0+forensic")
     store = open_store(cache, fused)
-    r = extract_features(
-        samples, fused, store, ["efficientnet-lite0/stage5", "forensic/spectrum"], progress=False
-    )
+    r = extract_features(samples, fused, store, ["efficientnet-lite0/stage5", "forensic/spectrum"])
     assert r.computed == 20 and r.cached == 0  # forensic computed; lite0 rows reused
     assert len(list((cache).glob("efficientnet-lite0-*/shard-*"))) == 1  # nothing rewritten
     from originprobe.data.samples import hash_samples
@@ -96,7 +95,7 @@ def test_fusion_store_reuses_what_each_member_has(realgen, lite0, tmp_path):
         open_store(cache, lite0).load([s.sha256 for s in hashed], "stage5"),
     )
     again = extract_features(
-        samples, fused, store, ["efficientnet-lite0/stage5", "forensic/spectrum"], progress=False
+        samples, fused, store, ["efficientnet-lite0/stage5", "forensic/spectrum"]
     )
     assert again.computed == 0 and again.cached == 20
 
@@ -107,7 +106,7 @@ def test_a_fused_model_fits_saves_loads_and_predicts(realgen, shared_cache, tmp_
     att = Attributor(
         backbone="efficientnet-lite0+forensic",
         layers="efficientnet-lite0/stage5,forensic/residual,forensic/spectrum",
-        cache=str(shared_cache),
+        runtime={"cache": str(shared_cache)},
     ).fit(data, known=known)
     assert all("/" in p for p in att.layer_.parts)
     probe = sorted((realgen / "dalle-mini").iterdir())[150:154]
@@ -128,11 +127,11 @@ def test_forensic_spectrum_sees_a_periodic_upsampling_trace(realgen):
     trace[::2, ::2] += 6  # a period-2 grid, as a stride-2 upsampling leaves
     trace = np.clip(trace, 0, 255).astype(np.uint8)
     f, _, _, _ = extract_arrays(
-        [img.astype(np.uint8), trace], bb, ["spectrum", "residual", "autocorr"], workers=0
+        [img.astype(np.uint8), trace], bb, ["spectrum", "residual", "autocorr"], W0
     )
     for v in f.values():
         assert np.isfinite(v).all()
     peak_half_freq = 24 + 2  # peak features after the 24 radial bins: (1/2, 1/2) is third
     assert f["spectrum"][1, peak_half_freq] > f["spectrum"][0, peak_half_freq] + 1.0
-    g, _, _, _ = extract_arrays([img.astype(np.uint8)], bb, ["spectrum"], workers=0)
+    g, _, _, _ = extract_arrays([img.astype(np.uint8)], bb, ["spectrum"], W0)
     np.testing.assert_allclose(g["spectrum"][0], f["spectrum"][0], rtol=1e-4, atol=1e-4)

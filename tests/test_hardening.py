@@ -31,9 +31,9 @@ def data3(realgen, tmp_path_factory):
 @pytest.fixture(scope="module")
 def model(data3, shared_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("h-model") / "m"
-    Attributor(backbone="efficientnet-lite0", layers="stage5", cache=str(shared_cache)).fit(
-        data3
-    ).save(out)
+    Attributor(
+        backbone="efficientnet-lite0", layers="stage5", runtime={"cache": str(shared_cache)}
+    ).fit(data3).save(out)
     return out
 
 
@@ -186,7 +186,7 @@ def test_a_partly_damaged_jpeg_is_flagged_and_strict_makes_it_an_error(
     capsys.readouterr()
     assert main(["predict", str(model), str(bad), str(good), "--json", "--quiet"]) == 0
     out = capsys.readouterr()
-    preds = {Path(p["source"]).name: p for p in json.loads(out.out)["predictions"]}
+    preds = {Path(p["source"]).name: p for p in json.loads(out.out)["results"] if p["label"]}
     assert preds["damaged.jpg"]["label"] is not None  # used, and flagged
     assert "damaged JPEG data" in preds["damaged.jpg"]["warning"]
     assert preds["fine.png"]["warning"] is None
@@ -207,11 +207,11 @@ def test_inputs_are_recognised_by_content_and_what_is_skipped_is_listed(
     capsys.readouterr()
     assert main(["predict", str(model), str(folder), "--json", "--quiet"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert sorted(Path(p["source"]).name for p in out["predictions"]) == [
+    assert sorted(Path(p["source"]).name for p in out["results"] if p["label"]) == [
         "no_extension",
         "renamed.dat",
     ]
-    skipped = {Path(p["source"]).name: p["error"] for p in out["skipped"]}
+    skipped = {Path(p["source"]).name: p["error"] for p in out["results"] if p["error"]}
     assert set(skipped) == {"notes.jpg", "report.pdf"}
     assert "not an image" in skipped["notes.jpg"]
 
@@ -326,7 +326,7 @@ def test_one_pixel_limit_configurable_everywhere(model, tmp_path, capsys, monkey
     capsys.readouterr()
     assert main(["predict", str(model), str(img), "--max-pixels", "2000", "--json", "--quiet"]) == 2
     out = capsys.readouterr()
-    skipped = json.loads(out.out)["skipped"]
+    skipped = [r for r in json.loads(out.out)["results"] if r["error"]]
     assert "decompression bomb" in skipped[0]["error"] and "--max-pixels" in skipped[0]["error"]
     assert "2000" in skipped[0]["error"]
     from PIL import Image as PILImage

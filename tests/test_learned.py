@@ -31,7 +31,8 @@ from originprobe.cli import main
 from originprobe.data import hash_samples, load_dataset
 from originprobe.errors import ConfigError
 from originprobe.features import extract_arrays
-from originprobe.training import TrainConfig, train_network
+from originprobe.runtime import Runtime
+from originprobe.training import TrainConfig, TrainRun, train_network
 
 KNOWN = ["real", "dalle-mini", "latent-diffusion"]
 TINY = ["--train-epochs", "2", "--train-patch", "32", "--quiet"]
@@ -74,10 +75,11 @@ def test_multi_crop_features_are_the_mean_of_the_crops(realgen):
     many = load_backbone("efficientnet-lite0@native128x4")
     one = load_backbone("efficientnet-lite0@native128")
     assert many.cache_key() != one.cache_key()
-    pooled = extract_arrays([path], many, ["stage4"], runtime="torch", workers=0)[0]["stage4"]
+    rt = Runtime(backend="torch", workers=0)
+    pooled = extract_arrays([path], many, ["stage4"], rt)[0]["stage4"]
     crops = grid_crops(pixels_of(Image.open(path).convert("RGB")), 128, 4)
     singles = [Image.fromarray(c.permute(1, 2, 0).numpy()) for c in crops]
-    each = extract_arrays(singles, one, ["stage4"], runtime="torch", workers=0)[0]["stage4"]
+    each = extract_arrays(singles, one, ["stage4"], rt)[0]["stage4"]
     np.testing.assert_allclose(pooled[0], each.mean(0), rtol=1e-4, atol=1e-5)
 
 
@@ -94,13 +96,14 @@ import torch
 torch.set_num_threads(1)
 from originprobe.backbones.networks import NetworkConfig
 from originprobe.data import hash_samples, load_dataset
-from originprobe.training import TrainConfig, train_network
+from originprobe.training import TrainConfig, TrainRun, train_network
 samples, _ = hash_samples(load_dataset(sys.argv[1]).samples)
 known = {known!r}
 train = [s for s in samples if s.label in known]
 cfg = TrainConfig(loss="ce", epochs=4, patch=32, per_image=int(sys.argv[3]), seed=3)
 r = train_network(NetworkConfig(widths=(8, 16), embed_dim=16, classes=tuple(known)),
-                  train[::2], train[1::2], cfg, sys.argv[2], key="k", device="cpu", progress=False)
+                  train[::2], train[1::2], cfg, sys.argv[2],
+                  TrainRun(key="k", device="cpu", progress=False))
 print("RESUMED", r.summary["resumed_at_epoch"])
 """
 
@@ -143,14 +146,20 @@ def test_training_is_seeded_and_shows_its_progress(tiny_set, tmp_path, capsys):
     train, val = _samples(tiny_set)
     cfg = TrainConfig(loss="metric", epochs=1, patch=32, per_image=2, seed=5)
     nc = NetworkConfig(widths=(8, 16), embed_dim=16, classes=tuple(KNOWN))
-    runs = [train_network(nc, train, val, cfg, tmp_path / f"{i}.safetensors", key="k",
-                          progress=i == 0) for i in range(2)]  # fmt: skip
+    runs = [train_network(nc, train, val, cfg, tmp_path / f"{i}.safetensors",
+                          TrainRun(key="k", progress=i == 0)) for i in range(2)]  # fmt: skip
     bar = capsys.readouterr().err
     assert "train [metric]" in bar and "loss=" in bar and "img_s=" in bar and "<" in bar  # ETA
     a, b = (load_backbone("learned:forensic-cnn", weights=r.path) for r in runs)
     assert a.weights_id == b.weights_id  # same tensors, so the same feature cache
-    other = train_network(nc, train, val, TrainConfig(**{**cfg.__dict__, "seed": 6}),
-                          tmp_path / "other.safetensors", key="k", progress=False)  # fmt: skip
+    other = train_network(
+        nc,
+        train,
+        val,
+        TrainConfig(**{**cfg.__dict__, "seed": 6}),
+        tmp_path / "other.safetensors",
+        TrainRun(key="k", progress=False),
+    )
     assert load_backbone("learned:forensic-cnn", weights=other.path).weights_id != a.weights_id
     summary = runs[0].summary
     assert summary["loss"] == "metric" and summary["epochs_run"] == 1
@@ -313,8 +322,8 @@ def test_the_python_api_trains_a_learned_backbone_too(tiny_set, tmp_path):
     att.set_runtime(progress=False)
     att.fit(tiny_set, known=KNOWN)
     t = att.load_backbone().info["training"]
-    # the network learns from, and picks its epoch on, the training split alone: the model's
-    # validation images (layer selection, threshold) never reach it
+    # the final network learns from 80% of the known-class training images and picks its
+    # epoch on the other 20%
     assert t["train_images"] > t["val_images"] > 0
     assert t["train_images"] + t["val_images"] == sum(att.counts_["train"].values())
     att.save(tmp_path / "m")
@@ -327,9 +336,10 @@ def test_presets_fill_only_what_is_not_given(realgen):
     from originprobe.pipeline.config import PRESETS, RunConfig
 
     base = {"protocol": "realgen:split1", "root": str(realgen)}
-    assert RunConfig.from_options(base).backbone == "efficientnet-lite2"  # fast: the defaults
+    fast = RunConfig.from_options(base).backbone
+    assert fast == "efficientnet-lite0+efficientnet-lite2"  # fast: the defaults
     acc = RunConfig.from_options({**base, "preset": "accurate"})
-    assert acc.backbone == PRESETS["accurate"]["backbone"] and "learned:" in acc.backbone
+    assert acc.backbone == PRESETS["accurate"]["backbone"] and acc.backbone.count("+") == 2
     mine = RunConfig.from_options({**base, "preset": "accurate", "backbone": "forensic"})
     assert mine.backbone == "forensic"
     with pytest.raises(ConfigError, match="unknown preset"):
@@ -343,7 +353,7 @@ def test_a_damaged_checkpoint_is_reported_and_training_starts_over(tiny_set, tmp
     cfg = TrainConfig(loss="ce", epochs=1, patch=32, per_image=1)
     nc = NetworkConfig(widths=(8, 16), embed_dim=16, classes=tuple(KNOWN))
     with pytest.warns(UserWarning, match="net.ce.checkpoint: unreadable checkpoint"):
-        r = train_network(nc, train, val, cfg, out, key="k", progress=False)
+        r = train_network(nc, train, val, cfg, out, TrainRun(key="k", progress=False))
     assert r.summary["resumed_at_epoch"] == 0 and out.is_file()
 
 
@@ -353,7 +363,9 @@ def test_efficientnet_trains_its_later_stages_on_cached_activation_maps(tiny_set
     train, val = _samples(tiny_set)
     cfg = TrainConfig(loss="ce", epochs=1, patch=64, per_image=1)
     nc = NetworkConfig(arch="efficientnet-lite0", classes=tuple(KNOWN))
-    r = train_network(nc, train, val, cfg, tmp_path / "n.safetensors", key="k", progress=False)
+    r = train_network(
+        nc, train, val, cfg, tmp_path / "n.safetensors", TrainRun("k", progress=False)
+    )
     bb = load_backbone("learned:efficientnet-lite0", weights=r.path)
     pre = bb.preprocessing
     assert (pre.input_size, pre.views, pre.crop) == (256, 1, "native")  # the whole region
@@ -368,6 +380,40 @@ def test_efficientnet_trains_its_later_stages_on_cached_activation_maps(tiny_set
 
     pixels = PatchBank.decode(val[:3], KNOWN, 256, 64)
     maps = ActivationBank.from_pixels(pixels, bb.net, torch.device("cpu")).maps
-    direct = extract_arrays([s.path for s in val[:3]], bb, ["embed"], runtime="torch")[0]
+    direct = extract_arrays([s.path for s in val[:3]], bb, ["embed"], Runtime(backend="torch"))[0]
     np.testing.assert_allclose(embed_maps(bb.net, maps, torch.device("cpu")).numpy(),
                                direct["embed"], rtol=2e-2, atol=2e-2)  # fmt: skip
+
+
+def test_heads_learn_from_cross_fitted_features_of_learned_networks(tiny_set, tmp_path):
+    """A head never learns from features of images their network trained on: the training images
+    are split in parts, each part's features come from the network trained without it, and the
+    final network (trained on every image) serves at inference."""
+    from originprobe.data import make_split
+    from originprobe.model import FeatureExtractor, prepare_split
+
+    samples, _ = hash_samples(load_dataset(tiny_set).samples)
+    split = make_split(samples, KNOWN, [], [], seed=0, fractions=(1.0, 0.0, 0.0))
+    fx = FeatureExtractor("learned:forensic-cnn", layers="embed",
+                          training={"loss": "ce", "epochs": 1, "patch": 32, "per_image": 1},
+                          runtime={"cache": str(tmp_path / "cache")})  # fmt: skip
+    p = prepare_split(split, fx, seed=0)
+    parts = fx.trained_.parts
+    assert len(parts) == 2 and len(fx.trained_.final) == 1
+    dev = p.table.samples["dev"]
+    assert {s.sha256 for _, part in parts for s in part} == {s.sha256 for s in dev}
+    first = parts[0][1]
+    assert {s.sha256 for s in first}.isdisjoint({s.sha256 for s in parts[1][1]})
+    net_without_first = load_backbone(
+        "learned:forensic-cnn", weights=parts[0][0]["learned:forensic-cnn"]
+    )
+    final = load_backbone("learned:forensic-cnn", weights=fx.trained_.final["learned:forensic-cnn"])
+    rt = Runtime(backend="torch", workers=0)
+    row = [i for i, s in enumerate(dev) if s.sha256 == first[0].sha256][0]
+    table_row = p.table("dev", p.layers[0])[row]
+    by_fold = extract_arrays([first[0].path], net_without_first, ["embed"], rt)[0]["embed"][0]
+    by_final = extract_arrays([first[0].path], final, ["embed"], rt)[0]["embed"][0]
+    np.testing.assert_allclose(table_row, by_fold, rtol=1e-2, atol=1e-2)  # float16 cache
+    assert not np.allclose(by_fold, by_final, atol=1e-2)
+    # the fold networks never saw their part: their keys hold the other part's images only
+    assert p.backbone.weights_id == final.weights_id

@@ -362,7 +362,7 @@ def test_extract_and_fit_take_a_protocol(genimage_raw, shared_cache, tmp_path, c
     folder = next((genimage_raw / "ADM").rglob("train/ai"))
     capsys.readouterr()
     assert main(["predict", str(model), str(folder), "--json", "--no-progress"]) == 0
-    preds = json.loads(capsys.readouterr().out)["predictions"]
+    preds = json.loads(capsys.readouterr().out)["results"]
     assert len(preds) == TRAIN_AI
     assert sum(p["closest"] == "ADM" for p in preds) >= TRAIN_AI // 2
 

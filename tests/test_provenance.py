@@ -34,9 +34,9 @@ def files(realgen, tmp_path_factory) -> dict[str, Path]:
 def model_dir(realgen, shared_cache, tmp_path_factory) -> Path:
     data = write_subset(realgen, tmp_path_factory.mktemp("prov-data"), {c: 40 for c in KNOWN3})
     out = tmp_path_factory.mktemp("prov-model") / "model"
-    Attributor(backbone="efficientnet-lite0", layers="stage5,head", cache=str(shared_cache)).fit(
-        data, known=KNOWN3
-    ).save(out)
+    Attributor(
+        backbone="efficientnet-lite0", layers="stage5,head", runtime={"cache": str(shared_cache)}
+    ).fit(data, known=KNOWN3).save(out)
     return out
 
 
@@ -145,7 +145,7 @@ def test_predict_shows_the_evidence_in_every_output(files, model_dir, tmp_path, 
         == 0
     )
     doc = json.loads(capsys.readouterr().out)
-    by = {Path(p["source"]).name: p for p in doc["predictions"]}
+    by = {Path(p["source"]).name: p for p in doc["results"]}
     assert set(by) == {Path(p).name for p in imgs}
     assert doc["evidence_note"] is None
     for name, p in by.items():
@@ -213,7 +213,7 @@ def test_predict_shows_the_evidence_in_every_output(files, model_dir, tmp_path, 
         )
         == 0
     )
-    assert json.loads(capsys.readouterr().out)["predictions"][0]["evidence"] is None
+    assert json.loads(capsys.readouterr().out)["results"][0]["evidence"] is None
 
 
 def test_api_and_serve_return_the_same_evidence(files, model_dir):
@@ -245,7 +245,7 @@ def test_without_the_c2pa_extra_predict_works_and_says_how_to_enable_it(files, m
     assert "pip install 'originprobe[provenance]'" in r.stderr
     doc = json.loads(r.stdout)
     assert "originprobe[provenance]" in doc["evidence_note"]
-    by = {Path(p["source"]).name: p["evidence"] for p in doc["predictions"]}
+    by = {Path(p["source"]).name: p["evidence"] for p in doc["results"]}
     assert by["signed.jpg"]["c2pa"] is None
     assert by["a1111.png"]["named"] == "stable-diffusion"  # unsigned metadata still read
 

@@ -69,7 +69,9 @@ def test_threshold_comes_from_out_of_fold_scores_only():
     out-of-fold scores equal those of heads fitted fold by fold, and the threshold keeps
     target_tpr of them."""
     X, y = blobs(1, SIZES)
-    clf = OpenSetClassifier(open_set_score="maxlogit", head_params={"C": 0.1}, target_tpr=0.9).fit(X, y)
+    clf = OpenSetClassifier(open_set_score="maxlogit", head_params={"C": 0.1}, target_tpr=0.9).fit(
+        X, y
+    )
     cv = CrossValidation(y, SelectionConfig(), 0, 0.9)
     chosen = clf.cv_results_[0]
     Z = (X - X.mean(0)) / X.std(0)  # the folds share the standardisation of every row

@@ -124,5 +124,3 @@ def test_threshold_keeps_target_fraction_of_known_validation():
     t = calibrate_threshold(s, 0.95)
     assert np.mean(s >= t) == pytest.approx(0.95, abs=1e-3)
     assert calibrate_threshold(s, 1.0) == s.min()
-
-

@@ -52,9 +52,7 @@ def test_selection_memory_follows_one_candidate_not_the_number_of_layers(tmp_pat
     fits = {}
 
     def fit(layers):
-        fits[len(layers)] = Attributor(selection={"layer_search": "single"}).fit_features(
-            layers, y
-        )
+        fits[len(layers)] = Attributor(selection={"layer_search": "single"}).fit_features(layers, y)
 
     peak4, peak16 = _peak(lambda: fit(four)), _peak(lambda: fit(mm))
     all_f32 = N_LAYERS * N * DIM * 4

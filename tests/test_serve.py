@@ -29,9 +29,9 @@ KNOWN3 = ["real", "dalle-mini", "latent-diffusion"]
 def model_dir(realgen, shared_cache, tmp_path_factory) -> Path:
     data = write_subset(realgen, tmp_path_factory.mktemp("serve-data"), {c: 40 for c in KNOWN3})
     out = tmp_path_factory.mktemp("serve-model") / "model"
-    Attributor(backbone="efficientnet-lite0", layers="stage5,head", cache=str(shared_cache)).fit(
-        data, known=KNOWN3
-    ).save(out)
+    Attributor(
+        backbone="efficientnet-lite0", layers="stage5,head", runtime={"cache": str(shared_cache)}
+    ).fit(data, known=KNOWN3).save(out)
     return out
 
 
@@ -85,8 +85,8 @@ def test_service_answers_equal_predict_json(client, model_dir, realgen, capsys):
     # one predict document: the service's body is predict --json's, less the model's path
     assert body["score"] == cli["score"] and body["threshold"] == cli["threshold"]
     assert set(cli) - {"model"} <= set(body) and "model" not in body
-    assert len(body["results"]) == len(cli["predictions"]) == len(paths)
-    for got, want, p in zip(body["results"], cli["predictions"], paths):
+    assert len(body["results"]) == len(cli["results"]) == len(paths)
+    for got, want, p in zip(body["results"], cli["results"], paths):
         assert got["source"] == p.name and Path(want["source"]).name == p.name
         assert got["label"] == want["label"] and got["closest"] == want["closest"]
         assert got["threshold"] == want["threshold"]

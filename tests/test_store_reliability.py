@@ -42,10 +42,11 @@ TINY = textwrap.dedent('''
     def run(images, cache, delay, flush_every=16, flush_seconds=30.0):
         from originprobe.data.samples import load_folder
         from originprobe.features import FeatureStore, extract_features
+        from originprobe.runtime import Runtime
         store = FeatureStore(cache, "tiny")
-        return extract_features(load_folder(images).samples, TinyBackbone(delay), store,
-                                batch_size=8, num_workers=0, flush_every=flush_every,
-                                flush_seconds=flush_seconds, progress=False, device="cpu")
+        rt = Runtime(batch_size=8, workers=0, flush_every=flush_every,
+                     flush_seconds=flush_seconds, device="cpu")
+        return extract_features(load_folder(images).samples, TinyBackbone(delay), store, None, rt)
 ''')
 
 

@@ -12,13 +12,27 @@ and `serve` expose them.
 
 from ._version import __version__
 from .errors import ConfigError, OriginprobeError
-from .model import Attribution, Attributor, BundleError
+from .model import (
+    Attribution,
+    Attributor,
+    BundleError,
+    FeatureExtractor,
+    OpenSetClassifier,
+    SelectionConfig,
+)
+from .runtime import Runtime
+from .training import TrainConfig
 
 __all__ = [
     "Attribution",
     "Attributor",
     "BundleError",
     "ConfigError",
+    "FeatureExtractor",
+    "OpenSetClassifier",
     "OriginprobeError",
+    "Runtime",
+    "SelectionConfig",
+    "TrainConfig",
     "__version__",
 ]

@@ -159,6 +159,11 @@ class Attributor(BaseEstimator):
         return OpenSetClassifier(self.head, self.score, self.target_tpr, self.head_params,
                                  self.selection, self.seed)  # fmt: skip
 
+    def use_extractor(self, extractor: FeatureExtractor) -> "Attributor":
+        """Read features through an already fitted extractor (what `prepare_split` made)."""
+        self._extractor = extractor
+        return self
+
     def use_backbone(self, backbone: Backbone) -> "Attributor":
         """Use an already built backbone (it must be the one this model names)."""
         self.extractor().use_backbone(backbone)
