@@ -73,16 +73,18 @@ def test_evaluate_writes_a_self_contained_report(full_run):
     _assert_self_contained(page)
     assert _sections(page) == [
         "Metrics",
+        "Known-only estimate beside the test figures",
+        "At the model's own threshold",
         "Known vs unknown",
         "Confusion matrix",
-        "Layer sweep",
+        "Candidates compared",
         "Robustness",
         "Low-data regime",
         "Embedding map",
         "Samples",
     ]
     images = _inline_images(page)
-    # ROC, OSCR, score histogram, per-unknown AUROC, confusion, layer sweep, robustness
+    # ROC, OSCR, score histogram, per-unknown AUROC, confusion, candidates, robustness
     # (2 kinds), low data, map
     assert len(images) == 10
     assert "Scores of test images" in page or "known vs unknown classes" in page
@@ -92,8 +94,10 @@ def test_evaluate_writes_a_self_contained_report(full_run):
         lo, hi = im.convert("L").getextrema()
         assert hi - lo > 100
     res = json.loads((full_run / "results.json").read_text())
-    # the numbers on the page are those of results.json, the selected layer marked
+    # the numbers on the page are those of results.json, the chosen candidate marked, the
+    # known-only estimate beside the test figure
     assert f"{res['open_set']['auroc']:.3f}" in page
+    assert f"{res['estimate']['auroc']:.3f}" in page
     assert f'<tr class="sel"><td>{res["selected"]["layer"]}</td>' in page
     for label in res["unknown_classes"]:
         assert label in page
@@ -121,7 +125,7 @@ def test_report_on_a_missing_run_names_the_file(tmp_path, capsys):
     assert "nope" in err and "results.json" in err
 
 
-def test_compare_ranks_by_validation_only_and_its_report(small_realgen, shared_cache, tmp_path):
+def test_compare_ranks_by_the_known_only_criterion_and_its_report(small_realgen, shared_cache, tmp_path):
     out = tmp_path / "cmp"
     rc = main(
         [
@@ -148,15 +152,17 @@ def test_compare_ranks_by_validation_only_and_its_report(small_realgen, shared_c
     pairs = [(r["head"], r["score"]) for r in res["compare"]]
     from originprobe.heads import HEADS
 
-    expected = [(h, s) for h in ("linear", "ncm") for s in HEADS.get(h).supported_scores]
+    from originprobe.openset import supported_scores
+
+    expected = [(h, s) for h in ("linear", "ncm") for s in supported_scores(HEADS.get(h))]
     assert sorted(pairs) == sorted(expected)  # every pair once: no duplicate rows
-    # ranked by validation figures, never by test figures
-    keys = [(r["val_ccr"], r["val_balanced_accuracy"]) for r in res["compare"]]
+    # ranked by the known-only criterion, never by test figures
+    keys = [(r["criterion"], r["val_balanced_accuracy"]) for r in res["compare"]]
     assert keys == sorted(keys, reverse=True)
-    assert res["ranked_by"] == ["val_ccr", "val_balanced_accuracy"]
+    assert res["ranked_by"] == ["criterion", "val_balanced_accuracy"]
     for a, b in zip(res["compare"], res["compare"][1:]):
-        same = (round(a["val_ccr"], 6), round(a["val_balanced_accuracy"], 6)) == (
-            round(b["val_ccr"], 6),
+        same = (round(a["criterion"], 6), round(a["val_balanced_accuracy"], 6)) == (
+            round(b["criterion"], 6),
             round(b["val_balanced_accuracy"], 6),
         )
         assert (a["rank"] == b["rank"]) == same and (not same or a["tie"] and b["tie"])
@@ -166,7 +172,7 @@ def test_compare_ranks_by_validation_only_and_its_report(small_realgen, shared_c
     }
     assert len(linear) == 1
     md = (out / "results.md").read_text()
-    assert md.count("| linear |") == len(HEADS.get("linear").supported_scores)
+    assert md.count("| linear |") == len(supported_scores(HEADS.get("linear")))
     if any(r["tie"] for r in res["compare"]):
         assert "are ties" in md
     page = (out / "report.html").read_text(encoding="utf-8")

@@ -30,8 +30,9 @@ def model_dir(realgen, shared_cache, tmp_path_factory) -> Path:
     data = write_subset(realgen, tmp_path_factory.mktemp("serve-data"), {c: 40 for c in KNOWN3})
     out = tmp_path_factory.mktemp("serve-model") / "model"
     Attributor(
-        backbone="efficientnet-lite0", layers="stage5,head", runtime={"cache": str(shared_cache)}
-    ).fit(data, known=KNOWN3).save(out)
+        backbone="efficientnet-lite0", layers="stage5,head", score="msp",
+        runtime={"cache": str(shared_cache)},
+    ).fit(data, known=KNOWN3).save(out)  # fmt: skip
     return out
 
 

@@ -321,10 +321,10 @@ def create_app(
 
 
 def _versions() -> dict:
-    from ..report.results import provenance
+    from ..report.results import software_versions
 
     try:
-        return dict(provenance(None, "")["versions"])
+        return dict(software_versions(None, "")["versions"])
     except Exception:  # noqa: BLE001 - versions are informative only
         import platform
 
