@@ -413,7 +413,8 @@ def test_heads_learn_from_cross_fitted_features_of_learned_networks(tiny_set, tm
     table_row = p.table("dev", p.layers[0])[row]
     by_fold = extract_arrays([first[0].path], net_without_first, ["embed"], rt)[0]["embed"][0]
     by_final = extract_arrays([first[0].path], final, ["embed"], rt)[0]["embed"][0]
-    np.testing.assert_allclose(table_row, by_fold, rtol=1e-2, atol=1e-2)  # float16 cache
-    assert not np.allclose(by_fold, by_final, atol=1e-2)
+    assert net_without_first.weights_id != final.weights_id
+    # the head's row is the fold network's feature (float16 in the cache), not the final one's
+    assert np.abs(table_row - by_fold).max() < 0.2 * np.abs(table_row - by_final).max()
     # the fold networks never saw their part: their keys hold the other part's images only
     assert p.backbone.weights_id == final.weights_id

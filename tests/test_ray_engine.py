@@ -214,12 +214,13 @@ def test_engine_ray_without_ray_says_how_to_install(data, tmp_path, monkeypatch,
 
 
 def test_selection_runs_as_ray_tasks_and_chooses_as_a_local_run(cluster, data, tmp_path):
-    """`fit --engine ray`: the layer groups of the sweep are Ray tasks that read their layers
-    from the feature store; the choice equals a local fit's."""
+    """`fit --engine ray`: the candidates of the layer search are Ray tasks that read their
+    layers from the feature store; the choice equals a local fit's."""
     address, env = cluster
     common = ["fit", "--data", str(data), "--known", "real,dalle-mini,midjourney-v3",
               "--cache", str(tmp_path / "cache"), "--backbone", "efficientnet-lite0",
-              "--layers", ",".join(LAYERS), "--combine-layers", "2", "--quiet"]  # fmt: skip
+              "--layers", ",".join(LAYERS), "--layer-search", "forward", "--combine-layers", "2",
+              "--quiet"]  # fmt: skip
     assert main([*common, "--out", str(tmp_path / "local")]) == 0
     r = subprocess.run(
         [sys.executable, "-m", "originprobe.cli", *common, "--out", str(tmp_path / "ray"),
@@ -231,8 +232,8 @@ def test_selection_runs_as_ray_tasks_and_chooses_as_a_local_run(cluster, data, t
                   for d in ("local", "ray"))  # fmt: skip
     assert local["engine"] == "local" and ray["engine"] == "ray"
     assert ray["layer"] == local["layer"] and ray["params"] == local["params"]
-    assert ray["fits"] == local["fits"]
-    assert ray["val_balanced_accuracy"] == pytest.approx(local["val_balanced_accuracy"], abs=1e-9)
+    assert ray["score"] == local["score"] and ray["fits"] == local["fits"]
+    assert ray["estimate"] == local["estimate"]
 
 
 def test_a_learned_network_trained_here_extracts_on_the_cluster(cluster, data, tmp_path):

@@ -160,6 +160,7 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
         """`fit` on folds already made (`cv`); `chosen`: a candidate already cross-validated on
         these rows (a layer search's winner), whose out-of-fold scores and refit are reused."""
         prototype, grid, scores = self.candidates()
+        before = cv.fits
         if chosen is None:
             self.cv_results_ = cv.evaluate(prototype, X, grid, scores)
             chosen = best(self.cv_results_, cv.config.tie)
@@ -167,7 +168,7 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
             again = cv.evaluate(prototype, X, [chosen.params], [chosen.score], logo=False)[0]
             chosen = Scored(chosen.params, chosen.score, chosen.estimate, again.oof_scores,
                             again.refit)  # fmt: skip
-        self.fits_ = cv.fits
+        self.fits_ = cv.fits - before
         self._set_fitted(chosen.refit, chosen.score, X, y)
         self.params_, self.estimate_ = dict(chosen.params), chosen.estimate
         self.oof_scores_ = chosen.oof_scores  # every training row's, from a head without it
