@@ -25,12 +25,14 @@ demo: venv
 test: venv
 	$(PY) -m pytest -q tests
 
-# style (ruff), types (mypy on the package's public surface), and the stage order of imports
+# style (ruff), types (mypy on the package's public surface), the stage order of imports (package,
+# benchmarks and scripts) and the parameter counts of functions
 lint: venv
 	$(VENV)/bin/ruff check src tests benchmarks scripts
 	$(VENV)/bin/ruff format --check src tests benchmarks scripts
 	cd src && ../$(VENV)/bin/mypy -m originprobe -p originprobe.model --follow-imports=silent
 	$(PY) scripts/import_graph.py
+	$(PY) scripts/check_signatures.py
 
 bench: venv
 	$(PY) benchmarks/run.py --data $(DATA) $(BENCH_ARGS)

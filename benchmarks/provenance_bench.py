@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from run import KNOWN, emit, recrops
+from common import KNOWN, emit, recrops
 
 
 def main(data: Path, work: Path, quick: bool) -> None:

@@ -206,7 +206,7 @@ def exhaustive_vs_screened() -> dict:
 
 
 def main(work: Path, quick: bool) -> None:
-    from run import emit, run_measured
+    from common import emit, run_measured
 
     root = work / "selection-store"
     sizes = [6000, 12000] if quick else [6000, 12000, 24000, 48000]

@@ -1,5 +1,7 @@
-"""The import graph of the originprobe package: every import, also inside functions, between its
-modules. Prints cycles and arrows from a stage to a later one; exits 1 when there is any.
+"""The import graph of the originprobe package, its benchmarks and its scripts: every import, also
+inside functions, between their modules. Prints cycles (anywhere) and arrows from a package stage
+to a later one; exits 1 when there is any. Benchmarks and scripts may import any stage, and each
+other only without a circle.
 
 Stages, in pipeline order (a module may import its own stage and earlier ones only):
 """
@@ -16,6 +18,8 @@ STAGES = [
     "errors",
     "fileio",
     "registry",
+    "options",
+    "runtime",
     "data",
     "protocols",
     "provenance",
@@ -33,6 +37,10 @@ STAGES = [
     "__main__",
     "__init__",
 ]
+
+
+TOP = Path(__file__).resolve().parents[1]
+LOOSE = [TOP / "benchmarks", TOP / "scripts"]  # modules imported by file name (sys.path)
 
 
 def module_name(path: Path) -> str:
@@ -69,12 +77,28 @@ def stage(mod: str) -> str:
     return parts[1] if len(parts) > 1 else "__init__"
 
 
+def loose_imports(path: Path, names: set[str]) -> set[str]:
+    """The benchmark or script modules a benchmark or script imports (by file name)."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and not node.level and node.module in names:
+            out.add(node.module)
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name in names}
+    return out
+
+
 def main() -> int:
     files = {module_name(p): p for p in PKG.rglob("*.py")}
     graph = {m: {t for t in imports(p) if t in files and t != m} for m, p in files.items()}
+    loose = {p.stem: p for d in LOOSE for p in d.glob("*.py")}
+    for name, p in loose.items():
+        graph[name] = {t for t in loose_imports(p, set(loose)) if t != name}
     bad = 0
     for m, targets in sorted(graph.items()):
         for t in sorted(targets):
+            if m in loose:
+                continue
             s, u = stage(m), stage(t)
             if (
                 s in STAGES
@@ -122,7 +146,10 @@ def main() -> int:
         if len(real) > 1:
             print("circle: " + " <-> ".join(sorted(comp)))
             bad += 1
-    print(f"{len(files)} modules, {sum(map(len, graph.values()))} imports: {bad} problem(s)")
+    print(
+        f"{len(files)} modules and {len(loose)} benchmarks and scripts, "
+        f"{sum(map(len, graph.values()))} imports: {bad} problem(s)"
+    )
     return 1 if bad else 0
 
 

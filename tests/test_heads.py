@@ -17,11 +17,11 @@ from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import NearestCentroid, NearestNeighbors
 
 from originprobe.heads import HEADS, HeadStateError, head_factory
+from originprobe.heads.base import Head
 from originprobe.heads.gaussian import GaussianHead
 from originprobe.heads.knn import KNNHead
 from originprobe.heads.linear import LinearHead
 from originprobe.heads.ncm import NCMHead
-from originprobe.heads.base import Head
 from originprobe.openset import SCORES, UnsupportedScoreError, fit_score, supported_scores
 
 CLASSES = np.array(["real", "gen-a", "gen-b"], dtype=object)

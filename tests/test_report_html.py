@@ -125,7 +125,9 @@ def test_report_on_a_missing_run_names_the_file(tmp_path, capsys):
     assert "nope" in err and "results.json" in err
 
 
-def test_compare_ranks_by_the_known_only_criterion_and_its_report(small_realgen, shared_cache, tmp_path):
+def test_compare_ranks_by_the_known_only_criterion_and_its_report(
+    small_realgen, shared_cache, tmp_path
+):
     out = tmp_path / "cmp"
     rc = main(
         [
@@ -151,7 +153,6 @@ def test_compare_ranks_by_the_known_only_criterion_and_its_report(small_realgen,
     res = json.loads((out / "results.json").read_text())
     pairs = [(r["head"], r["score"]) for r in res["compare"]]
     from originprobe.heads import HEADS
-
     from originprobe.openset import supported_scores
 
     expected = [(h, s) for h in ("linear", "ncm") for s in supported_scores(HEADS.get(h))]

@@ -243,8 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
         "test": (options("test"), ""),
         "model": (options("model") + options("selection"), ""),
         "studies": (options("studies"), ""),
-        "bb": (options("backbone") + options("training") + options("runtime") + options("engine")
-               + [flush_option()], RUNTIME),
+        "bb": (
+            options("backbone")
+            + options("training")
+            + options("runtime")
+            + options("engine")
+            + [flush_option()],
+            RUNTIME,
+        ),
         "runtime": (options("runtime"), RUNTIME),
         "evidence": ([], EVIDENCE),
         "predict": (dataclass_options(PredictOutputs), ""),

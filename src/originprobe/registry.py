@@ -58,6 +58,10 @@ class Registry(Generic[T]):
     def items(self) -> list[tuple[str, T]]:
         return sorted(self._entries.items())
 
+    def in_order(self) -> list[tuple[str, T]]:
+        """The entries in the order they were registered (where order means priority)."""
+        return list(self._entries.items())
+
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from ..backbones.base import Backbone
 from ..backbones.fusion import SEP, FusedBackbone
 from ..data.inputs import ImageInput, ImageTransform
@@ -137,7 +138,7 @@ def extract_arrays(
 def extract_features(
     samples: Sequence[Sample],
     backbone: Backbone,
-    store: FeatureStore,
+    store: FeatureStore | FusedStore,
     layers: Sequence[str] | None = None,
     runtime: Runtime | None = None,
     image_transform: ImageTransform | None = None,
@@ -159,8 +160,9 @@ def extract_features(
         return _merge_reports(
             len(samples),
             [
-                extract_features(samples, member, store.member(member.name), mine, rt,
-                                 image_transform)  # fmt: skip
+                extract_features(
+                    samples, member, store.member(member.name), mine, rt, image_transform
+                )  # fmt: skip
                 for member, mine in backbone.by_member(layers)
             ],
         )

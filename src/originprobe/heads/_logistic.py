@@ -90,7 +90,7 @@ class Basis:
         n, D = Z.shape
         self.n, self.D = n, D
         self.dtype = np.float32 if n * D > F32_ELEMS else np.float64
-        if D > n:
+        if n < D:
             self._from_gram(Z, w8)
         else:
             self._from_moment(Z, w8)

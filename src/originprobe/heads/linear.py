@@ -156,7 +156,9 @@ class LinearHead(Head):
         # refit's, so its scores have the refit's scale (an out-of-fold threshold then keeps
         # about `target_tpr` of new known images, not more)
         n = len(y_idx)
-        problems = [Problem(C * n / max(len(tr), 1), np.asarray(tr)) for C in Cs for tr, _ in splits]
+        problems = [
+            Problem(C * n / max(len(tr), 1), np.asarray(tr)) for C in Cs for tr, _ in splits
+        ]
         problems += [Problem(C) for C in Cs] if refit else []
         solved = solve(basis, y_idx, K, problems, balanced, self.tol, self.max_iter)
         decisions = []

@@ -31,7 +31,7 @@ def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.mean(recalls)) if recalls else 0.0
 
 
-def check_roles(y: np.ndarray, known_classes: Sequence[str]) -> None:
+def check_roles(y: "np.ndarray | Sequence[str]", known_classes: Sequence[str]) -> None:
     """Refuse labels that are not known classes, and known classes without a sample."""
     labels = set(np.asarray(y, dtype=object).tolist())
     extra = labels - set(known_classes)

@@ -71,8 +71,13 @@ def evaluate_open_set(
         "closed_set": {
             "accuracy": _clean(accuracy(y_true[is_known], y_pred[is_known])),
             "balanced_accuracy": _clean(
-                float(np.mean([np.mean(y_pred[y_true == c] == c) for c in known
-                               if (y_true == c).any()])) if is_known.any() else float("nan")
+                float(
+                    np.mean(
+                        [np.mean(y_pred[y_true == c] == c) for c in known if (y_true == c).any()]
+                    )
+                )
+                if is_known.any()
+                else float("nan")
             ),  # fmt: skip
             "macro_f1": _clean(macro_f1(y_true[is_known], y_pred[is_known], known)),
             "per_class_f1": per_class_f1(y_true[is_known], y_pred[is_known], known),

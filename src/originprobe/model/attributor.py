@@ -20,7 +20,7 @@ same path (`model.preparation`), so the same options give the same model.
 from __future__ import annotations
 
 import copy
-import dataclasses
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,21 +33,20 @@ from ..backbones import DEFAULT_BACKBONE, Backbone
 from ..data import Dataset, Problem, Sample, hash_samples, load_dataset, make_split
 from ..data.perturb import Perturbation
 from ..errors import ConfigError
-from ..features import ImageInput, LayerRows, LayerSpec, base_layers, parse_layer_list
+from ..features import ImageInput, LayerRows, base_layers, parse_layer_list
 from ..heads.selection import check_roles
 from ..openset import UNKNOWN
 from ..provenance import EvidenceReader
 from ..runtime import Runtime
 from ..training import TrainConfig
-from .bundle import SCHEMA, network_file, read_model, write_bundle
+from .bundle import read_model, save_bundle
 from .crossval import CrossValidation, SelectionConfig
 from .estimator import DEFAULT_TARGET_TPR, Decisions, OpenSetClassifier, check_params
 from .evidence import Attribution, with_evidence
-from .extractor import FeatureExtractor
+from .extractor import FEATURES, FeatureExtractor, as_layers
 from .preparation import Prepared, prepare_split
 from .selection import LayerSearch
 
-FEATURES = "features"  # the layer name of features handed to `fit_features` as one array
 SETTINGS = ("provenance", "c2pa_trust")  # prediction settings beside the runtime
 
 
@@ -236,10 +235,10 @@ class Attributor(BaseEstimator):
         memory-mapped and float16: layers are read one candidate at a time. `X_val, y_val`, when
         given, join the training rows (every row is used; cross-validation chooses)."""
         self._check_config()
-        X = self._as_layers(X)
+        X = as_layers(X, self.layers)
         y = np.asarray([str(v) for v in y], dtype=object)
         if X_val is not None:
-            X_val = self._as_layers(X_val)
+            X_val = as_layers(X_val, self.layers)
             X = {l: np.vstack([LayerRows(X)[l], LayerRows(X_val)[l]]) for l in X}
             y = np.concatenate([y, np.asarray([str(v) for v in y_val], dtype=object)])
         rows = LayerRows(X)
@@ -261,41 +260,11 @@ class Attributor(BaseEstimator):
                                                                    self.target_tpr)  # fmt: skip
         clf.fit_cross_validated(rows.concat(choice.layer), y, cv, choice.chosen)
         self.layer_, self.classifier_ = choice.layer, clf
-        self.counts_ = counts or {"train": _count(y)}
+        self.counts_ = counts or {"train": dict(sorted(Counter(y.tolist()).items()))}
         self.problems_ = list(problems)
         self.selection_ = choice
-        self.selection_summary_ = {
-            "layer": str(choice.layer),
-            "params": clf.params_,
-            "score": clf.score_name_,
-            "criterion": "mean of cross-validated balanced accuracy and leave-one-known-"
-            "generator-out AUROC",
-            "folds": cfg.folds,
-            "layer_search": cfg.layer_search,
-            "estimate": clf.estimate_.to_dict(),
-            "compared_on_rows": choice.subsampled,
-            "fits": choice.fits + clf.fits_,
-            "seconds": round(choice.seconds, 3),
-            "engine": rt.engine,
-        }
+        self.selection_summary_ = choice.summary(clf, cfg, rt.engine)
         return self
-
-    def _as_layers(self, X) -> Mapping[str, Any]:
-        """{layer: (n, D) array-like}, kept as given (memory-mapped, float16) until read."""
-        if isinstance(X, Mapping):
-            out = {}
-            for k, v in X.items():
-                if not hasattr(v, "shape") or len(v.shape) != 2:
-                    v = np.asarray(v, dtype=np.float32)
-                    if v.ndim != 2:
-                        raise ConfigError(f"layer {k}: features must be (n, D), got {v.shape}")
-                out[str(k)] = v
-            return X if hasattr(X, "n_rows") else out
-        X = np.asarray(X, dtype=np.float32)
-        if X.ndim != 2:
-            raise ConfigError(f"features must be (n, D) or {{layer: (n, D)}}, got shape {X.shape}")
-        single = isinstance(self.layers, str) and self.layers != "all" and "," not in self.layers
-        return {str(self.layers) if single and "+" not in self.layers else FEATURES: X}
 
     # ------------------------------------------------------------------ fitted state
     def _check_fitted(self) -> None:
@@ -359,7 +328,7 @@ class Attributor(BaseEstimator):
         """The verdicts from the pixels alone, one per input."""
         X, order, errors, warns = self.features(inputs)
         out = [Attribution(source=inp.name, label=None) for inp in inputs]
-        reasons = {}
+        reasons: dict[str, str] = {}
         for p in errors:
             reasons.setdefault(p.path, p.reason)
         placed = set(order)
@@ -416,33 +385,8 @@ class Attributor(BaseEstimator):
     def save(self, model_dir: str | Path) -> Path:
         """Write the model as a bundle (`model.bundle`): atomically, checksummed."""
         self._check_fitted()
-        clf = self.classifier_
-        tensors, head_params = clf.head_.get_state()
-        X_ref, y_ref = clf.reference_
-        idx = {c: i for i, c in enumerate(self.classes_)}
         networks = dict(getattr(self._extractor, "networks_", {}) or {})
-        meta = {
-            "originprobe_version": __version__,
-            "params": params_json(self),
-            "backbone": self._backbone_info(),
-            "layer": str(self.layer_),
-            "feature_dim": int(clf.head_.n_features_),
-            "head": {"name": clf.head_.name, **head_params},
-            "score": {"name": clf.score_name_},
-            "threshold": float(clf.threshold_),
-            "classes": list(self.classes_),
-            "selection": getattr(self, "selection_summary_", {}),
-            "counts": getattr(self, "counts_", {}),
-            "enrolled": getattr(self, "enrolled_", []),
-            "networks": {name: network_file(name) for name in networks},
-        }
-        assert set(meta) == set(SCHEMA), sorted(set(meta) ^ set(SCHEMA))
-        reference = {
-            "train_features": X_ref,
-            "train_labels": np.array([idx[v] for v in y_ref], dtype=np.int64),
-        }
-        files = {network_file(n): p for n, p in networks.items()}
-        return write_bundle(model_dir, meta, tensors, reference, files)
+        return save_bundle(model_dir, self, self._backbone_info(), networks)
 
     def _backbone_info(self) -> dict:
         if FEATURES in self.layer_.parts:
@@ -489,28 +433,3 @@ class Attributor(BaseEstimator):
             "enrolled": getattr(self, "enrolled_", []),
             "originprobe_version": __version__,
         }
-
-
-def params_json(att: Attributor) -> dict:
-    """The hyper-parameters as JSON (what model.json keeps, and `load` passes back)."""
-    out = {}
-    for k, v in att.get_params(deep=False).items():
-        if k == "runtime":
-            continue
-        if dataclasses.is_dataclass(v):
-            v = v.to_dict() if hasattr(v, "to_dict") else dataclasses.asdict(v)
-        elif isinstance(v, Perturbation):
-            v = str(v)
-        elif isinstance(v, Mapping):
-            v = dict(v)
-        elif isinstance(v, (list, tuple)):
-            v = list(v)
-        out[k] = v
-    return out
-
-
-def _count(labels) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for l in labels:
-        out[str(l)] = out.get(str(l), 0) + 1
-    return dict(sorted(out.items()))

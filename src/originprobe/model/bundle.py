@@ -233,6 +233,60 @@ def check_schema(meta: dict, where: Path) -> None:
         raise BundleError(f"{where}: {exc}") from None
 
 
+def save_bundle(model_dir: str | Path, att, backbone: dict, networks: Mapping[str, str]) -> Path:
+    """Write a fitted Attributor `att` as a bundle: model.json with exactly the `SCHEMA`
+    entries, its head, its reference rows and its networks' files."""
+    from .._version import __version__
+
+    clf = att.classifier_
+    tensors, head_params = clf.head_.get_state()
+    X_ref, y_ref = clf.reference_
+    idx = {c: i for i, c in enumerate(att.classes_)}
+    meta = {
+        "originprobe_version": __version__,
+        "params": params_json(att),
+        "backbone": backbone,
+        "layer": str(att.layer_),
+        "feature_dim": int(clf.head_.n_features_),
+        "head": {"name": clf.head_.name, **head_params},
+        "score": {"name": clf.score_name_},
+        "threshold": float(clf.threshold_),
+        "classes": list(att.classes_),
+        "selection": getattr(att, "selection_summary_", {}),
+        "counts": getattr(att, "counts_", {}),
+        "enrolled": getattr(att, "enrolled_", []),
+        "networks": {name: network_file(name) for name in networks},
+    }
+    assert set(meta) == set(SCHEMA), sorted(set(meta) ^ set(SCHEMA))
+    reference = {
+        "train_features": X_ref,
+        "train_labels": np.array([idx[v] for v in y_ref], dtype=np.int64),
+    }
+    files = {network_file(n): p for n, p in networks.items()}
+    return write_bundle(model_dir, meta, tensors, reference, files)
+
+
+def params_json(estimator) -> dict:
+    """An estimator's hyper-parameters as JSON (model.json's "params", which `load` passes back
+    to the constructor); where and how it runs (`runtime`) is not kept."""
+    import dataclasses
+
+    out = {}
+    for k, v in estimator.get_params(deep=False).items():
+        if k == "runtime":
+            continue
+        if dataclasses.is_dataclass(v) and not isinstance(v, type):
+            v = v.to_dict() if hasattr(v, "to_dict") else dataclasses.asdict(v)
+        elif isinstance(v, Mapping):
+            v = dict(v)
+        elif isinstance(v, (list, tuple)):
+            v = list(v)
+        elif v is not None and not isinstance(v, (str, int, float, bool)):
+            v = str(v)  # a Perturbation: "jpeg=90"
+        out[k] = v
+    return out
+
+
 def network_file(name: str) -> str:
     """Where a bundle keeps the network of backbone member `name` ("learned:ARCH")."""
     return "networks/" + name.replace(":", "-") + ".safetensors"

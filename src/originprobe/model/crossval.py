@@ -229,12 +229,12 @@ def open_set_estimate(
     that never trained on g."""
     out: dict[str, dict[str, float]] = {}
     for g, (rows, scores, pred) in per_generator.items():
-        known = y[rows] != g
+        known = np.asarray(y[rows] != g)
         if not known.any() or known.all():
             continue
         thr = calibrate_threshold(scores[known], target_tpr)
         out[g] = {
-            "auroc": auroc(scores, known),
+            "auroc": auroc(list(scores), list(known)),
             "oscr": oscr(scores, known, pred == y[rows]),
             "rejected": float(np.mean(scores[~known] < thr)),
         }

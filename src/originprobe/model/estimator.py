@@ -169,6 +169,7 @@ class OpenSetClassifier(ClassifierMixin, BaseEstimator):
             chosen = Scored(chosen.params, chosen.score, chosen.estimate, again.oof_scores,
                             again.refit)  # fmt: skip
         self.fits_ = cv.fits - before
+        assert chosen.refit is not None
         self._set_fitted(chosen.refit, chosen.score, X, y)
         self.params_, self.estimate_ = dict(chosen.params), chosen.estimate
         self.oof_scores_ = chosen.oof_scores  # every training row's, from a head without it

@@ -60,7 +60,9 @@ def with_evidence(
     read in a thread while `predict` runs; `reader` None: no evidence."""
     if reader is None:
         return predict(inputs)
-    files = [(i, inp.source) for i, inp in enumerate(inputs) if isinstance(inp.source, (Path, bytes))]
+    files = [
+        (i, inp.source) for i, inp in enumerate(inputs) if isinstance(inp.source, (Path, bytes))
+    ]
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="provenance")
     pending = pool.submit(lambda: {i: reader.read(src) for i, src in files})
     pool.shutdown(wait=False)

@@ -42,7 +42,13 @@ from ..features import (
 from ..features.store import FeatureStore, FusedStore
 from ..runtime import Runtime
 from ..training import TrainConfig
-from ..training.cache import TrainedMembers, TrainingPlan, learned_names, networks_dir, train_members
+from ..training.cache import (
+    TrainedMembers,
+    TrainingPlan,
+    learned_names,
+    networks_dir,
+    train_members,
+)
 from .bundle import BundleError
 
 
@@ -89,6 +95,28 @@ class FeatureTable:
     def __call__(self, role: str, layer: LayerSpec) -> np.ndarray:
         mats = [self.rows[role][p] for p in layer.parts]
         return mats[0] if len(mats) == 1 else np.hstack(mats)
+
+
+FEATURES = "features"  # the layer name of features handed to `fit_features` as one array
+
+
+def as_layers(X, layers: Any = "all") -> Mapping[str, Any]:
+    """{layer: (n, D) array-like}, kept as given (memory-mapped, float16) until read; one array
+    is named after `layers` when that names one layer, else `FEATURES`."""
+    if isinstance(X, Mapping):
+        out = {}
+        for k, v in X.items():
+            if not hasattr(v, "shape") or len(v.shape) != 2:
+                v = np.asarray(v, dtype=np.float32)
+                if v.ndim != 2:
+                    raise ConfigError(f"layer {k}: features must be (n, D), got {v.shape}")
+            out[str(k)] = v
+        return X if hasattr(X, "n_rows") else out
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2:
+        raise ConfigError(f"features must be (n, D) or {{layer: (n, D)}}, got shape {X.shape}")
+    single = isinstance(layers, str) and layers != "all" and "," not in layers
+    return {str(layers) if single and "+" not in layers else FEATURES: X}
 
 
 def canonical(samples: Iterable[Sample]) -> list[Sample]:

@@ -58,6 +58,24 @@ class LayerChoice:
     subsampled: int | None = None  # rows compared on, when fewer than every row
     proxy: dict[str, float] = field(default_factory=dict)
 
+    def summary(self, clf: OpenSetClassifier, cfg: SelectionConfig, engine: str) -> dict:
+        """What model.json and results keep of the choice: the layer, parameters and score, how
+        they were chosen, and the known-only estimate."""
+        return {
+            "layer": str(self.layer),
+            "params": clf.params_,
+            "score": clf.score_name_,
+            "criterion": "mean of cross-validated balanced accuracy and leave-one-known-"
+            "generator-out AUROC",
+            "folds": cfg.folds,
+            "layer_search": cfg.layer_search,
+            "estimate": clf.estimate_.to_dict(),
+            "compared_on_rows": self.subsampled,
+            "fits": self.fits + clf.fits_,
+            "seconds": round(self.seconds, 3),
+            "engine": engine,
+        }
+
 
 def members_of(layers: Sequence[str]) -> list[str]:
     """The fusion members of layer names "MEMBER/LAYER" (one unnamed member otherwise)."""

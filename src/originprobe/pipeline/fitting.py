@@ -4,8 +4,6 @@ calibrates, test data is only scored (`test_attributor`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 
 from ..features import LayerRows

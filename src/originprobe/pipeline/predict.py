@@ -14,9 +14,9 @@ from ..data import Problem
 from ..errors import ConfigError, OutputExistsError
 from ..model import Attribution, Attributor
 from ..options import option
-from ..runtime import resolve_device
 from ..report.analyst import write_report
 from ..report.attributions import output_format, write_records
+from ..runtime import resolve_device
 from .prepare import collect_images
 
 

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-
 from sklearn.base import clone
 
 from ..data.perturb import Perturbation, parse_levels

@@ -1,8 +1,9 @@
 """Unsigned metadata that names a generator: PNG text chunks, EXIF, XMP and IPTC, read with Pillow.
 
 Pillow reads the fields (XMP through its `getxmp`, which uses defusedxml); this module only picks
-the fields that speak of origin and maps their values with `generators.json`. It never decodes
-pixels. Budget: a PNG whose text chunks before the image data exceed `MAX_TEXT_BYTES`, or a file
+the fields that speak of origin and maps their values with `generators.json`. Each kind of block
+is a registered reader (`READERS`: png-text, exif, xmp, iptc), tried in turn; one that fails
+loses only its own block. It never decodes pixels. Budget: a PNG whose text chunks before the image data exceed `MAX_TEXT_BYTES`, or a file
 over `MAX_FILE_BYTES`, is not opened for metadata at all (a warning says why), so reading costs
 at most a bounded number of bytes per file.
 """
@@ -16,7 +17,11 @@ import warnings
 from pathlib import Path
 from typing import BinaryIO
 
+from ..registry import Registry
 from .evidence import Claim, cut, name_generator, source_type_says_generated
+
+#: metadata readers by name: (opened image, is it a PNG) → claims
+READERS: Registry = Registry("provenance reader")
 
 MAX_TEXT_BYTES = 1 << 20  # PNG text chunks read per file
 MAX_FILE_BYTES = 256 << 20  # larger files are not opened for metadata
@@ -198,6 +203,20 @@ def _xmp_claims(xmp: dict) -> list[Claim]:
     return out
 
 
+def _png_reader(im, png: bool) -> list[Claim]:
+    if not png:  # text chunks before the image data; `im.text` would decode the pixels
+        return []
+    return _png_claims(
+        {k: v for k, v in im.info.items()
+         if isinstance(k, str) and isinstance(v, str) and k != "XML:com.adobe.xmp"}
+    )  # fmt: skip
+
+
+def _exif_reader(im, png: bool) -> list[Claim]:
+    # a PNG without an eXIf chunk up front: Pillow would decode it to look further
+    return _exif_claims(im.getexif()) if not png or "exif" in im.info else []
+
+
 def _iptc_claims(im) -> list[Claim]:
     from PIL import IptcImagePlugin
 
@@ -211,6 +230,12 @@ def _iptc_claims(im) -> list[Claim]:
             if c is not None and (name == "OriginatingProgram" or c.generator):
                 out.append(c)
     return out
+
+
+READERS.register("png-text", _png_reader)
+READERS.register("exif", _exif_reader)
+READERS.register("xmp", lambda im, png: _xmp_claims(im.getxmp()))
+READERS.register("iptc", lambda im, png: _iptc_claims(im))
 
 
 def read_metadata(source: Path | bytes) -> tuple[list[Claim], list[str]]:
@@ -244,30 +269,12 @@ def read_metadata(source: Path | bytes) -> tuple[list[Claim], list[str]]:
                 warnings.simplefilter("always")
                 im = Image.open(f)
                 png = im.format == "PNG"
-                if png:  # text chunks before the image data; `im.text` would decode the pixels
-                    claims += _png_claims(
-                        {
-                            k: v
-                            for k, v in im.info.items()
-                            if isinstance(k, str)
-                            and isinstance(v, str)
-                            and k != "XML:com.adobe.xmp"
-                        }
-                    )
-                # a PNG without an eXIf chunk up front: Pillow would decode it to look further
-                has_exif = not png or "exif" in im.info
-                readers = [
-                    ("EXIF", lambda: _exif_claims(im.getexif()) if has_exif else []),
-                    ("XMP", lambda: _xmp_claims(im.getxmp())),
-                    ("IPTC", lambda: _iptc_claims(im)),
-                ]
-                for what, read in readers:
+                for name, read in READERS.in_order():
                     try:
-                        claims += read()
+                        claims += read(im, png)
                     except Exception as exc:  # noqa: BLE001 - one damaged block loses only itself
-                        warn.append(
-                            f"{what} metadata unreadable ({type(exc).__name__}: {str(exc)[:200]})"
-                        )
+                        warn.append(f"{name.upper()} metadata unreadable "
+                                    f"({type(exc).__name__}: {str(exc)[:200]})")  # fmt: skip
             warn += [
                 f"metadata: {w.message}"
                 for w in caught

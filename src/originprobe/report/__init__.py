@@ -1,8 +1,6 @@
 """Stage 7: run directories — results.json, results.md, config.json, errors.csv, report.html —
 the tables they share (`tables`) and the answers of predict and the service (`documents`)."""
 
-from .tables import markdown_table
-
 from .results import (
     REQUIRED_KEYS,
     get_key,
@@ -11,6 +9,7 @@ from .results import (
     write_json,
     write_run,
 )
+from .tables import markdown_table
 
 __all__ = [
     "REQUIRED_KEYS",

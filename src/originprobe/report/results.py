@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..fileio import atomic_write_text
-from .tables import CANDIDATES, ESTIMATE_VS_TEST, estimate_rows, fmt, fmt_params, markdown_table
+from .tables import CANDIDATES, ESTIMATE_VS_TEST, estimate_rows, fmt_params, markdown_table
 
 REQUIRED_KEYS = (
     "closed_set.accuracy",

@@ -20,9 +20,10 @@ import io
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -96,13 +97,13 @@ class TrainConfig:
             raise ConfigError(f"patch size {self.patch} must be in 16..{self.region} (region)")
 
     @classmethod
-    def of(cls, value: "TrainConfig | dict | None", **changes) -> "TrainConfig":
+    def of(cls, value: "TrainConfig | Mapping[str, Any] | None", **changes) -> "TrainConfig":
         """A TrainConfig from a TrainConfig, a mapping of its fields or None, with `changes`."""
         import dataclasses
 
         if value is None:
             value = cls()
-        elif isinstance(value, dict):
+        elif isinstance(value, Mapping):
             names = {f.name for f in dataclasses.fields(cls)}
             bad = sorted(set(value) - names)
             if bad:
