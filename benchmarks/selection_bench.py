@@ -87,8 +87,8 @@ def child_fit(root: str, n_train: int, n_val: int, mode: str) -> None:
     t = time.perf_counter()
     att = Attributor(backbone="synthetic", layers="all")
     if mode == "store":
-        tr = StoreRows(store, hashes[:n_train], _layer_names())
-        va = StoreRows(store, hashes[n_train : n_train + n_val], _layer_names())
+        tr = StoreRows.of(store, hashes[:n_train], _layer_names())
+        va = StoreRows.of(store, hashes[n_train : n_train + n_val], _layer_names())
         att.fit_features(tr, y[:n_train], va, y[n_train : n_train + n_val])
     else:
         folder = Path(root) / f"npy-{n_train + n_val}"

@@ -284,6 +284,7 @@ def test_batched_solver_matches_sklearn_on_row_subsets_and_wide_features():
     from originprobe.heads._logistic import (
         Basis,
         Problem,
+        Stopping,
         _weights,
         balanced_weights,
         objective,
@@ -297,7 +298,7 @@ def test_batched_solver_matches_sklearn_on_row_subsets_and_wide_features():
         basis = Basis(X, _weights(y, 4, None, True)[0])
         rows = np.flatnonzero(y != 2)[:150]
         problems = [Problem(0.1), Problem(10.0), Problem(0.1, rows)]
-        for (v, fit), p in zip(solve(basis, y, 4, problems, tol=1e-8), problems):
+        for (v, fit), p in zip(solve(basis, y, 4, problems, True, Stopping(1e-8)), problems):
             r = np.arange(n) if p.rows is None else p.rows
             sk = LogisticRegression(C=p.C, tol=1e-10, max_iter=5000,
                                     class_weight="balanced").fit(X[r], y[r])  # fmt: skip

@@ -20,6 +20,7 @@ from .extract import ExtractionJob, extract_here
 class LocalEngine:
     name = "local"
     help = "here, in this process"
+    in_process = True  # selection's candidates need no mapping elsewhere
 
     def extract(self, job: ExtractionJob, rt: Runtime) -> None:
         extract_here(job, rt)
@@ -31,6 +32,7 @@ class LocalEngine:
 class RayEngine:
     name = "ray"
     help = "a Ray cluster (pip install 'originprobe[ray]'; --address)"
+    in_process = False
 
     def extract(self, job: ExtractionJob, rt: Runtime) -> None:
         if job.transform is not None:

@@ -507,17 +507,28 @@ def open_namespaces(root: str | Path) -> list[FeatureStore]:
 
 
 class StoreRows(Mapping):
-    """{layer: the features of `hashes`}, read from a store on each access, nothing kept; small
-    and picklable, so a Ray task reads its layers where it runs."""
+    """{layer: the features of some rows}, read from the store(s) on each access and never kept,
+    so a layer search holds only the layers it reads; small and picklable (a Ray task reads its
+    layers where it runs). The rows are one or more (store, content hashes) parts, stacked in
+    order: a cross-fitted role reads each part through the network that did not train on it."""
 
-    def __init__(self, store: FeatureStore | FusedStore, hashes: Sequence[str],
+    def __init__(self, parts: "Sequence[tuple[FeatureStore | FusedStore, Sequence[str]]]",
                  layers: Sequence[str]):  # fmt: skip
-        self.store, self.hashes, self.layers = store, list(hashes), list(layers)
+        self.parts = [(store, list(hashes)) for store, hashes in parts]
+        self.layers = list(layers)
+
+    @classmethod
+    def of(cls, store: "FeatureStore | FusedStore", hashes: Sequence[str],
+           layers: Sequence[str]) -> "StoreRows":  # fmt: skip
+        return cls([(store, hashes)], layers)
 
     def __getitem__(self, layer: str) -> np.ndarray:
         if layer not in self.layers:
             raise KeyError(layer)
-        return self.store.load(self.hashes, layer)
+        mats = [store.load(hashes, layer) for store, hashes in self.parts if hashes]
+        if not mats:
+            return np.zeros((0, 0), np.float32)
+        return mats[0] if len(mats) == 1 else np.vstack(mats)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.layers)
@@ -530,4 +541,4 @@ class StoreRows(Mapping):
 
     @property
     def n_rows(self) -> int:
-        return len(self.hashes)
+        return sum(len(h) for _, h in self.parts)

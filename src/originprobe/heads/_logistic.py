@@ -50,6 +50,16 @@ class LogisticFit:
 
 
 @dataclass(frozen=True)
+class Stopping:
+    """When a problem is solved: max-abs gradient ≤ tol, or `max_iter` iterations; `memory`
+    L-BFGS corrections are kept."""
+
+    tol: float = 1e-4
+    max_iter: int = 1000
+    memory: int = 10
+
+
+@dataclass(frozen=True)
 class Problem:
     """One logistic regression on a shared matrix: its training rows (None: every row) and C."""
 
@@ -162,9 +172,7 @@ def solve(
     n_classes: int,
     problems: Sequence[Problem],
     balanced: bool = True,
-    tol: float = 1e-4,
-    max_iter: int = 1000,
-    memory: int = 10,
+    stopping: Stopping = Stopping(),
 ) -> list[tuple[np.ndarray, LogisticFit]]:
     """Every problem on one basis: per problem (v (K, dim + 1) in basis coordinates, fit without
     its feature-space coefficients, which `Basis.to_features` gives)."""
@@ -182,7 +190,7 @@ def solve(
             np.array([prepared[i][1] for i in chunk]),
             np.stack([prepared[i][2] for i in chunk]),
             y_idx,
-            (tol, max_iter, memory),
+            stopping,
         )
     for (v, fit), (w8, S, present), p in zip(out, prepared, problems):
         fit.objective = _objective_in_basis(basis, y_idx, w8, present, p.C, S, v)
@@ -203,15 +211,9 @@ def _objective_in_basis(
 
 
 def fit_multinomial(
-    Zs: list,
-    y_idx: np.ndarray,
-    n_classes: int,
-    Cs: Sequence[float],
-    balanced: bool = True,
-    tol: float = 1e-4,
-    max_iter: int = 1000,
-    memory: int = 10,
-) -> list[list[LogisticFit]]:
+    Zs: list, y_idx: np.ndarray, n_classes: int, Cs: Sequence[float], balanced: bool = True,
+    stopping: Stopping = Stopping(),
+) -> list[list[LogisticFit]]:  # fmt: skip
     """Every (Z in Zs, C in Cs) problem on all rows (balanced class weights, or none);
     result[i][j] is for Zs[i] and Cs[j]. The list is consumed: each entry is released once its
     basis is built (so a caller holding only the list holds each matrix once)."""
@@ -222,8 +224,8 @@ def fit_multinomial(
         basis = Basis(Zs[i], w8)
         Zs[i] = None
         row = []
-        for v, fit in solve(basis, y_idx, n_classes, [Problem(float(C)) for C in Cs], balanced,
-                            tol, max_iter, memory):  # fmt: skip
+        problems = [Problem(float(C)) for C in Cs]
+        for v, fit in solve(basis, y_idx, n_classes, problems, balanced, stopping):
             fit.coef, fit.intercept = basis.to_features(v)
             row.append(fit)
         res.append(row)
@@ -238,9 +240,9 @@ def _solve_batch(
     S: np.ndarray,
     present: np.ndarray,
     y_idx: np.ndarray,
-    settings: tuple[float, int, int],
+    stopping: Stopping,
 ) -> list[tuple[np.ndarray, LogisticFit]]:
-    tol, max_iter, m = settings
+    tol, max_iter, m = stopping.tol, stopping.max_iter, stopping.memory
     n = len(y_idx)
     B, K = present.shape
     dim = basis.dim

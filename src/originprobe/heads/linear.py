@@ -17,7 +17,7 @@ import numpy as np
 from sklearn.base import clone
 
 from ..errors import ConfigError
-from ._logistic import Basis, Problem, _weights, fit_multinomial, solve
+from ._logistic import Basis, Problem, Stopping, _weights, fit_multinomial, solve
 from .base import HEADS, Head
 
 C_GRID = [float(c) for c in np.logspace(-4, 2, 7)]
@@ -117,7 +117,7 @@ class LinearHead(Head):
             moments.append((mean, scale))
         solved = fit_multinomial(
             Zs, y_idx, len(classes), [h.C for h in heads], self.class_weight == "balanced",
-            tol=self.tol, max_iter=self.max_iter,
+            Stopping(self.tol, self.max_iter),
         )  # fmt: skip
         out = []
         for (mean, scale), row in zip(moments, solved):
@@ -160,7 +160,7 @@ class LinearHead(Head):
             Problem(C * n / max(len(tr), 1), np.asarray(tr)) for C in Cs for tr, _ in splits
         ]
         problems += [Problem(C) for C in Cs] if refit else []
-        solved = solve(basis, y_idx, K, problems, balanced, self.tol, self.max_iter)
+        solved = solve(basis, y_idx, K, problems, balanced, Stopping(self.tol, self.max_iter))
         decisions = []
         for g in range(len(grid)):
             row = []

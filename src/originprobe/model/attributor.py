@@ -252,7 +252,8 @@ class Attributor(BaseEstimator):
         cfg = SelectionConfig.of(self.selection)
         clf = self.classifier()
         rt = Runtime.of(self.runtime)
-        mapper = None if rt.engine == "local" else (lambda f, t: rt.engine_entry().map(f, t, rt))
+        engine = rt.engine_entry()
+        mapper = None if engine.in_process else (lambda f, t: engine.map(f, t, rt))
         search = LayerSearch(clf, X, y, cfg, rt.progress, mapper)
         widths = {l: int(X[l].shape[1]) for l in known_layers if hasattr(X[l], "shape")}
         choice = search.run(specs, widths)

@@ -39,7 +39,7 @@ from ..features import (
     open_store,
     parse_layer_list,
 )
-from ..features.store import FeatureStore, FusedStore
+from ..features.store import FeatureStore, FusedStore, StoreRows
 from ..runtime import Runtime
 from ..training import TrainConfig
 from ..training.cache import (
@@ -52,41 +52,12 @@ from ..training.cache import (
 from .bundle import BundleError
 
 
-class RoleRows(Mapping):
-    """{layer: the features of one role's rows}, read from the store(s) on each access and never
-    kept, so a layer search holds only the layers it reads; small and picklable (a Ray task reads
-    its layers where it runs). A cross-fitted role is several (store, rows) parts."""
-
-    def __init__(self, parts: Sequence[tuple[Any, Sequence[str]]], layers: Sequence[str]):
-        self.parts = [(store, list(hashes)) for store, hashes in parts]
-        self.layers = list(layers)
-
-    def __getitem__(self, layer: str) -> np.ndarray:
-        if layer not in self.layers:
-            raise KeyError(layer)
-        mats = [store.load(hashes, layer) for store, hashes in self.parts if hashes]
-        return mats[0] if len(mats) == 1 else np.vstack(mats)
-
-    def __iter__(self):
-        return iter(self.layers)
-
-    def __len__(self) -> int:
-        return len(self.layers)
-
-    def __contains__(self, layer: object) -> bool:
-        return layer in self.layers
-
-    @property
-    def n_rows(self) -> int:
-        return sum(len(h) for _, h in self.parts)
-
-
 @dataclass
 class FeatureTable:
     """The samples of each role (in row order) and their features, read lazily."""
 
     samples: dict[str, list[Sample]]
-    rows: dict[str, RoleRows]
+    rows: dict[str, StoreRows]
     widths: dict[str, int] = field(default_factory=dict)
 
     def labels(self, role: str) -> np.ndarray:
@@ -289,7 +260,7 @@ class FeatureExtractor(BaseEstimator):
         for role, role_parts in parts.items():
             kept = [(bb, [s for s in ss if str(s.path) not in failed]) for bb, ss in role_parts]
             table.samples[role] = [s for _, ss in kept for s in ss]
-            table.rows[role] = RoleRows(
+            table.rows[role] = StoreRows(
                 [(stores[id(bb)], [str(s.sha256) for s in ss]) for bb, ss in kept], layers
             )
         return table, report
