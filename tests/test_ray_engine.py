@@ -256,3 +256,30 @@ def test_a_learned_network_trained_here_extracts_on_the_cluster(cluster, data, t
     assert ray["backbone"]["weights_id"] == local["backbone"]["weights_id"]
     assert ray["selection"]["params"] == local["selection"]["params"]
     assert ray["threshold"] == pytest.approx(local["threshold"], abs=1e-3)
+
+
+def test_the_api_on_the_cluster_gives_the_command_lines_model(cluster, data, tmp_path):
+    """`Attributor(runtime={"engine": "ray", ...}).fit(...)` extracts and selects on the cluster
+    through the same path as `fit --engine ray`, and both give the local command line's model."""
+    from test_one_fit_path import same_model
+
+    address, env = cluster
+    known = "real,dalle-mini,midjourney-v3"
+    assert main(["fit", "--data", str(data), "--known", known, "--backbone",
+                 "efficientnet-lite0", "--layers", ",".join(LAYERS), "--cache",
+                 str(tmp_path / "a"), "--out", str(tmp_path / "local"), "--quiet"]) == 0  # fmt: skip
+    code = (
+        "import sys\nfrom originprobe import Attributor\n"
+        "Attributor(backbone='efficientnet-lite0', layers=sys.argv[1].split(','),\n"
+        "           runtime={'engine': 'ray', 'address': sys.argv[2], 'cache': sys.argv[3]}\n"
+        "           ).fit(sys.argv[4], known=sys.argv[5].split(',')).save(sys.argv[6])\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, ",".join(LAYERS), address, str(tmp_path / "b"), str(data),
+         known, str(tmp_path / "api")],
+        env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert list((tmp_path / "b").glob("*/shard-*"))  # the cluster's workers wrote the features
+    assert json.loads((tmp_path / "api" / "model.json").read_text())["selection"]["engine"] == "ray"
+    same_model(tmp_path / "local", tmp_path / "api")

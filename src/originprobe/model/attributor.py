@@ -137,6 +137,16 @@ class Attributor(BaseEstimator):
             self._extractor.runtime = self.runtime
         return self
 
+    def resolved_params(self) -> dict[str, Any]:
+        """The hyper-parameters with the nested settings as their values (None → defaults),
+        so one model reads the same whether its options came as values or mappings."""
+        layers = self.layers if isinstance(self.layers, str) else ",".join(map(str, self.layers))
+        return self.get_params(deep=False) | {
+            "layers": layers,
+            "selection": SelectionConfig.of(self.selection),
+            "training": TrainConfig.of(self.training),
+        }
+
     def _check_config(self) -> None:
         check_params(self.head, self.score, self.target_tpr, self.head_params, self.seed)
         SelectionConfig.of(self.selection), TrainConfig.of(self.training), Runtime.of(self.runtime)

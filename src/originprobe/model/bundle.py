@@ -272,7 +272,8 @@ def params_json(estimator) -> dict:
     import dataclasses
 
     out = {}
-    for k, v in estimator.get_params(deep=False).items():
+    params = getattr(estimator, "resolved_params", lambda: estimator.get_params(deep=False))()
+    for k, v in params.items():
         if k == "runtime":
             continue
         if dataclasses.is_dataclass(v) and not isinstance(v, type):
