@@ -6,7 +6,7 @@ the feature store keeps. A backbone that says it exports cleanly (`onnx_friendly
 exported once per weights and preprocessing (the cache key) to `$ORIGINPROBE_HOME/onnx`
 (default `~/.cache/originprobe/onnx`), atomically and under a lock, then reused.
 
-`runtime="auto"` picks ONNX Runtime on a CPU when `onnxruntime` and `onnx` are installed
+`backend="auto"` (`--runtime auto`) picks ONNX Runtime on a CPU when `onnxruntime` and `onnx` are installed
 (`pip install originprobe[onnx]`) and the backbone is ONNX-friendly; PyTorch otherwise.
 Transformers stay on PyTorch: measured here, ONNX Runtime gave them no gain.
 """
@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..runtime import BACKENDS
 from ..fileio import normal_mode
 from .base import Backbone
 
-RUNTIMES = ("auto", "torch", "onnx")
 
 
 def onnx_installed() -> bool:
@@ -35,10 +35,11 @@ def onnx_installed() -> bool:
     return True
 
 
-def choose_runtime(runtime: str, backbone: Backbone, device: torch.device) -> str:
-    if runtime not in RUNTIMES:
-        raise ConfigError(f"unknown runtime {runtime!r}; runtimes: {', '.join(RUNTIMES)}")
-    if runtime == "onnx":
+def choose_backend(backend: str, backbone: Backbone, device: torch.device) -> str:
+    """The forward pass that runs: "onnx" or "torch", for the asked `backend` (`BACKENDS`)."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown runtime {backend!r}; runtimes: {', '.join(BACKENDS)}")
+    if backend == "onnx":
         if device.type != "cpu":
             raise ConfigError(f"--runtime onnx runs on the CPU, not on {device}")
         if not onnx_installed():
@@ -47,7 +48,7 @@ def choose_runtime(runtime: str, backbone: Backbone, device: torch.device) -> st
             )
         return "onnx"
     if (
-        runtime == "auto"
+        backend == "auto"
         and device.type == "cpu"
         and getattr(backbone, "onnx_friendly", False)
         and onnx_installed()

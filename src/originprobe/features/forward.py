@@ -117,10 +117,10 @@ def iter_batches(
 
 class ForwardRunner:
     """The backbone on its device: uint8 batch in, one float32 numpy array per layer out.
-    On a CPU, ONNX Runtime runs the forward pass when `runtime` allows it (see backbones.onnxrt)."""
+    On a CPU, ONNX Runtime runs the forward pass when `backend` allows it (see backbones.onnxrt)."""
 
-    def __init__(self, backbone: Backbone, layers: Sequence[str], device, runtime: str = "auto"):
-        from ..backbones.onnxrt import OnnxForward, choose_runtime
+    def __init__(self, backbone: Backbone, layers: Sequence[str], device, backend: str = "auto"):
+        from ..backbones.onnxrt import OnnxForward, choose_backend
 
         self.device = resolve_device(device)
         self.layers = list(layers)
@@ -129,7 +129,7 @@ class ForwardRunner:
             raise ConfigError(
                 f"{backbone.name} has no layers {unknown}; it has {backbone.layer_names}"
             )
-        self.runtime = choose_runtime(runtime, backbone, self.device)
+        self.runtime = choose_backend(backend, backbone, self.device)
         self.onnx = None
         if self.runtime == "onnx":  # one session per backbone object, reused by later calls
             self.onnx = backbone.__dict__.get("_onnx_forward")

@@ -42,8 +42,27 @@ def _opt(default: Any, group: str, help: str, cli_type: Any = None, **argparse_k
 
 
 def options(group: str) -> list[tuple[str, dict]]:
-    """The command-line options of the RunConfig fields of `group` (nested ones included)."""
-    return dataclass_options(RunConfig, group, check_field_text)
+    """The command-line options of the RunConfig fields of `group` (nested ones included);
+    where a registry lists the choices (engines, perturbations, losses), the help is its."""
+    from ..data.perturb import PERTURBATIONS
+    from ..runtime import ENGINES
+    from ..training import LOSSES
+
+    helps = {
+        "--engine": "where extraction runs: "
+        + "; ".join(f"{name}: {e.help}" for name, e in ENGINES.items()),
+        "--robustness": "test-time perturbation curves, KIND=LEVEL,LEVEL;...: "
+        + "; ".join(f"{n} ({k.help})" for n, k in PERTURBATIONS.items()),
+        "--train-loss": "learned:ARCH networks: auto (each; known-only validation keeps the "
+        "better), " + ", ".join(f"{n} ({c.help})" for n, c in LOSSES.items()),
+    }
+    out = []
+    for flag, kw in dataclass_options(RunConfig, group, check_field_text):
+        if flag in helps:
+            default = kw["help"].rpartition(" (default:")
+            kw = dict(kw, help=helps[flag] + (" (default:" + default[2] if default[1] else ""))
+        out.append((flag, kw))
+    return out
 
 
 def _run_runtime() -> Runtime:
