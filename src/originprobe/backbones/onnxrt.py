@@ -20,10 +20,9 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
-from ..runtime import BACKENDS
 from ..fileio import normal_mode
+from ..runtime import BACKENDS
 from .base import Backbone
-
 
 
 def onnx_installed() -> bool:

@@ -49,6 +49,7 @@ from ..openset import (
 from ..options import option
 
 Split = tuple[np.ndarray, np.ndarray]
+OPERATING_TPRS = (0.95, 0.90, 0.85, 0.80)  # target TPRs whose rejection is also estimated
 MAX_WITHHELD_SPLITS = 40  # (generator, fold) problems per candidate; beyond, fewer folds each
 
 
@@ -142,6 +143,7 @@ class Estimate:
     oscr: float | None = None
     rejected: float | None = None  # share of a withheld generator's images below the threshold
     withheld: dict[str, dict[str, float]] = field(default_factory=dict)
+    rejected_at: dict[str, float] = field(default_factory=dict)  # the same at other target TPRs
 
     @property
     def criterion(self) -> float:
@@ -228,6 +230,7 @@ def open_set_estimate(
     generators; `per_generator[g]` = (rows, their scores, their predicted classes) from models
     that never trained on g."""
     out: dict[str, dict[str, float]] = {}
+    at: dict[str, list[float]] = {f"{t:.2f}": [] for t in OPERATING_TPRS}
     for g, (rows, scores, pred) in per_generator.items():
         known = np.asarray(y[rows] != g)
         if not known.any() or known.all():
@@ -238,10 +241,14 @@ def open_set_estimate(
             "oscr": oscr(scores, known, pred == y[rows]),
             "rejected": float(np.mean(scores[~known] < thr)),
         }
+        for t in OPERATING_TPRS:
+            at[f"{t:.2f}"].append(
+                float(np.mean(scores[~known] < calibrate_threshold(scores[known], t)))
+            )
     if not out:
         return {}
     mean = {m: float(np.mean([v[m] for v in out.values()])) for m in ("auroc", "oscr", "rejected")}
-    return {**mean, "withheld": out}
+    return {**mean, "withheld": out, "rejected_at": {t: float(np.mean(v)) for t, v in at.items()}}
 
 
 class CrossValidation:

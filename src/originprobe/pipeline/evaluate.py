@@ -57,6 +57,28 @@ def candidate_sweep(p: Prepared, att: Attributor) -> list[dict]:
     return rows
 
 
+def operating_points(att: Attributor, d: Decisions, p: Prepared) -> list[dict]:
+    """At other target TPRs (thresholds from the same out-of-fold scores): the share of known
+    test images kept and of unseen generators' images rejected, beside the estimate of the
+    latter. For reading; the model's own threshold is `target_tpr`'s."""
+    from ..model.crossval import OPERATING_TPRS
+
+    y = p.table.labels("test")
+    known = np.isin(y, p.split.known_classes)
+    est = (att.selection_summary_.get("estimate") or {}).get("rejected_at") or {}
+    rows = []
+    for tpr in OPERATING_TPRS:
+        thr = calibrate_threshold(att.classifier_.oof_scores_, tpr)
+        rows.append({
+            "target_tpr": tpr,
+            "threshold": thr,
+            "known_kept": float(np.mean(d.score[known] >= thr)) if known.any() else None,
+            "unseen_rejected": float(np.mean(d.score[~known] < thr)) if (~known).any() else None,
+            "estimated_rejected": est.get(f"{tpr:.2f}"),
+        })  # fmt: skip
+    return rows
+
+
 def _reference(c, p: Prepared, spec) -> tuple[np.ndarray, np.ndarray]:
     """Reference rows for a candidate's feature-fitted score (knn, mahalanobis, vim)."""
     return p.table("dev", spec), p.table.labels("dev")
@@ -112,6 +134,7 @@ def evaluate_prepared(p: Prepared, cfg: RunConfig) -> tuple[dict, Attributor, De
         "unknown_classes": list(p.split.unknown_classes),
         "counts": p.split.counts(),
         "candidates": candidate_sweep(p, att),
+        "operating_points": operating_points(att, d, p),
         "selection_seconds": round(fit_s, 2),
         "selection_fits": sel["fits"],
     }
