@@ -12,6 +12,13 @@ message names the file and the reason. The rules:
   the limit Pillow enforces, so the two cannot disagree.
 - A JPEG whose entropy-coded data is damaged but still decodes partly is decoded and flagged
   (`warning`), because libjpeg otherwise fills the damaged blocks silently.
+- Metadata never hides the pixels: when the decoder refuses a file because of a metadata block (a
+  PNG text or ICC chunk that inflates past Pillow's limits, a JPEG APPn segment it cannot parse, a
+  WebP metadata chunk), the pixels are decoded from a copy without the metadata blocks
+  (`data.containers`) and the file is flagged with a warning naming what was dropped and why.
+  PNG metadata chunks over `METADATA_BUDGET` are left out before decoding, without being read.
+  Nothing is ever inflated past Pillow's limits; pixel bombs and damaged pixel data are refused as
+  before.
 - EXIF orientation is applied; multi-frame files are read at their first frame; 16/32-bit
   greyscale is scaled to 8 bits; CMYK, palette, LA and greyscale become RGB; transparency is
   composited on black.
@@ -34,10 +41,14 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ..errors import ConfigError, OriginprobeError
+from .containers import PNG_KEEP, oversized_png_chunks, without_metadata
 
 DEFAULT_MAX_PIXELS = 100_000_000
 _max_pixels = int(os.environ.get("ORIGINPROBE_MAX_PIXELS", DEFAULT_MAX_PIXELS))
 SNIFF_BYTES = 32
+METADATA_BUDGET = 4 << 20  # bytes of one PNG metadata chunk; larger ones are left out unread
+DROPPED = "metadata dropped to read the pixels"  # how such a warning starts
+_STRIPPABLE = ("PNG", "JPEG", "WEBP")
 
 try:  # HEIC/HEIF through the Pillow plugin, when it is installed
     import pillow_heif  # type: ignore
@@ -66,9 +77,10 @@ set_max_pixels(_max_pixels)
 class ImageDecodeError(OriginprobeError):
     """An image file that cannot be used; `path` and `reason` say which and why."""
 
-    def __init__(self, path: str | Path, reason: str):
+    def __init__(self, path: str | Path, reason: str, pixels: bool = False):
         self.path = str(path)
         self.reason = reason
+        self.pixels = pixels  # refused for its pixels (a bomb): no copy without metadata helps
         super().__init__(f"{self.path}: {reason}")
 
 
@@ -193,18 +205,71 @@ def _jpeg_damage(data: bytes) -> str | None:
 def decode_image(
     source, path: str | Path = "<bytes>", draft_size: int | None = None
 ) -> DecodedImage:
-    """Decode encoded image bytes (or an open binary file) into an RGB `PIL.Image`."""
+    """Decode encoded image bytes (or an open binary file) into an RGB `PIL.Image`; metadata
+    that the decoder refuses is dropped, with a warning (see the module doc)."""
     fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
     try:
         head = fp.read(SNIFF_BYTES)
-        fmt = sniff_format(head)
-        if fmt is None:
-            raise ImageDecodeError(path, describe_non_image(head))
         fp.seek(0)
+    except OSError as exc:
+        raise ImageDecodeError(path, f"cannot read file: {exc.strerror or exc}") from None
+    fmt = sniff_format(head)
+    if fmt is None:
+        raise ImageDecodeError(path, describe_non_image(head))
+    if fmt == "PNG":
+        big = oversized_png_chunks(fp, METADATA_BUDGET)
+        if big:
+            out = _decode(io.BytesIO(_png_kept(fp)), fmt, path, draft_size)
+            why = f"over the {METADATA_BUDGET >> 20} MB budget for a metadata chunk"
+            return _warned(out, f"{DROPPED}: {', '.join(big)}, {why}")
+    try:
+        return _decode(fp, fmt, path, draft_size)
+    except ImageDecodeError as exc:
+        if exc.pixels or fmt not in _STRIPPABLE:
+            raise
+        fp.seek(0)
+        stripped, dropped = without_metadata(fp.read(), fmt)
+        if not dropped:
+            raise
+        try:
+            out = _decode(io.BytesIO(stripped), fmt, path, draft_size)
+        except ImageDecodeError as again:
+            raise (again if again.pixels else exc) from None  # a bomb is a bomb
+        return _warned(out, f"{DROPPED}: {', '.join(dropped)} (the decoder refused the file: "
+                       f"{exc.reason})")  # fmt: skip
+
+
+def _warned(out: DecodedImage, warning: str) -> DecodedImage:
+    out.warning = warning if out.warning is None else f"{warning}; {out.warning}"
+    return out
+
+
+def _png_kept(fp) -> bytes:
+    """The PNG without its metadata chunks, reading only the chunks it keeps (the others are
+    seeked over, never read)."""
+    fp.seek(0)
+    out = [fp.read(8)]
+    while True:
+        head = fp.read(8)
+        if len(head) < 8:
+            break
+        length, tag = struct.unpack(">I", head[:4])[0], head[4:]
+        if tag in PNG_KEEP:
+            out.append(head + fp.read(length + 4))
+        else:
+            fp.seek(length + 4, 1)
+        if tag == b"IEND":
+            break
+    return b"".join(out)
+
+
+def _decode(fp, fmt: str, path: str | Path, draft_size: int | None) -> DecodedImage:
+    try:
         warning = None
         if fmt == "JPEG":
             data = fp.read()
-            warning = _jpeg_damage(data)
+            # entropy damage only: a malformed metadata segment is not damage to the pixels
+            warning = _jpeg_damage(without_metadata(data, "JPEG")[0])
             fp = io.BytesIO(data)
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -215,9 +280,10 @@ def decode_image(
                     path,
                     f"decompression bomb: {w}x{h} pixels exceeds the limit of "
                     f"{_max_pixels} (ORIGINPROBE_MAX_PIXELS or --max-pixels)",
+                    pixels=True,
                 )
             if w < 1 or h < 1:
-                raise ImageDecodeError(path, f"image has no pixels ({w}x{h})")
+                raise ImageDecodeError(path, f"image has no pixels ({w}x{h})", pixels=True)
             if fmt == "JPEG" and draft_size and min(w, h) >= 2 * draft_size:
                 img.draft("RGB", (draft_size, draft_size))
             img.seek(0)
@@ -231,6 +297,7 @@ def decode_image(
             path,
             f"decompression bomb: {exc} (the limit is {_max_pixels} "
             "pixels: ORIGINPROBE_MAX_PIXELS or --max-pixels)",
+            pixels=True,
         ) from None
     except Image.UnidentifiedImageError:
         raise ImageDecodeError(path, "not a recognised image format") from None
@@ -250,7 +317,39 @@ def decode_image(
             raise ImageDecodeError(path, f"truncated or corrupt image data ({msg})") from None
         raise ImageDecodeError(path, f"corrupt image data ({msg})") from None
     except MemoryError:
-        raise ImageDecodeError(path, "image too large to decode in memory") from None
+        raise ImageDecodeError(path, "image too large to decode in memory", pixels=True) from None
+
+
+def image_size(data: bytes, name: str = "<bytes>") -> tuple[int, int, str | None]:
+    """(width, height, warning) from a file's header, as `decode_image` would read it (metadata
+    the decoder refuses is dropped first); every failure is an `ImageDecodeError`."""
+    fmt = sniff_format(data[:SNIFF_BYTES])
+    if fmt is None:
+        raise ImageDecodeError(name, describe_non_image(data[:SNIFF_BYTES]))
+    warning = None
+    try:
+        with Image.open(io.BytesIO(data), formats=[fmt]) as img:
+            w, h = img.size
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(name, f"decompression bomb: {exc}", pixels=True) from None
+    except Exception as exc:  # noqa: BLE001 - any header failure: try without the metadata
+        stripped, dropped = without_metadata(data, fmt)
+        if not dropped:
+            raise ImageDecodeError(name, f"corrupt image data ({type(exc).__name__}: {exc})") \
+                from None  # fmt: skip
+        try:
+            with Image.open(io.BytesIO(stripped), formats=[fmt]) as img:
+                w, h = img.size
+        except Exception:  # noqa: BLE001
+            raise ImageDecodeError(name, f"corrupt image data ({type(exc).__name__}: {exc})") \
+                from None  # fmt: skip
+        warning = f"{DROPPED}: {', '.join(dropped)}"
+    if w * h > _max_pixels:
+        raise ImageDecodeError(
+            name, f"decompression bomb: {w}x{h} pixels exceeds the limit of {_max_pixels}",
+            pixels=True,
+        )  # fmt: skip
+    return w, h, warning
 
 
 def read_image(path: str | Path, draft_size: int | None = None) -> DecodedImage:

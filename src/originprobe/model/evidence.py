@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.images import DROPPED
 from ..features import ImageInput
 from ..provenance import Evidence, EvidenceReader, compare
 
@@ -69,4 +70,6 @@ def with_evidence(
     out = predict(inputs)
     for i, ev in pending.result().items():
         out[i].evidence = compare(ev, out[i].label, list(classes)) if out[i].ok else ev
+        if out[i].warning and DROPPED in out[i].warning:  # metadata the pixels were read without
+            ev.warnings.append(out[i].warning)
     return out

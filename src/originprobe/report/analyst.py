@@ -55,16 +55,16 @@ applyFilters();
 
 
 def thumbnail(source: str | Path, max_px: int = THUMB_PX) -> str | None:
-    """An inline JPEG data URI of the image, or None when it cannot be read."""
-    from PIL import Image
+    """An inline JPEG data URI of the image (decoded as attribution decodes it: metadata that
+    hides the pixels is dropped), or None when it cannot be read."""
+    from ..data.images import ImageDecodeError, read_image
 
     try:
-        with Image.open(source) as im:
-            im.draft("RGB", (max_px, max_px))
-            im.thumbnail((max_px, max_px))
-            buf = io.BytesIO()
-            im.convert("RGB").save(buf, "JPEG", quality=80)
-    except Exception:  # noqa: BLE001 - the card says the image could not be shown
+        im = read_image(source, draft_size=max_px).image
+        im.thumbnail((max_px, max_px))
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=80)
+    except (ImageDecodeError, OSError):  # the card says the image could not be shown
         return None
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 

@@ -17,7 +17,6 @@ Off the loopback interface a bearer token is required (`ORIGINPROBE_API_TOKEN`).
 """
 
 import hmac
-import io
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
@@ -25,7 +24,13 @@ from importlib import resources
 from pathlib import Path
 
 from .._version import __version__
-from ..data.images import describe_non_image, max_pixels, sniff_format
+from ..data.images import (
+    ImageDecodeError,
+    describe_non_image,
+    image_size,
+    max_pixels,
+    sniff_format,
+)
 from ..errors import ConfigError
 from ..model import Attributor
 from ..options import option
@@ -57,19 +62,12 @@ def check_upload(name: str, data: bytes) -> tuple[int, str] | None:
     fmt = sniff_format(data[:32])
     if fmt is None:
         return 415, describe_non_image(data[:32])
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data), formats=[fmt]) as img:
-            w, h = img.size
-    except Image.DecompressionBombError as exc:
-        return 422, f"decompression bomb: {exc} (limit {max_pixels()} pixels, --max-pixels)"
-    except Exception as exc:  # noqa: BLE001 - any header failure is "not a readable image"
-        return 415, f"corrupt image data ({type(exc).__name__}: {exc})"
-    if w * h > max_pixels():
-        return 422, (
-            f"decompression bomb: {w}x{h} pixels exceeds the limit of {max_pixels()} (--max-pixels)"
-        )
+    try:  # the header as decoding reads it: metadata the decoder refuses does not count
+        image_size(data, name)
+    except ImageDecodeError as exc:
+        if exc.pixels:
+            return 422, f"{exc.reason} (limit {max_pixels()} pixels, --max-pixels)"
+        return 415, exc.reason
     return None
 
 
