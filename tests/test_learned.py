@@ -418,3 +418,59 @@ def test_heads_learn_from_cross_fitted_features_of_learned_networks(tiny_set, tm
     assert np.abs(table_row - by_fold).max() < 0.2 * np.abs(table_row - by_final).max()
     # the fold networks never saw their part: their keys hold the other part's images only
     assert p.backbone.weights_id == final.weights_id
+
+
+_LOCK_SCRIPT = """
+import sys, json
+import torch
+torch.set_num_threads(1)
+from pathlib import Path
+from originprobe.data import hash_samples, load_dataset
+from originprobe.runtime import Runtime
+from originprobe.training import TrainConfig
+from originprobe.training.cache import TrainingPlan, trained_network
+samples, _ = hash_samples(load_dataset(sys.argv[1]).samples)
+known = {known!r}
+train = [s for s in samples if s.label in known]
+cfg = TrainConfig(loss="ce", epochs=3, patch=32, per_image=int(sys.argv[3]))
+plan = TrainingPlan(cfg, Path(sys.argv[2]), runtime=Runtime(device="cpu"))
+r = trained_network("forensic-cnn", known, train, plan, "train")
+print(json.dumps({{"path": str(r.path), "cached": bool(r.summary.get("cached")),
+                  "resumed": r.summary.get("resumed_at_epoch")}}))
+"""
+
+
+def _locked_train(args, **kw):
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    code = _LOCK_SCRIPT.format(known=KNOWN)
+    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env=env,
+                            stdout=subprocess.PIPE, text=True, **kw)  # fmt: skip
+
+
+def test_two_processes_training_one_key_take_turns_and_share_the_network(tiny_set, tmp_path):
+    """The second process waits on the key's lock, then reuses the first one's network: the
+    network is trained once."""
+    procs = [_locked_train([tiny_set, tmp_path / "nets", 4]) for _ in range(2)]
+    outs = [json.loads(p.communicate(timeout=300)[0].strip().splitlines()[-1]) for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert outs[0]["path"] == outs[1]["path"]
+    assert sorted(o["cached"] for o in outs) == [False, True]  # one trained, one reused
+    assert len(list((tmp_path / "nets").glob("*/network.safetensors"))) == 1
+
+
+def test_a_lock_left_by_a_killed_process_is_taken_over(tiny_set, tmp_path):
+    """A process killed while training holds no lock any more: the next one goes on at once and
+    resumes from the checkpoint the killed one left."""
+    nets = tmp_path / "nets"
+    proc = _locked_train([tiny_set, nets, 24])
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not list(nets.glob("*/network.ce.checkpoint")):
+        time.sleep(0.05)
+    assert list(nets.glob("*/.lock")), "the training process took no lock"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    again = _locked_train([tiny_set, nets, 24])
+    out, _ = again.communicate(timeout=300)
+    assert again.returncode == 0
+    res = json.loads(out.strip().splitlines()[-1])
+    assert not res["cached"] and res["resumed"] >= 1
