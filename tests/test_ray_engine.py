@@ -127,7 +127,8 @@ def _extract(cache: Path, manifest: Path, *extra: str, env=None) -> subprocess.P
     )
 
 
-def test_ray_extraction_equals_local_and_survives_a_killed_worker(cluster, data, tmp_path):
+@pytest.mark.parametrize("attempt", [1, 2, 3])  # a lost worker must not fail the job, ever
+def test_ray_extraction_equals_local_and_survives_a_killed_worker(cluster, data, tmp_path, attempt):
     address, env = cluster
     local = tmp_path / "local"
     assert (
@@ -283,3 +284,39 @@ def test_the_api_on_the_cluster_gives_the_command_lines_model(cluster, data, tmp
     assert list((tmp_path / "b").glob("*/shard-*"))  # the cluster's workers wrote the features
     assert json.loads((tmp_path / "api" / "model.json").read_text())["selection"]["engine"] == "ray"
     same_model(tmp_path / "local", tmp_path / "api")
+
+
+def test_a_cluster_that_keeps_losing_work_is_finished_here_from_the_store(
+    data, tmp_path, monkeypatch
+):
+    """When Ray loses the work again and again, the job is tried again on what the store still
+    lacks (rows written before are kept), then finished in this process, with a warning; the
+    features equal a local run's."""
+    from originprobe.data import load_dataset
+    from originprobe.features import extract_features, ray_engine
+    from originprobe.runtime import Runtime
+
+    calls = []
+
+    def flaky(todo, job, rt, progress, actors=None):  # writes half of its rows, then "dies"
+        calls.append(len(todo))
+        half = todo[: len(todo) // 2]
+        feats = extract_features(half, job.backbone, job.store, job.layers, Runtime(workers=0))
+        assert feats.computed == len(half)
+        raise RuntimeError("ActorDiedError: the worker died unexpectedly")
+
+    monkeypatch.setattr(ray_engine, "connect", lambda address: None)
+    monkeypatch.setattr(ray_engine, "extract_on_ray", flaky)
+    bb = load_backbone("efficientnet-lite0")
+    store = open_store(tmp_path / "cache", bb)
+    samples, _ = hash_samples(load_dataset(str(data)).samples)
+    with pytest.warns(UserWarning, match="lost work 3 times"):
+        rep = extract_features(samples, bb, store, LAYERS, Runtime(engine="ray", workers=0))
+    assert calls[0] == 72 and calls[1] < calls[0] and len(calls) == ray_engine.RAY_ATTEMPTS
+    assert rep.retries == ray_engine.RAY_ATTEMPTS and "+local" in rep.runtime
+    assert not store.missing([s.sha256 for s in samples], LAYERS) and store.verify().ok
+    local = open_store(tmp_path / "local", bb)
+    extract_features(samples, bb, local, LAYERS, Runtime(workers=0))
+    for l in LAYERS:
+        hashes = [s.sha256 for s in samples]
+        np.testing.assert_array_equal(store.load(hashes, l), local.load(hashes, l))

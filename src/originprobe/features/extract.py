@@ -53,6 +53,7 @@ class ExtractionReport:
     loader_wait_seconds: float = 0.0  # the model idle, waiting for decoded images
     shared: int = 0  # images another writer extracted while this run waited
     runtime: str = ""  # torch or onnx (the forward pass engine)
+    retries: int = 0  # times a cluster lost work and the rest was tried again
 
     @property
     def images_per_second(self) -> float:

@@ -142,9 +142,17 @@ def _pool_size(ray, device: str | None) -> tuple[int, float, float, int]:
     return max(1, cpus // 2), 1.0, 0.0, 2
 
 
+RAY_ATTEMPTS = 3  # tries of one claimed batch of buckets on Ray before finishing it here
+
+
 def extract_on_cluster(job, rt) -> None:
     """The ray engine (`features.engines`): the job's missing buckets on Ray; buckets another
-    writer holds are waited for, then whatever they left is done too."""
+    writer holds are waited for, then whatever they left is done too.
+
+    A worker lost mid-run (killed, out of memory, a node gone) costs at most its batch: the job is
+    tried again for what the store still lacks (rows written before are kept, never recomputed),
+    and after `RAY_ATTEMPTS` failed tries the rest is extracted here, in this process, from the
+    same store (a warning says so)."""
     from .extract import _progress
 
     todo, store, report = job.todo, job.store, job.report
@@ -161,7 +169,7 @@ def extract_on_cluster(job, rt) -> None:
                 store.refresh()
             else:
                 try:
-                    extract_on_ray([s for b in mine for s in todo[b]], job, rt, bar)
+                    _resilient([s for b in mine for s in todo[b]], job, rt, bar)
                 finally:
                     store.release(mine)
             for b in mine:
@@ -180,6 +188,40 @@ def extract_on_cluster(job, rt) -> None:
     report.seconds = time.perf_counter() - t0
 
 
+def _resilient(samples: Sequence[Sample], job, rt, progress) -> None:
+    """`extract_on_ray` tried again on what the store still lacks when the cluster loses work,
+    then, after `RAY_ATTEMPTS` tries, finished here (see `extract_on_cluster`)."""
+    import warnings
+
+    left = list(samples)
+    for attempt in range(RAY_ATTEMPTS):
+        try:
+            extract_on_ray(left, job, rt, progress)
+            return
+        except Exception as exc:  # noqa: BLE001 - Ray raises many kinds for a lost worker
+            job.store.refresh()
+            missing = set(job.store.missing([s.sha256 for s in left], job.layers))
+            left = [s for s in left if s.sha256 in missing]
+            if not left:
+                return
+            last = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+            job.report.retries = attempt + 1
+    from .extract import ExtractionJob, extract_here
+
+    warnings.warn(
+        f"the Ray cluster lost work {RAY_ATTEMPTS} times ({last}); the {len(left)} image(s) "
+        "left are extracted here, into the same store", stacklevel=2,
+    )  # fmt: skip
+    buckets: dict[str, list[Sample]] = {}
+    for s in left:
+        buckets.setdefault(s.sha256[:2], []).append(s)
+    here = ExtractionJob(buckets, job.backbone, job.store, job.layers, job.report, job.transform,
+                         job.desc, job.failed)  # fmt: skip
+    ray_runtime = job.report.runtime
+    extract_here(here, rt.replace(progress=False))
+    job.report.runtime = f"{ray_runtime}+local:{job.report.runtime}"
+
+
 def extract_on_ray(todo: Sequence[Sample], job, rt, progress, actors: int | None = None) -> None:
     """Compute the features of `todo` (samples missing from the job's store) on Ray, updating
     the job's report (computed, errors, warnings) and the progress bar as results come back."""
@@ -190,7 +232,7 @@ def extract_on_ray(todo: Sequence[Sample], job, rt, progress, actors: int | None
     n_actors = actors or n_actors
     batch_size = rt.batch_size or (64 if gpus else 16)
     rows = [{"path": str(s.path), "sha256": s.sha256} for s in todo]
-    from ray.data import DataContext
+    from ray.data import ActorPoolStrategy, DataContext
 
     DataContext.get_current().enable_progress_bars = False
     ds = ray.data.from_items(
@@ -215,7 +257,8 @@ def extract_on_ray(todo: Sequence[Sample], job, rt, progress, actors: int | None
         batch_format="numpy",
         num_cpus=cpus,
         num_gpus=gpus,
-        concurrency=n_actors,
+        # a lost actor loses at most two batches in flight; it is restarted, they are retried
+        compute=ActorPoolStrategy(size=n_actors, max_tasks_in_flight_per_actor=2),
         max_restarts=-1,
         max_task_retries=-1,
         fn_constructor_kwargs={"settings": settings},
