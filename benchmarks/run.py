@@ -126,11 +126,22 @@ def vit_features(data: Path, vit: Path, cache: Path):
             known=KNOWN,
             backbone="hf:vit-tiny",
             weights=str(vit),
-            cache=str(cache),
-            progress=False,
+            runtime={"cache": str(cache), "progress": False},
         )
     )
     return p, [LayerSpec((l,)) for l in p.backbone.layer_names]
+
+
+def roles(p, layer) -> tuple:
+    """(train, validation, test) features and labels of a prepared split: a stratified 75/25
+    cut of the known-class training images stands for the reference's train/validation."""
+    from originprobe.data.splits import stratified_indices
+
+    y = p.table.labels("dev")
+    tr, va = stratified_indices(y, (0.75, 0.25), 0)
+    X = p.table("dev", layer).astype(np.float64)
+    return X[tr], X[va], p.table("test", layer).astype(np.float64), y[tr], y[va], \
+        p.table.labels("test")  # fmt: skip
 
 
 def bench_sweep(data: Path, work: Path, quick: bool) -> float:
@@ -146,8 +157,7 @@ def bench_sweep(data: Path, work: Path, quick: bool) -> float:
     vit = make_vit_tiny(work / "vit-tiny")
     p, layers = vit_features(data, vit, work / "cache")
     block = layers[0]  # the reference sweeps C at the first block
-    Xtr, Xva, Xte = (p.features(r, block).astype(np.float64) for r in ("train", "val", "test"))
-    ytr, yva, yte = (p.features.labels(r) for r in ("train", "val", "test"))
+    Xtr, Xva, Xte, ytr, yva, yte = roles(p, block)
     known_te = np.isin(yte, KNOWN)
     Cs = [float(c) for c in np.logspace(-6, 5, 13 if quick else 45)]
     mean, scale = Xtr.mean(0), Xtr.std(0)
@@ -343,7 +353,7 @@ def bench_evaluate(data: Path, work: Path, quick: bool) -> None:
                 {
                     "backbone": name,
                     "images": n,
-                    "layers": len(res["layer_sweep"]),
+                    "candidates": len(res["candidates"]),
                     "wall_s": round(wall, 1),
                     "extraction_s": res["timing"]["extract_s"],
                     "selection_s": res["timing"]["selection_s"],
@@ -362,6 +372,7 @@ def bench_extraction(data: Path, work: Path, quick: bool) -> None:
     from originprobe.backbones import load_backbone
     from originprobe.data import load_dataset
     from originprobe.features import extract_features, open_store
+    from originprobe.runtime import Runtime
 
     n = 256 if quick else 1024
     samples = load_dataset(data).samples[:n]
@@ -370,7 +381,7 @@ def bench_extraction(data: Path, work: Path, quick: bool) -> None:
         before = forward_speed(bb, runtime=runtime)
         with tempfile.TemporaryDirectory() as cache:
             rep = extract_features(
-                samples, bb, open_store(cache, bb), progress=False, runtime=runtime
+                samples, bb, open_store(cache, bb), None, Runtime(backend=runtime)
             )
         after = forward_speed(bb, runtime=runtime)
         pure = (before + after) / 2
@@ -486,31 +497,27 @@ def bench_scaling(data: Path, work: Path, quick: bool) -> None:
         )
     shutil.rmtree(work / "scaling-cache", ignore_errors=True)
     # selection time against the number of layers (ViT-tiny blocks, features cached)
-    from originprobe.heads import head_factory
-    from originprobe.heads.selection import select_head
+    from originprobe import Attributor
 
     vit = make_vit_tiny(work / "vit-tiny")
     p, layers = vit_features(data, vit, work / "cache")
+    dev = p.table.rows["dev"]
     for k in (1, 3, 6, 12):
-        t = time.perf_counter()
-        sel = select_head(
-            head_factory("linear"),
-            p.features,
-            layers[:k],
-            p.features.labels("train"),
-            p.features.labels("val"),
-            p.split.known_classes,
-            combine=3,
-        )
-        emit(
-            "scaling",
-            {
-                "layers": k,
-                "selection_s": round(time.perf_counter() - t, 2),
-                "fits": sel.fits,
-                "selected": str(sel.layer),
-            },
-        )
+        for search in ("all", "forward"):
+            t = time.perf_counter()
+            att = Attributor(selection={"layer_search": search}).fit_features(
+                {str(l): dev[str(l)] for l in layers[:k]}, p.table.labels("dev")
+            )
+            emit(
+                "scaling",
+                {
+                    "layers": k,
+                    "layer_search": search,
+                    "selection_s": round(time.perf_counter() - t, 2),
+                    "fits": att.selection_summary_["fits"],
+                    "selected": str(att.layer_),
+                },
+            )
 
 
 def bench_gpu(data: Path, work: Path, quick: bool) -> None:
@@ -538,15 +545,11 @@ def bench_gpu(data: Path, work: Path, quick: bool) -> None:
             )
         samples.append(Sample(path=f, label=r["label"]))
     bb = load_backbone("clip-vit-b16", weights="random")
+    from originprobe.runtime import Runtime
+
     with tempfile.TemporaryDirectory() as cache:
-        rep = extract_features(
-            samples,
-            bb,
-            open_store(cache, bb),
-            progress=False,
-            batch_size=256,
-            num_workers=min(16, os.cpu_count() or 4),
-        )
+        rt = Runtime(batch_size=256, workers=min(16, os.cpu_count() or 4))
+        rep = extract_features(samples, bb, open_store(cache, bb), None, rt)
     emit(
         "gpu",
         {

@@ -2,8 +2,9 @@
 
 For each architecture, the default training (`TrainConfig()`: loss auto = metric and
 cross-entropy, each up to 16 epochs of 4 native 64-px patches per image, validation after every
-epoch) on realgen split 1's known-class training split, divided as `evaluate --protocol
-realgen:split1` divides it: 80% to learn from, 20% to pick the epoch and the loss. Prints patches/s while training, epochs
+epoch) on realgen split 1's known-class training images, divided as the final network of
+`evaluate --protocol realgen:split1` divides them: 80% to learn from, 20% to pick the epoch and
+the loss. Prints patches/s while training, epochs
 run, the epoch validation chose, seconds per loss and in all. Under a GPU the same code runs
 with autocast.
 """
@@ -20,22 +21,23 @@ def main(data: Path, work: Path, quick: bool) -> None:
     import torch
 
     from originprobe.backbones.networks import NetworkConfig
+    from originprobe.model.preparation import dev_samples
     from originprobe.pipeline.config import RunConfig
     from originprobe.pipeline.prepare import _protocol_split
-    from originprobe.training import TrainConfig, train_network
+    from originprobe.training import TrainConfig, TrainRun, train_network
     from originprobe.training.cache import network_split
 
-    cfg = RunConfig(protocol="realgen:split1", root=str(data), progress=False)
+    cfg = RunConfig(protocol="realgen:split1", root=str(data), runtime={"progress": False})
     _, split, _ = _protocol_split(cfg, True)
     archs = ["forensic-cnn"] if quick else ["forensic-cnn", "efficientnet-lite0"]
     for arch in archs:
         tc = TrainConfig(epochs=2) if quick else TrainConfig()
         nc = NetworkConfig(arch=arch, classes=tuple(split.known_classes))
-        fit, pick = network_split(split.train, tc.seed)
+        fit, pick = network_split(dev_samples(split), tc.seed)  # the final network's images
         with tempfile.TemporaryDirectory(dir=work) as tmp:
             t = time.perf_counter()
             r = train_network(nc, fit, pick, tc, Path(tmp) / "n.safetensors",
-                              key=str(time.time()), progress=False)  # fmt: skip
+                              TrainRun(key=str(time.time()), progress=False))  # fmt: skip
             wall = time.perf_counter() - t
         s = r.summary
         row = {

@@ -106,13 +106,8 @@ class LayerRows(Mapping):
         return int(n) if n is not None else len(self.arrays[layer])
 
     def width(self, layer: str) -> int | None:
-        """The layer's dims when known without reading it (arrays with a shape), else None."""
-        shape = (
-            getattr(self.arrays.get(layer), "shape", None)
-            if isinstance(self.arrays, dict)
-            else None
-        )
-        return int(shape[1]) if shape is not None else None
+        """The layer's dims when known without reading it, else None."""
+        return layer_width(self.arrays, layer)
 
     def concat(self, spec: LayerSpec) -> np.ndarray:
         """(n, Σ dims) float32 of the spec's layers, filled part by part (one output copy)."""
@@ -127,6 +122,41 @@ class LayerRows(Mapping):
             out[:, col : col + w] = self[p]
             col += w
         return out
+
+
+class StackedRows(Mapping):
+    """{layer: the rows of several row sets one after the other}, each layer stacked when it is
+    read and never kept (training and validation rows given apart, read as one set)."""
+
+    def __init__(self, parts: Sequence[Mapping[str, Any]]):
+        self.parts = list(parts)
+
+    def __getitem__(self, layer: str) -> np.ndarray:
+        return np.vstack([LayerRows(p)[layer] for p in self.parts])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.parts[0])
+
+    def __len__(self) -> int:
+        return len(self.parts[0])
+
+    @property
+    def n_rows(self) -> int:
+        return sum(LayerRows(p).rows(next(iter(p))) for p in self.parts)
+
+    def width(self, layer: str) -> int | None:
+        return layer_width(self.parts[0], layer)
+
+
+def layer_width(rows: Mapping[str, Any], layer: str) -> int | None:
+    """A layer's width without reading its rows: from a reader that knows it (`width`), or the
+    shape of an array held in a dict; None when only reading would tell."""
+    width = getattr(rows, "width", None)
+    if callable(width):
+        return width(layer)
+    if isinstance(rows, dict) and hasattr(rows.get(layer), "shape"):
+        return int(rows[layer].shape[1])
+    return None
 
 
 def _release_pages(a: Any) -> None:

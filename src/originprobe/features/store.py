@@ -210,6 +210,13 @@ class FeatureStore:
         assert self._shards is not None
         return self._shards
 
+    def dim(self, layer: str) -> int | None:
+        """A layer's width, from the shards' descriptions (nothing read), or None."""
+        for sh in self.shards:
+            if layer in sh.layers:
+                return int(sh.layers[layer]["dim"])
+        return None
+
     def layers(self) -> list[str]:
         _ = self.shards
         return sorted(self._index)
@@ -475,6 +482,10 @@ class FusedStore:
         store, inner = self._split(layer)
         return store.load(hashes, inner)
 
+    def dim(self, layer: str) -> int | None:
+        store, inner = self._split(layer)
+        return store.dim(inner)
+
     def missing(self, hashes: Iterable[str], layers: Sequence[str]) -> list[str]:
         hashes = list(hashes)
         by_store: dict[int, tuple[FeatureStore, list[str]]] = {}
@@ -542,3 +553,6 @@ class StoreRows(Mapping):
     @property
     def n_rows(self) -> int:
         return sum(len(h) for _, h in self.parts)
+
+    def width(self, layer: str) -> int | None:
+        return self.parts[0][0].dim(layer) if self.parts else None

@@ -34,6 +34,7 @@ from ..data import Dataset, Problem, Sample, hash_samples, load_dataset, make_sp
 from ..data.perturb import Perturbation
 from ..errors import ConfigError
 from ..features import ImageInput, LayerRows, base_layers, parse_layer_list
+from ..features.layers import StackedRows, layer_width
 from ..heads.selection import check_roles
 from ..openset import UNKNOWN
 from ..provenance import EvidenceReader
@@ -247,9 +248,8 @@ class Attributor(BaseEstimator):
         self._check_config()
         X = as_layers(X, self.layers)
         y = np.asarray([str(v) for v in y], dtype=object)
-        if X_val is not None:
-            X_val = as_layers(X_val, self.layers)
-            X = {l: np.vstack([LayerRows(X)[l], LayerRows(X_val)[l]]) for l in X}
+        if X_val is not None:  # read as one row set, a layer at a time
+            X = StackedRows([X, as_layers(X_val, self.layers)])
             y = np.concatenate([y, np.asarray([str(v) for v in y_val], dtype=object)])
         rows = LayerRows(X)
         for l in X:
@@ -265,7 +265,7 @@ class Attributor(BaseEstimator):
         engine = rt.engine_entry()
         mapper = None if engine.in_process else (lambda f, t: engine.map(f, t, rt))
         search = LayerSearch(clf, X, y, cfg, rt.progress, mapper)
-        widths = {l: int(X[l].shape[1]) for l in known_layers if hasattr(X[l], "shape")}
+        widths = {l: w for l in known_layers if (w := layer_width(X, l)) is not None}
         choice = search.run(specs, widths)
         cv = search.cv if search.index is None else CrossValidation(y, cfg, self.seed,
                                                                    self.target_tpr)  # fmt: skip

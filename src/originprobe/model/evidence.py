@@ -70,6 +70,7 @@ def with_evidence(
     out = predict(inputs)
     for i, ev in pending.result().items():
         out[i].evidence = compare(ev, out[i].label, list(classes)) if out[i].ok else ev
-        if out[i].warning and DROPPED in out[i].warning:  # metadata the pixels were read without
-            ev.warnings.append(out[i].warning)
+        warning = out[i].warning
+        if warning is not None and DROPPED in warning:  # metadata the pixels were read without
+            ev.warnings.append(warning)
     return out
