@@ -75,6 +75,8 @@ def as_layers(X, layers: Any = "all") -> Mapping[str, Any]:
     """{layer: (n, D) array-like}, kept as given (memory-mapped, float16) until read; one array
     is named after `layers` when that names one layer, else `FEATURES`."""
     if isinstance(X, Mapping):
+        if hasattr(X, "n_rows"):  # a reader (store rows): layers are read when asked, not now
+            return X
         out = {}
         for k, v in X.items():
             if not hasattr(v, "shape") or len(v.shape) != 2:
@@ -82,7 +84,7 @@ def as_layers(X, layers: Any = "all") -> Mapping[str, Any]:
                 if v.ndim != 2:
                     raise ConfigError(f"layer {k}: features must be (n, D), got {v.shape}")
             out[str(k)] = v
-        return X if hasattr(X, "n_rows") else out
+        return out
     X = np.asarray(X, dtype=np.float32)
     if X.ndim != 2:
         raise ConfigError(f"features must be (n, D) or {{layer: (n, D)}}, got shape {X.shape}")
