@@ -31,11 +31,16 @@ CONFIGS = [
     ("lite2", "efficientnet-lite2", {}),
     ("lite0", "efficientnet-lite0", {}),
     ("lite0+lite2 (default)", "efficientnet-lite0+efficientnet-lite2", {}),
-    ("lite0+lite1+lite2 (accurate)",
-     "efficientnet-lite0+efficientnet-lite1+efficientnet-lite2", {}),
+    ("lite0+lite1+lite2", "efficientnet-lite0+efficientnet-lite1+efficientnet-lite2", {}),
     ("lite0+lite2, forward layer search", "efficientnet-lite0+efficientnet-lite2",
      {"selection": {"layer_search": "forward"}}),
     ("lite0+lite2, msp", "efficientnet-lite0+efficientnet-lite2", {"score": "msp"}),
+    ("lite0+lite1+lite2+lite0@native+lite2@native (accurate)",
+     "efficientnet-lite0+efficientnet-lite1+efficientnet-lite2+efficientnet-lite0@native"
+     "+efficientnet-lite2@native", {}),
+    ("the same, members compared", "efficientnet-lite0+efficientnet-lite1+efficientnet-lite2"
+     "+efficientnet-lite0@native+efficientnet-lite2@native",
+     {"selection": {"layer_search": "members"}}),
 ]  # fmt: skip
 
 

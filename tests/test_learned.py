@@ -339,7 +339,7 @@ def test_presets_fill_only_what_is_not_given(realgen):
     fast = RunConfig.from_options(base).backbone
     assert fast == "efficientnet-lite0+efficientnet-lite2"  # fast: the defaults
     acc = RunConfig.from_options({**base, "preset": "accurate"})
-    assert acc.backbone == PRESETS["accurate"]["backbone"] and acc.backbone.count("+") == 2
+    assert acc.backbone == PRESETS["accurate"]["backbone"] and acc.backbone.count("+") == 4
     mine = RunConfig.from_options({**base, "preset": "accurate", "backbone": "forensic"})
     assert mine.backbone == "forensic"
     with pytest.raises(ConfigError, match="unknown preset"):

@@ -227,3 +227,17 @@ def test_forward_selection_combines_layers_only_while_the_criterion_rises():
     single = LayerSearch(OpenSetClassifier(head_params={"C": 1.0}), feats, y,
                          SelectionConfig(layer_search="single"))  # fmt: skip
     assert str(single.run([LayerSpec((k,)) for k in feats], {k: 2 for k in feats}).layer) in "ab"
+
+
+def test_auto_compares_a_small_fusions_members_and_concatenates_a_larger_one():
+    X, y = blobs(11, SIZES)
+    rng = np.random.default_rng(1)
+    noise = lambda d: rng.normal(size=(len(y), d)).astype(np.float32)  # noqa: E731
+    two = {"a/s1": X[:, :6], "a/s2": X[:, 6:], "b/s1": noise(4)}
+    att = Attributor().fit_features(two, y)
+    assert {r["layer"] for r in att.selection_.rows} == {"a/s1+a/s2", "b/s1", "a/s1+a/s2+b/s1"}
+    assert str(att.layer_) == "a/s1+a/s2"  # the member that carries the classes
+    four = {f"{m}/s": X if m == "a" else noise(4) for m in "abcd"}
+    att = Attributor().fit_features(four, y)
+    assert [r["layer"] for r in att.selection_.rows][:1] == ["a/s+b/s+c/s+d/s"]
+    assert {r["layer"] for r in att.selection_.rows} == {"a/s+b/s+c/s+d/s"}

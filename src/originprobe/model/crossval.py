@@ -49,6 +49,7 @@ from ..openset import (
 from ..options import option
 
 Split = tuple[np.ndarray, np.ndarray]
+LAYER_SEARCHES = ("auto", "all", "members", "forward", "single")
 OPERATING_TPRS = (0.95, 0.90, 0.85, 0.80)  # target TPRs whose rejection is also estimated
 MAX_WITHHELD_SPLITS = 40  # (generator, fold) problems per candidate; beyond, fewer folds each
 
@@ -62,10 +63,11 @@ class SelectionConfig:
     folds : int
         Stratified cross-validation folds (≥ 2).
     layer_search : str
-        ``auto``: every layer concatenated when they are together at most `concat_dims` wide,
-        else forward selection; ``all``: every layer concatenated; ``forward``: forward
-        selection of layers by the criterion, up to `combine_layers`; ``single``: the best
-        single layer.
+        ``auto``: when concatenating every layer is affordable, the subsets of a small fusion's
+        members (or every layer concatenated), else forward selection (see `model.selection`);
+        ``all``: every layer concatenated; ``members``: every subset of a fusion's members;
+        ``forward``: forward selection of layers by the criterion, up to `combine_layers`;
+        ``single``: the best single layer.
     combine_layers : int
         Most layers forward selection concatenates.
     real_classes : tuple of str
@@ -83,9 +85,10 @@ class SelectionConfig:
     folds: int = option(5, "cross-validation folds for every choice", "selection", metavar="K")
     layer_search: str = option(
         "auto",
-        "layers: auto (all concatenated while narrow enough, else forward), all, forward, single",
+        "layers: auto (members of a small fusion, or all, while affordable; else forward), all, "
+        "members, forward, single",
         "selection",
-        choices=("auto", "all", "forward", "single"),
+        choices=LAYER_SEARCHES,
     )
     combine_layers: int = option(
         3, "forward layer search: concatenate up to N layers", "selection", metavar="N"
@@ -109,9 +112,9 @@ class SelectionConfig:
                              ("logo_params", 1), ("concat_dims", 1)):  # fmt: skip
             if int(getattr(self, name)) < lowest:
                 raise ConfigError(f"selection {name} must be ≥ {lowest}, got {getattr(self, name)}")
-        if self.layer_search not in ("auto", "all", "forward", "single"):
+        if self.layer_search not in LAYER_SEARCHES:
             raise ConfigError(
-                f"layer search {self.layer_search!r}: use auto, all, forward or single"
+                f"layer search {self.layer_search!r}: use one of {', '.join(LAYER_SEARCHES)}"
             )
 
     @classmethod

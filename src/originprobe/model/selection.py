@@ -6,15 +6,17 @@ with the best criterion (cross-validated balanced accuracy and the leave-one-gen
 AUROC). Which candidates (`SelectionConfig.layer_search`):
 
 - ``all``: every layer concatenated, under the head's own regularisation (C chosen by
-  cross-validation); for a fusion `A+B+...`, every non-empty subset of its members, each with
-  all its layers (so the members are chosen too);
+  cross-validation): one candidate;
+- ``members``: for a fusion `A+B+...`, every non-empty subset of its members, each with all its
+  layers concatenated (so the members are chosen too);
 - ``forward``: forward selection: the best single layer, then the layer whose concatenation
   raises the criterion most, while it rises and at most `combine_layers` are joined; with many
   wide layers on many rows (CLIP ViT-L/14 on OSMA) the single layers are first ranked by a
   closed-form shrinkage-LDA proxy on one fold and only the best `SCREEN_TOP` are cross-validated;
 - ``single``: the best single layer;
-- ``auto`` (default): ``all`` while the layers are together at most `concat_dims` wide, else
-  ``forward``.
+- ``auto`` (default): when the concatenation of every layer is affordable (at most
+  `concat_dims` wide, or at most `CONCAT_VALUES` values over the rows), ``members`` for a
+  fusion of at most `MEMBER_SUBSETS_UP_TO` members and ``all`` otherwise; else ``forward``.
 An explicit layer list ("stage4+stage5,stage3") is compared as given.
 
 Candidates are listed simplest first (fewer members, then fewer layers) so that ties go to the
@@ -39,6 +41,8 @@ from .crossval import CrossValidation, Scored, SelectionConfig, best
 from .estimator import OpenSetClassifier
 
 SCREEN_TOP = 3  # single layers cross-validated after proxy screening
+MEMBER_SUBSETS_UP_TO = 3  # auto compares the member subsets of fusions this small (7 at most)
+CONCAT_VALUES = 5e7  # rows × dims of a concatenation auto still tries (D > n: the Gram basis)
 FORWARD_GAIN = 0.005  # criterion gain a layer must bring to be added by forward selection
 SCREEN_COST = 2e9  # layers × classes × dims × rows above which forward selection screens
 
@@ -147,12 +151,16 @@ class LayerSearch:
         explicit = any(len(s) > 1 for s in specs) or len(specs) < len(singles)
         mode = self.config.layer_search
         if mode == "auto":
-            wide = sum(widths.get(l, 0) for l in singles) > self.config.concat_dims
-            mode = "forward" if wide else "all"
+            dims = sum(widths.get(l, 0) for l in singles)
+            narrow = dims <= self.config.concat_dims or dims * len(self.y) <= CONCAT_VALUES
+            few = len(members_of(singles)) <= MEMBER_SUBSETS_UP_TO
+            mode = "forward" if not narrow else "members" if few else "all"
         proxy: dict[str, float] = {}
         if explicit or len(specs) == 1:
             self.score_all(list(specs))
         elif mode == "all":
+            self.score_all([LayerSpec(tuple(singles))])
+        elif mode == "members":
             self.score_all(concatenations(singles))
         elif mode == "single":
             self.score_all([LayerSpec((l,)) for l in singles])

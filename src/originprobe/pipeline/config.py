@@ -33,7 +33,12 @@ DEFAULT_CACHE = ".cache/features"
 #: Costs on 2 CPU cores and realgen's 5 splits are in the README ("Presets").
 PRESETS: dict[str, dict[str, Any]] = {
     "fast": {},  # the defaults: frozen EfficientNet-Lite0 + Lite2 features, linear head
-    "accurate": {"backbone": "efficientnet-lite0+efficientnet-lite1+efficientnet-lite2"},
+    # the three Lite networks on resized pictures and Lite0 and Lite2 on native crops, every
+    # layer concatenated
+    "accurate": {
+        "backbone": "efficientnet-lite0+efficientnet-lite1+efficientnet-lite2"
+        "+efficientnet-lite0@native+efficientnet-lite2@native"
+    },
 }
 
 
@@ -87,7 +92,7 @@ class RunConfig:
         "fast",
         "model",
         "fast: frozen EfficientNet-Lite0+Lite2 features (the defaults); accurate: the three "
-        "Lite networks fused (slower, see the README)",
+        "Lite networks and two native-crop views fused (slower, see the README)",
         choices=tuple(PRESETS),
     )
     backbone: str = _opt(DEFAULT_BACKBONE, "backbone", "see `originprobe backbones`")
