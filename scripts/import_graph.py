@@ -28,6 +28,7 @@ STAGES = [
     "heads",
     "openset",
     "metrics",
+    "discovery",
     "training",
     "model",
     "report",

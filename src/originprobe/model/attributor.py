@@ -10,11 +10,11 @@
     att.save("model/"); att = Attributor.load("model/")
     att.enroll("midjourney-v3", ["mj1.png", "mj2.png"])
 
-Fitting uses every known-class training image: cross-validation on them chooses the layer set,
-the fusion members, the head's parameters and the score (`model.selection`, `model.crossval`),
-out-of-fold scores set the threshold that keeps `target_tpr` of them, and the head is refitted on
-all of them. Unknown classes never reach `fit`. The command line and the service go through the
-same path (`model.preparation`), so the same options give the same model.
+Fitting uses every known-class training image: cross-validation chooses the layer set, fusion
+members, head parameters and score (`model.selection`, `model.crossval`), out-of-fold scores set
+the threshold, and the head is refitted on all of them. Unknown classes never reach `fit`. The
+command line and the service share this path (`model.preparation`). `discover` groups rejected
+images into candidate new generators (`model.discovery`).
 """
 
 from __future__ import annotations
@@ -335,9 +335,11 @@ class Attributor(BaseEstimator):
         return with_evidence(lambda inp: self.predict_pixels(inp, k), inputs,
                              self.evidence_reader(), self.classes_)  # fmt: skip
 
-    def predict_pixels(self, inputs: Sequence[ImageInput], top_k: int) -> list[Attribution]:
-        """The verdicts from the pixels alone, one per input."""
+    def predict_pixels(self, inputs: Sequence[ImageInput], top_k: int, keep=None) -> list:
+        """The verdicts from the pixels alone, one per input (`keep`: gets rows X and order)."""
         X, order, errors, warns = self.features(inputs)
+        if keep is not None:
+            keep.update(X=X, order=order)
         out = [Attribution(source=inp.name, label=None) for inp in inputs]
         reasons: dict[str, str] = {}
         for p in errors:
@@ -371,6 +373,12 @@ class Attributor(BaseEstimator):
         if len(order):
             out[np.asarray(order)] = self.decide(X).score
         return out
+
+    def discover(self, images: Iterable[Any], min_cluster_size: int = 8, seed: int = 0) -> list:
+        """Clusters of the images rejected as unknown (`model.discovery.discover_images`)."""
+        from .discovery import discover_images
+
+        return discover_images(self, images, min_cluster_size, seed).clusters
 
     # ------------------------------------------------------------------ enrolment
     def enroll(self, label: str, images: Iterable[Any]) -> tuple[int, list[Problem]]:
