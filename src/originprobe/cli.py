@@ -55,10 +55,18 @@ paths+  image files or folders (recursive)
 --json!  machine-readable output on stdout
 [serve] runtime evidence serve | answer attributions over HTTP, with a web page for analysts
 model  model directory written by `fit`
+[discover] runtime evidence | group the images a model rejects into candidate new generators
+model  model directory written by `fit`
+paths+  image files or folders (recursive)
+--out  folder for clusters.json, clusters.csv and clusters.html (required)
+--min-cluster-size:pos=8  fewest images a cluster holds (HDBSCAN); fewer are left as noise
+--seed:nat=0  seeds the sample clustered above 20,000 rejected images
 [enroll] runtime | add a new generator to a saved model from a few images
 model  model directory written by `fit`
---label  name of the new class (required)
-paths+  image files or folders of the new generator
+--label|--name  name of the new class (required)
+paths*  image files or folders of the new generator
+--from  clusters.json (or its folder) written by `discover`: enrol the files of --cluster
+--cluster:nat  the cluster of --from to enrol
 --weights  backbone weights, if not found automatically
 [report] | (re)build RUN_DIR/report.html
 run_dir  a run directory
@@ -166,11 +174,33 @@ def cmd_predict(a) -> int:
     return EXIT_SKIPPED if a.strict and (len(run.ok) < len(run.records) or run.flagged) else 0
 
 
+def cmd_discover(a) -> int:
+    from .pipeline.discover import discover_paths
+    from .report.console import discover_text
+
+    if not a.out:
+        raise ConfigError("--out is required: the folder for the clusters")
+    found, skipped, written = discover_paths(a.model, a.paths, a.out, seed=a.seed,
+                                             min_cluster_size=a.min_cluster_size, **_runtime(a))  # fmt: skip
+    out, err = discover_text(found, a.out, written, skipped)
+    print(out)
+    print(err, file=sys.stderr, end="")
+    return EXIT_SKIPPED if a.strict and skipped else 0
+
+
 def cmd_enroll(a) -> int:
+    from .pipeline.discover import cluster_paths
     from .pipeline.predict import enroll_paths
     from .report.console import enroll_text
 
-    att, n, skipped = enroll_paths(a.model, a.label, a.paths, **_runtime(a))
+    paths = list(a.paths or [])
+    if getattr(a, "from") is not None:
+        paths = cluster_paths(getattr(a, "from"), a.cluster) + paths
+    elif a.cluster is not None:
+        raise ConfigError("--cluster needs --from: the clusters.json written by `discover`")
+    if not paths:
+        raise ConfigError("give the new generator's images: PATHS, or --from FILE --cluster K")
+    att, n, skipped = enroll_paths(a.model, a.label, paths, **_runtime(a))
     out, err = enroll_text(att, a.label, n, a.model, skipped)
     print(out)
     print(err, file=sys.stderr, end="")

@@ -132,7 +132,7 @@ def add_table(p, table: str) -> None:
             spec, _, dest = spec.partition("!")
             kw |= {"action": "store_false" if dest else "store_true", "default": None}
             kw |= {"dest": dest} if dest else {}
-        elif spec[-1] in "?+":
+        elif spec[-1] in "?+*":
             spec, kw["nargs"] = spec[:-1], spec[-1]
         if kind:
             typ = TYPES[kind]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ..features.store import StoreInfo
@@ -173,6 +174,16 @@ def enroll_text(att: Any, label: str, n: int, model: str, skipped: Sequence) -> 
         f"{', '.join(att.classes_)}; threshold {att.threshold_:.4g}"
     )
     return out, "".join(f"  skipped {p.path}: {p.reason}\n" for p in skipped)
+
+
+def discover_text(found: Any, out: str, written: Sequence[str], skipped: Sequence) -> tuple[str, str]:
+    """(stdout, stderr) of `originprobe discover`: one line per cluster, then where it wrote."""
+    lines = [found.message]
+    for c in found.clusters:
+        lines.append(f"  cluster {c.id}: {c.size} images, nearest known class {c.nearest_class} "
+                     f"(distance {c.nearest_distance:.3g}); {c.claims_text()}")  # fmt: skip
+    lines.append(f"wrote {', '.join(str(Path(out) / w) for w in written)}")
+    return "\n".join(lines), "".join(f"  skipped {p.path}: {p.reason}\n" for p in skipped)
 
 
 def cache_ls_text(rows: Sequence[StoreInfo], as_json: bool) -> str:
