@@ -24,6 +24,7 @@ Sections (run all, or some with --only a,b):
   selection  head selection at CLIP ViT-L/14 × OSMA scale on synthetic features in a feature
              store (24 × 1024 dims, 15 classes, 6k-48k rows): wall, peak RSS, the choice; the
              exhaustive scikit-learn sweep against the screened one on a small instance
+  discovery  clustering 50,000 rejected images (4,608-d features): wall, peak RSS, groups found
   training   training a learned network (forensic CNN, EfficientNet-Lite0) with the defaults on
              realgen split 1: patches/s, epochs, the epoch validation chose, seconds
 """
@@ -56,6 +57,7 @@ SECTIONS = (
     "provenance",
     "selection",
     "training",
+    "discovery",
 )
 
 
@@ -600,6 +602,10 @@ def main() -> None:
         import selection_bench  # benchmarks/selection_bench.py
 
         selection_bench.main(work, a.quick)
+    if "discovery" in only:
+        import discovery_bench  # benchmarks/discovery_bench.py
+
+        discovery_bench.main(work, a.quick)
     if "training" in only:
         import training_bench  # benchmarks/training_bench.py
 

@@ -1,8 +1,8 @@
 """Discovery: group the images a model rejects as unknown into candidate new generators.
 
-    space = DiscoverySpace.fit(X_known, y_known, layers)   # at fit time, known data only
-    labels = find_clusters(space.project(X_rejected))      # HDBSCAN; -1 = noise
-    clusters = summarise(E, labels, sources, space, named)
+space = DiscoverySpace.fit(X_known, y_known, layers)   # at fit time, known data only
+labels = find_clusters(space.project(X_rejected))      # HDBSCAN; -1 = noise
+clusters = summarise(E, labels, sources, space, named)
 """
 
 from .clusters import (

@@ -45,7 +45,7 @@ class Cluster:
         return len(self.members)
 
     def claims_text(self) -> str:
-        """"12 of 15 files name ComfyUI; 1 names DALL·E" (or that none names a generator)."""
+        """ "12 of 15 files name ComfyUI; 1 names DALL·E" (or that none names a generator)."""
         if not self.claims:
             return f"none of {self.size} files names a generator"
         parts = [f"{n} of {self.size} files name {g}" if i == 0 else f"{n} name {g}"
@@ -87,8 +87,9 @@ def find_clusters(
     if n > max_rows:
         sample = np.sort(np.random.default_rng(seed).choice(n, max_rows, replace=False))
     ms = max(1, min(MIN_SAMPLES, mcs, len(sample) - 1))
-    found = HDBSCAN(min_cluster_size=mcs, min_samples=ms, cluster_selection_method="leaf",
-                    copy=True).fit_predict(E[sample])
+    found = HDBSCAN(
+        min_cluster_size=mcs, min_samples=ms, cluster_selection_method="leaf", copy=True
+    ).fit_predict(E[sample])
     labels = np.full(n, NOISE, dtype=np.int64)
     labels[sample] = found
     if len(sample) < n:
@@ -142,7 +143,8 @@ def discovery_metrics(true: Sequence[str], labels: np.ndarray, unseen: Sequence[
         "clusters": len(set(labels[m].tolist())),
         "purity": purity(true, labels),
         "ari": float(adjusted_rand_score(true[m], labels[m])) if clustered > 1 else float("nan"),
-        "nmi": float(normalized_mutual_info_score(true[m], labels[m])) if clustered > 1
+        "nmi": float(normalized_mutual_info_score(true[m], labels[m]))
+        if clustered > 1
         else float("nan"),
         "generators_found": len(found),
         "unseen_generators": len(set(unseen)),

@@ -41,10 +41,12 @@ def sample_rows(y: np.ndarray, max_rows: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(out))
 
 
-def _top_directions(M: np.ndarray, k: int) -> np.ndarray:
-    """The top-k right singular vectors of M (rows), signs fixed (largest entry positive)."""
-    _, _, vt = np.linalg.svd(M, full_matrices=False)
-    vt = vt[:k]
+def _top_directions(M: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """The top-k right singular vectors of M (rows), signs fixed (largest entry positive);
+    randomized (seeded, 7 power iterations): memory of M and k columns, not of a full SVD."""
+    from sklearn.utils.extmath import randomized_svd
+
+    _, _, vt = randomized_svd(M, k, n_iter=7, random_state=seed)
     signs = np.sign(vt[np.arange(len(vt)), np.abs(vt).argmax(1)])
     return (vt * signs[:, None]).astype(np.float32)
 
@@ -69,18 +71,20 @@ class DiscoverySpace:
     ) -> "DiscoverySpace":  # fmt: skip
         y = np.asarray([str(v) for v in y], dtype=object)
         keep = sample_rows(y, MAX_ROWS, seed)
-        X, y = np.asarray(X[keep], dtype=np.float64), y[keep]
+        X, y = np.asarray(X[keep], dtype=np.float32), y[keep]
         if len(X) < 3:
             raise ConfigError("a discovery space needs at least 3 training images")
         mean, scale = X.mean(0), X.std(0) + 1e-6
         Z = (X - mean) / scale
         classes = sorted(set(y.tolist()))
-        R = np.vstack([Z[y == c] - Z[y == c].mean(0) for c in classes])
-        k = min(content_dims, Z.shape[1] // 2, max(len(R) - 1, 0))
-        content = _top_directions(R, k) if k else np.zeros((0, Z.shape[1]), np.float32)
+        k = min(content_dims, Z.shape[1] // 2, max(len(Z) - len(classes) - 1, 0))
+        content = np.zeros((0, Z.shape[1]), np.float32)
+        if k:
+            R = np.vstack([Z[y == c] - Z[y == c].mean(0) for c in classes])
+            content = _top_directions(R, k, seed)
         D = Z - (Z @ content.T) @ content
         centre = D.mean(0)
-        components = _top_directions(D - centre, min(dims, *D.shape))
+        components = _top_directions(D - centre, min(dims, *D.shape), seed)
         space = cls(list(layers), mean.astype(np.float32), scale.astype(np.float32), content,
                     centre.astype(np.float32), components, classes, np.zeros((0, 0)))  # fmt: skip
         E = space.project(X)

@@ -137,7 +137,7 @@ def cluster_sources(found: Mapping, cluster: int, where: str = "clusters.json") 
             sources = [m.get("source") for m in c.get("members") or [] if isinstance(m, Mapping)]
             if not sources or not all(isinstance(s, str) and s for s in sources):
                 raise ConfigError(f"{where}: cluster {cluster} lists no member files")
-            return sources
+            return [str(s) for s in sources]
     ids = [c.get("cluster") for c in found.get("clusters") or [] if isinstance(c, Mapping)]
     raise ConfigError(
         f"{where}: no cluster {cluster}"

@@ -129,6 +129,9 @@ class RunConfig:
         None, "studies", "training images per class, e.g. 5,10,20", metavar="N,N,..."
     )
     low_data_seeds: int = _opt(3, "studies", "subsets drawn per low-data size")
+    discover: bool = _opt(
+        False, "studies", "cluster the test images the model rejects (results: discovery)"
+    )
     protocol: str | None = _opt(
         None,
         "data",

@@ -41,7 +41,9 @@ def read_clusters(path: str | Path) -> dict:
     try:
         return json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{p}: not found (run `originprobe discover MODEL PATHS --out DIR`)")
+        raise ConfigError(
+            f"{p}: not found (run `originprobe discover MODEL PATHS --out DIR`)"
+        ) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{p}: not a clusters file ({exc})") from None
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.perturb import jpeg_align
+from ..discovery import MIN_CLUSTER_SIZE
 from ..fileio import atomic_write_text, check_run_dir
 from ..metrics import open_set_figures
 from ..model import Attributor, Decisions, OpenSetClassifier
@@ -24,7 +25,7 @@ from ..report import write_run
 from ..report.results import software_versions
 from .fitting import fit_prepared, test_attributor
 from .prepare import Prepared, RunConfig, prepare
-from .studies import low_data, robustness, write_embedding
+from .studies import discovery_study, low_data, robustness, write_embedding
 
 
 def candidate_sweep(p: Prepared, att: Attributor) -> list[dict]:
@@ -180,6 +181,12 @@ def evaluate_one(cfg: RunConfig, out_dir: str | Path, title: str = "") -> dict:
         results["robustness"] = robustness(p, att, cfg.robustness)
     if sizes:
         results["low_data"] = low_data(p, sizes, cfg.low_data_seeds)
+    if cfg.discover:
+        results["discovery"] = discovery_study(
+            att, p.table("test", att.layer_), p.table.labels("test"), d,
+            p.split.known_classes, MIN_CLUSTER_SIZE, cfg.seed,
+            [str(s.path) for s in p.table.samples["test"]],
+        )  # fmt: skip
     results["errors"] = len(problems)
     results["warnings"] = len(p.warnings)
     out.mkdir(parents=True, exist_ok=True)

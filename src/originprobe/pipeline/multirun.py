@@ -15,7 +15,13 @@ import numpy as np
 from ..fileio import atomic_write_text
 from ..report.html import build_report
 from ..report.results import write_json
-from ..report.summary import SUMMARY_KEYS, summary_markdown, summary_value
+from ..report.summary import (
+    DISCOVERY_KEYS,
+    SUMMARY_KEYS,
+    discovery_figures,
+    summary_markdown,
+    summary_value,
+)
 from .evaluate import evaluate_one
 from .prepare import RunConfig
 
@@ -80,6 +86,7 @@ def evaluate_many(cfg: RunConfig, out_dir: str | Path) -> dict:
                 if "jpeg_aligned" in res
                 else None,
                 "training_s": training_seconds(res),
+                "discovery": discovery_figures(res.get("discovery")),
             }
         )
     mean, std = {}, {}
@@ -103,6 +110,9 @@ def evaluate_many(cfg: RunConfig, out_dir: str | Path) -> dict:
             "quality": cfg.jpeg_align,
             "mean": {l: _mean([a[l] for a in aligned]) for l, _ in SUMMARY_KEYS},
         }
+    found = [r["discovery"] for r in rows if r.get("discovery")]
+    if found:
+        summary["discovery"] = {"mean": {k: _mean([f[k] for f in found]) for k in DISCOVERY_KEYS}}
     write_json(out / "config.json", cfg.to_dict())
     atomic_write_text(out / "results.md", summary_markdown(summary))
     write_json(out / "results.json", summary)

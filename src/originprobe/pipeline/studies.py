@@ -118,3 +118,48 @@ def write_embedding(
             ]
         )
     atomic_write_text(path, buf.getvalue())
+
+
+def discovery_study(att: Attributor, X: np.ndarray, y: np.ndarray, d, known: Sequence[str],
+                    min_cluster_size: int, seed: int, paths: Sequence[str]) -> dict:  # fmt: skip
+    """`evaluate --discover`: cluster the test images the model rejects, score the clusters
+    against their true sources, then the open-world round: enrol every cluster as a class
+    (`discovered-K`, from its rows) and decide every test image again; per unseen generator,
+    the share of its images that now get one and the same discovered label."""
+    from collections import Counter
+
+    from ..discovery import discovery_metrics, find_clusters
+    from ..model.discovery import discovery_space
+    from ..openset import UNKNOWN
+
+    unseen = sorted(set(y.tolist()) - set(known))
+    rej = np.flatnonzero(d.label == UNKNOWN)
+    labels = np.zeros(0, np.int64)
+    if len(rej):
+        labels = find_clusters(discovery_space(att).project(X[rej]), min_cluster_size, seed)
+    out = discovery_metrics(y[rej], labels, unseen)
+    out["min_cluster_size"] = int(min_cluster_size)
+    out["cluster_list"] = [
+        {"cluster": k, "size": int((labels == k).sum()),
+         "majority": Counter(y[rej][labels == k].tolist()).most_common(1)[0][0],
+         "sources": [str(paths[i]) for i in rej[labels == k][:12].tolist()]}
+        for k in range(int(labels.max()) + 1 if len(labels) else 0)
+    ]  # fmt: skip
+    clf = att.classifier_
+    for k in range(len(out["cluster_list"])):
+        clf = clf.enrolled(f"discovered-{k}", X[rej][labels == k])
+    after = clf.decide(X).label if out["cluster_list"] else d.label
+    per = {}
+    for g in unseen:
+        new = Counter(l for l in after[y == g].tolist() if str(l).startswith("discovered-"))
+        top = new.most_common(1)
+        per[g] = {"images": int((y == g).sum()), "label": top[0][0] if top else None,
+                  "consistent": top[0][1] / int((y == g).sum()) if top else 0.0}  # fmt: skip
+    is_known = np.isin(y, list(known))
+    out["open_world"] = {
+        "per_generator": per,
+        "consistent": float(np.mean([v["consistent"] for v in per.values()])) if per else None,
+        "known_kept_before": float(np.mean(d.label[is_known] != UNKNOWN)),
+        "known_kept_after": float(np.mean(np.isin(after[is_known], list(known)))),
+    }
+    return out

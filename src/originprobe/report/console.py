@@ -176,7 +176,9 @@ def enroll_text(att: Any, label: str, n: int, model: str, skipped: Sequence) -> 
     return out, "".join(f"  skipped {p.path}: {p.reason}\n" for p in skipped)
 
 
-def discover_text(found: Any, out: str, written: Sequence[str], skipped: Sequence) -> tuple[str, str]:
+def discover_text(
+    found: Any, out: str, written: Sequence[str], skipped: Sequence
+) -> tuple[str, str]:
     """(stdout, stderr) of `originprobe discover`: one line per cluster, then where it wrote."""
     lines = [found.message]
     for c in found.clusters:

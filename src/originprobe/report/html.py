@@ -301,6 +301,26 @@ def fmt_level(level) -> str:
     return str(int(v)) if v.is_integer() else f"{v:g}"
 
 
+def _discovery(res: dict) -> str:
+    from .analyst import thumbnail
+
+    d = res.get("discovery")
+    if not d:
+        return ""
+    ow = (d.get("open_world") or {}).get("per_generator") or {}
+    rows = [_table(["rejected", "clustered", "clusters", "purity", "ARI", "NMI", "unseen found"],
+                   [[d["rejected"], d["clustered"], d["clusters"], d["purity"], d["ari"], d["nmi"],
+                     f"{d['generators_found']} of {d['unseen_generators']}"]]),
+            _table(["unseen generator", "images", "one discovered label after enrolling"],
+                   [[g, v["images"], v["consistent"]] for g, v in ow.items()])]  # fmt: skip
+    for c in d.get("cluster_list") or []:
+        imgs = "".join(f'<img src="{u}" alt="" style="max-height:64px">'
+                       for u in map(thumbnail, c["sources"]) if u)  # fmt: skip
+        rows.append(f"<p>cluster {c['cluster']} · {c['size']} images · majority "
+                    f"{html.escape(str(c['majority']))}<br>{imgs}</p>")  # fmt: skip
+    return "".join(rows)
+
+
 def _low_data(res: dict) -> str:
     rows = res.get("low_data") or []
     if not rows:
@@ -461,6 +481,7 @@ def build_report(run_dir: str | Path) -> Path:
             ("Candidates compared", _candidates(res)),
             ("Robustness", _robustness(res)),
             ("Low-data regime", _low_data(res)),
+            ("Discovery: the rejected test images clustered", _discovery(res)),
             ("Embedding map", _embedding(run, res)),
         ):
             if body:

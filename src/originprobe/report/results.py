@@ -267,6 +267,13 @@ def results_markdown(res: dict) -> str:
                 ],
             )
         )
+    if res.get("discovery"):
+        out += [
+            "",
+            "## Discovery (rejected test images clustered)",
+            "",
+            discovery_markdown(res["discovery"]),
+        ]
     out += ["", "## Samples", ""]
     counts = res["counts"]
     labels = sorted({l for role in counts.values() for l in role})
@@ -315,3 +322,24 @@ def write_run(
     atomic_write_text(out / "results.md", results_markdown(results))
     write_json(out / "results.json", results)  # last: its presence marks a complete run
     return out
+
+
+def discovery_markdown(d: dict) -> str:
+    """`evaluate --discover`'s figures, clusters and open-world round as Markdown."""
+    ow = d.get("open_world") or {}
+    lines = [markdown_table(
+        ["rejected", "clustered", "clusters", "purity", "ARI", "NMI", "unseen found"],
+        [[d["rejected"], d["clustered"], d["clusters"], d["purity"], d["ari"], d["nmi"],
+          f"{d['generators_found']} of {d['unseen_generators']}"]])]  # fmt: skip
+    if d.get("cluster_list"):
+        lines += ["", markdown_table(["cluster", "size", "majority source"],
+                                     [[c["cluster"], c["size"], c["majority"]]
+                                      for c in d["cluster_list"]])]  # fmt: skip
+    if ow.get("per_generator"):
+        lines += ["", "Open-world round (every cluster enrolled, test images decided again):", "",
+                  markdown_table(["unseen generator", "images", "one discovered label", "label"],
+                                 [[g, v["images"], v["consistent"], v["label"] or "–"]
+                                  for g, v in ow["per_generator"].items()]),
+                  "", f"known test images kept: {ow['known_kept_before']:.3f} before, "
+                  f"{ow['known_kept_after']:.3f} after enrolling"]  # fmt: skip
+    return "\n".join(lines)

@@ -26,6 +26,20 @@ SUMMARY_KEYS = [
     ("open-set acc.", ("thresholded", "open_set_accuracy")),
 ]
 
+#: the discovery figures a summary averages (`evaluate --discover`)
+DISCOVERY_KEYS = ["purity", "ari", "nmi", "clustered", "found_share", "consistent"]
+
+
+def discovery_figures(d: dict | None) -> dict | None:
+    """One run's discovery figures as a summary averages them."""
+    if not d:
+        return None
+    n = d.get("unseen_generators") or 0
+    return {"purity": d.get("purity"), "ari": d.get("ari"), "nmi": d.get("nmi"),
+            "clustered": d.get("clustered"),
+            "found_share": d["generators_found"] / n if n else None,
+            "consistent": (d.get("open_world") or {}).get("consistent")}  # fmt: skip
+
 
 def _mean_std(label: str):
     return lambda r: r[label] if not r.get("_mean") else (
@@ -89,6 +103,14 @@ def summary_markdown(s: dict) -> str:
             "",
             markdown_table(["run"] + keys, rows),
         ]
+    if s.get("discovery"):
+        rows = [[r["name"]] + [(r.get("discovery") or {}).get(k) for k in DISCOVERY_KEYS]
+                for r in s["runs"]]  # fmt: skip
+        rows.append(["**mean**"] + [s["discovery"]["mean"][k] for k in DISCOVERY_KEYS])
+        out += ["", "Discovery (`--discover`: the rejected test images clustered; found share: "
+                "unseen generators that are the majority of a cluster; consistent: after "
+                "enrolling every cluster, the share of each unseen generator's images that get "
+                "one discovered label):", "", markdown_table(["run"] + DISCOVERY_KEYS, rows)]  # fmt: skip
     ci = [[r["name"], _ci(r["auroc_ci95"]), _ci(r["oscr_ci95"])] for r in s["runs"]]
     out += [
         "",

@@ -32,6 +32,7 @@ from ..data.images import (
     sniff_format,
 )
 from ..errors import ConfigError
+from ..features import ImageInput
 from ..model import Attributor
 from ..options import option
 from ..report.documents import predict_document
@@ -300,6 +301,34 @@ def create_app(
             body |= {"error": "unusable image", "file": failed[0].source, "reason": failed[0].error}
             return JSONResponse(body, status_code=_status_for(failed[0].error))
         return body
+
+    @app.post("/v1/discover")
+    async def discover(files: list[UploadFile] = File(...), min_cluster_size: int = 8,
+                       seed: int = 0):  # fmt: skip
+        """Attribute the uploads, then group the ones rejected as unknown (`discover`)."""
+        import asyncio
+
+        from ..discovery import check_cluster_settings
+        from ..model.discovery import discover_images
+
+        try:
+            check_cluster_settings(min_cluster_size, seed)
+        except ConfigError as exc:
+            return JSONResponse({"error": "bad request", "reason": str(exc)}, status_code=422)
+        uploads = [(f.filename or f"upload #{i}", await f.read()) for i, f in enumerate(files)]
+        for name, data in uploads:
+            bad = check_upload(name, data)
+            if bad is not None:
+                images_total.labels("rejected").inc(len(uploads))
+                return JSONResponse({"error": "unusable image", "file": name, "reason": bad[1],
+                                     "model_id": state["model_id"]}, status_code=bad[0])  # fmt: skip
+        inputs = [ImageInput(name, data) for name, data in uploads]
+        found = await asyncio.get_running_loop().run_in_executor(
+            state["batcher"].executor,
+            lambda: discover_images(state["model"], inputs, min_cluster_size, seed),
+        )
+        images_total.labels("attributed").inc(sum(a.ok for a in found.attributions))
+        return found.to_dict() | {"model_id": state["model_id"]}
 
     @app.get("/")
     async def page():
