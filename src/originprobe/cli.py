@@ -304,7 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
-    a = ap.parse_args(argv)
+    a, extra = ap.parse_known_args(argv)
+    if extra and a.command == "enroll" and not any(x.startswith("-") for x in extra):
+        a.paths = list(a.paths or []) + extra  # PATHS given after options (paths* is optional)
+    elif extra:
+        ap.error(f"unrecognized arguments: {' '.join(extra)}")
     if getattr(a, "dataset", None):
         if a.data:
             ap.error("give the dataset once: as DATA or as --data")

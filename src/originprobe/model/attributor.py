@@ -41,6 +41,7 @@ from ..provenance import EvidenceReader
 from ..runtime import Runtime
 from ..training import TrainConfig
 from .bundle import read_model, save_bundle
+from .card import training_data
 from .crossval import CrossValidation, SelectionConfig
 from .estimator import DEFAULT_TARGET_TPR, Decisions, OpenSetClassifier, check_params
 from .evidence import Attribution, with_evidence
@@ -237,8 +238,10 @@ class Attributor(BaseEstimator):
         counts = {"train": {c: dev.get("train", {}).get(c, 0) + dev.get("val", {}).get(c, 0)
                             for c in p.split.known_classes}}  # fmt: skip
         self.training_ = p.training
-        return self.fit_features(p.table.rows["dev"], p.table.labels("dev"), counts=counts,
-                                 problems=p.problems)  # fmt: skip
+        self.fit_features(p.table.rows["dev"], p.table.labels("dev"), counts=counts,
+                          problems=p.problems)  # fmt: skip
+        self.training_data_ = training_data(p.table.samples["dev"])
+        return self
 
     def fit_features(self, X, y, X_val=None, y_val=None, *, counts=None, problems=()):
         """Fit on features the caller already has: an (n, D) array, or {layer: (n, D)} of the
@@ -272,6 +275,7 @@ class Attributor(BaseEstimator):
         clf.fit_cross_validated(rows.concat(choice.layer), y, cv, choice.chosen)
         self.layer_, self.classifier_ = choice.layer, clf
         self.counts_ = counts or {"train": dict(sorted(Counter(y.tolist()).items()))}
+        self.training_data_ = None  # only images can say where they came from (fit_prepared)
         self.problems_ = list(problems)
         self.selection_ = choice
         self.selection_summary_ = choice.summary(clf, cfg, rt.engine)
@@ -434,6 +438,8 @@ class Attributor(BaseEstimator):
         )  # fmt: skip
         att.selection_summary_ = meta["selection"]
         att.counts_, att.enrolled_, att.bundle_meta_ = meta["counts"], meta["enrolled"], meta
+        card = meta.get("card") or {}
+        att.training_data_, att.card_test_ = card.get("training_data"), card.get("test")
         return att
 
     def describe(self) -> dict:

@@ -10,6 +10,7 @@
                                      works on any machine (scores such as kNN and ViM are refitted
                                      from them at load; enrolment refits and recalibrates from
                                      them)
+    MODEL_DIR/README.md              the model card (`model.card`), generated from model.json
     MODEL_DIR/networks/*.safetensors the networks of `learned:ARCH` backbone members, when the
                                      model uses any (its weights, checked by hash like the rest)
 
@@ -47,9 +48,11 @@ from ..fileio import atomic_directory, canonical_json, sha256_file
 from ..heads import HEADS, Head, HeadStateError
 from ..openset import check_supported
 from ..openset.threshold import check_target_tpr
+from .card import CARD_FILE, render_card
 
 FORMAT = "originprobe-model"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (3, 4)  # 3: before the model card
 
 #: every entry of model.json that a model writes, and its JSON type
 SCHEMA: dict[str, type | tuple[type, ...]] = {
@@ -66,6 +69,7 @@ SCHEMA: dict[str, type | tuple[type, ...]] = {
     "counts": dict,
     "enrolled": list,
     "networks": dict,  # learned:ARCH member → its file in the bundle
+    "card": dict,  # what the model card says beyond the above: training data, test figures
 }
 MODEL_JSON = "model.json"
 HEAD_FILE = "head.safetensors"
@@ -93,9 +97,11 @@ def write_bundle(
     head_tensors: dict[str, np.ndarray],
     reference: dict[str, np.ndarray],
     extra_files: "Mapping[str, str | Path] | None" = None,
+    texts: "Mapping[str, str] | None" = None,
 ) -> Path:
     """Write a bundle atomically; `meta` is completed with file digests, checksum, signature.
-    `extra_files` ({relative path in the bundle: source file}) are copied in and hashed too."""
+    `extra_files` ({relative path in the bundle: source file}) are copied in and `texts`
+    ({relative path: content}) written, and hashed too."""
     import shutil
 
     from safetensors.numpy import save_file
@@ -118,13 +124,15 @@ def write_bundle(
         for rel, src in (extra_files or {}).items():
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, tmp / rel)
+        for rel, text in (texts or {}).items():
+            (tmp / rel).write_text(text, encoding="utf-8")
         meta = dict(
             meta,
             format=FORMAT,
             format_version=FORMAT_VERSION,
             files={
                 rel: sha256_file(tmp / rel)
-                for rel in (HEAD_FILE, REFERENCE_FILE, *(extra_files or {}))
+                for rel in (HEAD_FILE, REFERENCE_FILE, *(extra_files or {}), *(texts or {}))
             },
         )
         meta["checksum"] = _checksum(meta)
@@ -162,10 +170,10 @@ def read_bundle(model_dir: str | Path) -> tuple[dict, dict[str, np.ndarray], dic
         raise BundleError(f"{mj}: not valid JSON ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise BundleError(f"{mj}: not an originprobe model file")
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in READABLE_VERSIONS:
         raise BundleError(
-            f"{mj}: format version {meta.get('format_version')!r} is not supported "
-            f"(this originprobe reads version {FORMAT_VERSION}); refit the model"
+            f"{mj}: format version {meta.get('format_version')!r} is not supported (this "
+            f"originprobe reads versions {', '.join(map(str, READABLE_VERSIONS))}); refit the model"
         )
     if meta.get("checksum") != _checksum(meta):
         raise BundleError(
@@ -185,6 +193,8 @@ def read_bundle(model_dir: str | Path) -> tuple[dict, dict[str, np.ndarray], dic
                 f"{mj}: bad signature — not signed with the key in {KEY_ENV}; refusing to load it"
             )
     files = _need(meta, "files", dict, mj)
+    if meta["format_version"] >= 4 and CARD_FILE not in files:
+        raise BundleError(f"{mj}: the model card {CARD_FILE} is not listed among the files")
     for name in {HEAD_FILE, REFERENCE_FILE, *files}:
         f = d / name
         inside = not Path(name).is_absolute() and ".." not in Path(name).parts
@@ -208,6 +218,8 @@ def read_bundle(model_dir: str | Path) -> tuple[dict, dict[str, np.ndarray], dic
 def check_schema(meta: dict, where: Path) -> None:
     """Every `SCHEMA` entry present with its type, then what the entries mean."""
     for key, kind in SCHEMA.items():
+        if key == "card" and meta.get("format_version") == 3:
+            continue  # bundles written before the card
         _need(meta, key, kind, where)
     classes = meta["classes"]
     if (
@@ -256,6 +268,12 @@ def save_bundle(model_dir: str | Path, att, backbone: dict, networks: Mapping[st
         "counts": getattr(att, "counts_", {}),
         "enrolled": getattr(att, "enrolled_", []),
         "networks": {name: network_file(name) for name in networks},
+        "card": {
+            "training_data": getattr(att, "training_data_", None)
+            or {"images": sum((att.counts_.get("train") or {}).values()),
+                "per_class": dict(att.counts_.get("train") or {})},
+            "test": getattr(att, "card_test_", None),
+        },  # fmt: skip
     }
     assert set(meta) == set(SCHEMA), sorted(set(meta) ^ set(SCHEMA))
     reference = {
@@ -263,7 +281,8 @@ def save_bundle(model_dir: str | Path, att, backbone: dict, networks: Mapping[st
         "train_labels": np.array([idx[v] for v in y_ref], dtype=np.int64),
     }
     files = {network_file(n): p for n, p in networks.items()}
-    return write_bundle(model_dir, meta, tensors, reference, files)
+    card = render_card(meta, getattr(att, "hub_source_", {}).get("repo"))
+    return write_bundle(model_dir, meta, tensors, reference, files, {CARD_FILE: card})
 
 
 def params_json(estimator) -> dict:
