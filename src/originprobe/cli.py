@@ -50,24 +50,30 @@ COMMANDS = """
 dataset?  same as --data
 --errors  write skipped files to this CSV
 [predict] runtime evidence predict | attribute images with a saved model
-model  model directory written by `fit`
+model  model directory written by `fit`, or hf://ORG/NAME[@REVISION]
 paths+  image files or folders (recursive)
 --json!  machine-readable output on stdout
 [serve] runtime evidence serve | answer attributions over HTTP, with a web page for analysts
-model  model directory written by `fit`
+model  model directory written by `fit`, or hf://ORG/NAME[@REVISION]
 [discover] runtime evidence | group the images a model rejects into candidate new generators
-model  model directory written by `fit`
+model  model directory written by `fit`, or hf://ORG/NAME[@REVISION]
 paths+  image files or folders (recursive)
 --out  folder for clusters.json, clusters.csv and clusters.html (required)
 --min-cluster-size:pos=8  fewest images a cluster holds (HDBSCAN); fewer are left as noise
 --seed:nat=0  seeds the sample clustered above 20,000 rejected images
 [enroll] runtime | add a new generator to a saved model from a few images
-model  model directory written by `fit`
+model  model directory written by `fit`, or hf://ORG/NAME[@REVISION]
 --label|--name  name of the new class (required)
 paths*  image files or folders of the new generator
 --from  clusters.json (or its folder) written by `discover`: enrol the files of --cluster
 --cluster:nat  the cluster of --from to enrol
+--out  write the enlarged model here (default: in place; required for an hf:// model)
 --weights  backbone weights, if not found automatically
+[push] | upload a model bundle to the Hugging Face Hub (token: HF_TOKEN or `hf auth login`)
+model  model directory written by `fit`
+repo_id  Hub repository ORG/NAME (created when missing)
+--private!  create the repository private
+--revision  branch to push to (created from main when missing; default: main)
 [report] | (re)build RUN_DIR/report.html
 run_dir  a run directory
 [protocols] | list the benchmark protocols shipped with originprobe
@@ -200,11 +206,21 @@ def cmd_enroll(a) -> int:
         raise ConfigError("--cluster needs --from: the clusters.json written by `discover`")
     if not paths:
         raise ConfigError("give the new generator's images: PATHS, or --from FILE --cluster K")
-    att, n, skipped = enroll_paths(a.model, a.label, paths, **_runtime(a))
-    out, err = enroll_text(att, a.label, n, a.model, skipped)
+    att, n, skipped = enroll_paths(a.model, a.label, paths, a.out, **_runtime(a))
+    out, err = enroll_text(att, a.label, n, a.out or a.model, skipped)
     print(out)
     print(err, file=sys.stderr, end="")
     return EXIT_SKIPPED if a.strict and skipped else 0
+
+
+def cmd_push(a) -> int:
+    from .model.hub import push_bundle
+
+    done = push_bundle(a.model, a.repo_id, private=bool(a.private), revision=a.revision)
+    print(f"pushed {len(done['files'])} files of {a.model} to hf://{done['repo']}@"
+          f"{done['revision']} (commit {done['commit'][:12]}); use it as hf://{done['repo']}"
+          + ("" if done["revision"] == "main" else f"@{done['revision']}"))  # fmt: skip
+    return 0
 
 
 def cmd_serve(a) -> int:

@@ -46,6 +46,7 @@ from .crossval import CrossValidation, SelectionConfig
 from .estimator import DEFAULT_TARGET_TPR, Decisions, OpenSetClassifier, check_params
 from .evidence import Attribution, with_evidence
 from .extractor import FEATURES, FeatureExtractor, as_layers
+from .hub import fetch_bundle, is_hub_ref
 from .preparation import Prepared, prepare_split
 from .selection import LayerSearch
 
@@ -88,6 +89,7 @@ class Attributor(BaseEstimator):
     """
 
     bundle_meta_: dict[str, Any]  # set by `load`: the bundle's model.json
+    training_data_: dict[str, Any] | None  # what the model card says of the training images
 
     def __init__(
         self,
@@ -421,7 +423,11 @@ class Attributor(BaseEstimator):
 
     @classmethod
     def load(cls, model_dir: str | Path, weights: str | None = None, **settings) -> "Attributor":
-        """A saved model; the whole bundle is validated first. `settings`: `set_runtime`'s."""
+        """A saved model (a folder, or ``hf://ORG/NAME[@REVISION]`` from the Hugging Face Hub,
+        `model.hub`); the whole bundle is validated first. `settings`: `set_runtime`'s."""
+        source = None
+        if is_hub_ref(model_dir):
+            model_dir, source = fetch_bundle(str(model_dir))
         parts = read_model(model_dir)
         meta = parts.meta
         params = {k: v for k, v in meta["params"].items() if k not in ("runtime", "weights")}
@@ -438,6 +444,7 @@ class Attributor(BaseEstimator):
         )  # fmt: skip
         att.selection_summary_ = meta["selection"]
         att.counts_, att.enrolled_, att.bundle_meta_ = meta["counts"], meta["enrolled"], meta
+        att.hub_source_ = source or {}
         card = meta.get("card") or {}
         att.training_data_, att.card_test_ = card.get("training_data"), card.get("test")
         return att
@@ -457,4 +464,5 @@ class Attributor(BaseEstimator):
             "estimate": (getattr(self, "selection_summary_", {}) or {}).get("estimate"),
             "enrolled": getattr(self, "enrolled_", []),
             "originprobe_version": __version__,
+            **({"source": dict(self.hub_source_)} if getattr(self, "hub_source_", None) else {}),
         }

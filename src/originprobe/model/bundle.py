@@ -270,8 +270,10 @@ def save_bundle(model_dir: str | Path, att, backbone: dict, networks: Mapping[st
         "networks": {name: network_file(name) for name in networks},
         "card": {
             "training_data": getattr(att, "training_data_", None)
-            or {"images": sum((att.counts_.get("train") or {}).values()),
-                "per_class": dict(att.counts_.get("train") or {})},
+            or {
+                "images": sum((att.counts_.get("train") or {}).values()),
+                "per_class": dict(att.counts_.get("train") or {}),
+            },
             "test": getattr(att, "card_test_", None),
         },  # fmt: skip
     }

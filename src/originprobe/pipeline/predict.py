@@ -12,7 +12,9 @@ from pathlib import Path
 
 from ..data import Problem
 from ..errors import ConfigError, OutputExistsError
+from ..fileio import check_model_dir
 from ..model import Attribution, Attributor
+from ..model.hub import is_hub_ref
 from ..options import option
 from ..report.analyst import write_report
 from ..report.attributions import output_format, write_records
@@ -94,13 +96,21 @@ def predict_paths(
 
 
 def enroll_paths(
-    model: str | Path, label: str, paths: Sequence[str], **runtime
-) -> tuple[Attributor, int, list[Problem]]:
-    """Add `label` to the saved model from the images under `paths`, saved in place."""
+    model: str | Path, label: str, paths: Sequence[str], out: str | Path | None = None,
+    **runtime,
+) -> tuple[Attributor, int, list[Problem]]:  # fmt: skip
+    """Add `label` to the saved model from the images under `paths`; saved in place, or as a new
+    bundle in `out` (required for a model from the Hub: its cached copy is never changed)."""
     if not label:
         raise ConfigError("--label is required: the name of the new class")
+    if out is None and is_hub_ref(model):
+        raise ConfigError(
+            f"{model} comes from the Hub: give --out DIR for the new local bundle (the cached "
+            "copy is never changed)"
+        )
+    target = check_model_dir(out) if out is not None else Path(model)
     att = Attributor.load(model, **runtime)
     samples, problems = collect_images(paths)
     n, errors = att.enroll(label, [s.path for s in samples])
-    att.save(model)
+    att.save(target)
     return att, n, problems + errors
