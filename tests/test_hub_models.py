@@ -151,3 +151,22 @@ def test_a_bundle_placed_in_the_standard_cache_layout_works_offline(bundle, prob
     assert hub == local
     r = _cli(env, "predict", "hf://acme/probe@../../etc", *probes[:1])
     assert r.returncode == 2 and "revision" in r.stderr
+
+
+def test_evaluate_save_model_card_carries_the_test_figures(small_realgen, shared_cache, tmp_path):
+    from conftest import DEMO_KNOWN
+    from originprobe.cli import main
+
+    out = tmp_path / "run"
+    assert main(["evaluate", "--data", str(small_realgen), "--known", ",".join(DEMO_KNOWN),
+                 "--cache", str(shared_cache), "--out", str(out), "--no-progress", "--no-report",
+                 "--save-model", "--backbone", "efficientnet-lite0", "--layers", "stage5"]) == 0  # fmt: skip
+    res = json.loads((out / "results.json").read_text())
+    fm = front_matter((out / "model" / "README.md").read_text())
+    test = fm["model-index"][0]["results"][1]
+    assert test["dataset"]["split"] == "test"
+    got = {m["type"]: m["value"] for m in test["metrics"]}
+    assert got["accuracy"] == round(res["closed_set"]["accuracy"], 4)
+    assert got["roc_auc"] == round(res["open_set"]["auroc"], 4)
+    assert got["oscr"] == round(res["open_set"]["oscr"], 4)
+    assert Attributor.load(out / "model").classes_ == sorted(DEMO_KNOWN)

@@ -132,6 +132,9 @@ class RunConfig:
     discover: bool = _opt(
         False, "studies", "cluster the test images the model rejects (results: discovery)"
     )
+    save_model: bool = _opt(
+        False, "studies", "also save the fitted model in RUN/model, its card with the test figures"
+    )
     protocol: str | None = _opt(
         None,
         "data",

@@ -20,6 +20,7 @@ from ..discovery import MIN_CLUSTER_SIZE
 from ..fileio import atomic_write_text, check_run_dir
 from ..metrics import open_set_figures
 from ..model import Attributor, Decisions, OpenSetClassifier
+from ..model.card import test_figures
 from ..openset import calibrate_threshold
 from ..report import write_run
 from ..report.results import software_versions
@@ -193,4 +194,8 @@ def evaluate_one(cfg: RunConfig, out_dir: str | Path, title: str = "") -> dict:
     write_predictions(out / "predictions.csv", p, d)
     write_embedding(out / "embedding.csv", p, att.layer_, cfg.seed)
     write_run(out, results, cfg.to_dict(), problems, p.warnings)
+    if cfg.save_model:
+        protocol, _, split = (cfg.protocol or "").partition(":")
+        att.card_test_ = test_figures(results, protocol or cfg.data, split or "test")
+        att.save(out / "model")
     return results
