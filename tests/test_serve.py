@@ -252,3 +252,35 @@ def test_page_in_a_real_browser_shows_the_verdict(server, realgen, tmp_path):
     with Image.open(shot) as im:
         assert im.size[0] == 1000
     print(f"screenshot: {shot}")
+
+
+def test_page_discover_tab_groups_the_rejected_uploads(server, realgen):
+    from playwright.sync_api import sync_playwright
+
+    images = [str(p) for g in ("pixray-vqgan", "disco-diffusion", "stable-diffusion-v1")
+              for p in sorted((realgen / g).iterdir())[:12]]  # fmt: skip
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=_chromium(), headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1000, "height": 800})
+            page.goto(server + "/", timeout=30_000)
+            page.click("#tab-discover")
+            assert page.is_hidden("#drop") and page.is_visible("#discover-panel")
+            page.fill("#discover-mcs", "3")
+            page.set_input_files("#discover-files", images)
+            page.wait_for_function(
+                "/rejected|nothing to group/.test(document.getElementById('discover-status')"
+                ".textContent)", timeout=120_000,
+            )  # fmt: skip
+            status = page.text_content("#discover-status")
+            m = re.search(r"grouped into (\d+) cluster\(s\), (\d+) left as noise", status)
+            assert m, status
+            clusters, noise = int(m[1]), int(m[2])
+            assert page.locator("section.cluster").count() == clusters + (1 if noise else 0)
+            assert page.locator("section.cluster img").count() >= 3 * clusters
+            page.click("#tab-attribute")
+            assert page.is_visible("#drop")
+        finally:
+            browser.close()

@@ -139,63 +139,7 @@ $("files").addEventListener("change", (e) => { attribute([...e.target.files]); e
 $("token-save").addEventListener("click", () => {
   token = $("token").value.trim();
   sessionStorage.setItem("originprobe-token", token);
-  function showTab(name) {
-  const discover = name === "discover";
-  $("discover-panel").hidden = !discover;
-  for (const id of ["drop", "status", "results"]) $(id).hidden = discover;
-  $("tab-attribute").setAttribute("aria-selected", String(!discover));
-  $("tab-discover").setAttribute("aria-selected", String(discover));
-}
-
-async function discover(files) {
-  if (!files.length) return;
-  const mcs = parseInt($("discover-mcs").value, 10) || 8;
-  $("discover-status").textContent = `attributing and grouping ${files.length} image(s)…`;
-  const form = new FormData();
-  for (const f of files) form.append("files", f, f.name);
-  let body;
-  try {
-    const r = await fetch(`/v1/discover?min_cluster_size=${mcs}`, { method: "POST", body: form, headers: headers() });
-    body = await r.json();
-    if (r.status === 401) { $("token-box").hidden = false; $("discover-status").textContent = "token needed"; return; }
-    if (!r.ok) {
-      $("discover-status").textContent = `refused (${r.status}): ${body.file ? body.file + ": " : ""}${body.reason || body.error}`;
-      return;
-    }
-  } catch (e) {
-    $("discover-status").textContent = "request failed: " + e;
-    return;
-  }
-  const byName = new Map(files.map((f) => [f.name, f]));
-  const box = $("clusters");
-  box.replaceChildren();
-  const row = (title, sources) => {
-    const sec = el("section", "cluster");
-    sec.append(el("h3", null, title));
-    const strip = el("div", "strip");
-    for (const src of sources) {
-      const f = byName.get(src);
-      if (!f) continue;
-      const img = document.createElement("img");
-      img.src = URL.createObjectURL(f); img.alt = src; img.title = src;
-      strip.append(img);
-    }
-    sec.append(strip);
-    return sec;
-  };
-  for (const c of body.clusters) {
-    box.append(row(`Cluster ${c.cluster} · ${c.size} images · nearest known class ${c.nearest_class} · ${c.claims_text}`,
-      c.members.map((m) => m.source)));
-  }
-  const noise = body.images.filter((r) => r.cluster === -1).map((r) => r.source);
-  if (noise.length) box.append(row(`Not grouped (${noise.length})`, noise));
-  $("discover-status").textContent = body.message;
-}
-
-$("tab-attribute").addEventListener("click", () => showTab("attribute"));
-$("tab-discover").addEventListener("click", () => showTab("discover"));
-$("discover-files").addEventListener("change", (e) => { discover([...e.target.files]); e.target.value = ""; });
-loadModel();
+  loadModel();
 });
 function showTab(name) {
   const discover = name === "discover";
