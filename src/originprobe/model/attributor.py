@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from .._version import __version__
 from ..backbones import DEFAULT_BACKBONE, Backbone
 from ..data import Dataset, Problem, Sample, hash_samples, load_dataset, make_split
 from ..data.perturb import Perturbation
@@ -40,14 +39,14 @@ from ..openset import UNKNOWN
 from ..provenance import EvidenceReader
 from ..runtime import Runtime
 from ..training import TrainConfig
-from .bundle import read_model, save_bundle
+from .bundle import save_bundle
 from .card import training_data
 from .crossval import CrossValidation, SelectionConfig
 from .estimator import DEFAULT_TARGET_TPR, Decisions, OpenSetClassifier, check_params
 from .evidence import Attribution, with_evidence
 from .extractor import FEATURES, FeatureExtractor, as_layers
-from .hub import fetch_bundle, is_hub_ref
 from .preparation import Prepared, prepare_split
+from .saved import description, restore
 from .selection import LayerSearch
 
 SETTINGS = ("provenance", "c2pa_trust")  # prediction settings beside the runtime
@@ -425,44 +424,8 @@ class Attributor(BaseEstimator):
     def load(cls, model_dir: str | Path, weights: str | None = None, **settings) -> "Attributor":
         """A saved model (a folder, or ``hf://ORG/NAME[@REVISION]`` from the Hugging Face Hub,
         `model.hub`); the whole bundle is validated first. `settings`: `set_runtime`'s."""
-        source = None
-        if is_hub_ref(model_dir):
-            model_dir, source = fetch_bundle(str(model_dir))
-        parts = read_model(model_dir)
-        meta = parts.meta
-        params = {k: v for k, v in meta["params"].items() if k not in ("runtime", "weights")}
-        att = cls(**params, weights=weights)
-        att.backbone = meta["backbone"]["name"] or FEATURES
-        att.set_runtime(**settings)
-        att.backbone_info_ = dict(meta["backbone"])
-        att._networks = parts.networks
-        att.layer_ = parts.layer
-        att.classifier_ = OpenSetClassifier.from_parts(
-            parts.head, parts.score, float(meta["threshold"]), parts.reference,
-            target_tpr=float(params["target_tpr"]), selection=params.get("selection"),
-            seed=int(params["seed"]),
-        )  # fmt: skip
-        att.selection_summary_ = meta["selection"]
-        att.counts_, att.enrolled_, att.bundle_meta_ = meta["counts"], meta["enrolled"], meta
-        att.hub_source_ = source or {}
-        card = meta.get("card") or {}
-        att.training_data_, att.card_test_ = card.get("training_data"), card.get("test")
-        return att
+        return restore(cls, model_dir, weights, settings)
 
     def describe(self) -> dict:
         """What the model is (for `GET /v1/model` and reports)."""
-        self._check_fitted()
-        info = getattr(self, "backbone_info_", None) or self._backbone_info()
-        return {
-            "classes": list(self.classes_),
-            "backbone": dict(info),
-            "layer": str(self.layer_),
-            "head": {"name": self.head_.name, "params": self.head_.get_params()},
-            "score": self.score_name_,
-            "threshold": float(self.threshold_),
-            "target_tpr": float(self.target_tpr),
-            "estimate": (getattr(self, "selection_summary_", {}) or {}).get("estimate"),
-            "enrolled": getattr(self, "enrolled_", []),
-            "originprobe_version": __version__,
-            **({"source": dict(self.hub_source_)} if getattr(self, "hub_source_", None) else {}),
-        }
+        return description(self)
