@@ -1,8 +1,8 @@
-"""`originprobe fit`: train an Attributor on known classes and save it as a bundle.
+"""`originprobe fit`: fit an Attributor on the known classes and save it as a bundle.
 
-Known classes are split train/validation (stratified, seeded). Layer and hyper-parameters are
-chosen on validation, the head is fitted on train, and the reject threshold is calibrated on the
-validation scores for the target TPR (default: keep 95% of known validation samples).
+Every known-class image is used: cross-validation on them chooses the layer set, the fusion
+members, the head's parameters and the score; out-of-fold scores set the reject threshold at the
+target TPR (default 0.85); the head is then refitted on all of them (`model.attributor`).
 """
 
 from __future__ import annotations
