@@ -416,11 +416,28 @@ def _summary_page(run: Path, res: dict) -> Path:
         + table
         + "<h2>Bootstrap 95% intervals</h2>"
         + ci
+        + _summary_discovery(res)
         + "</body></html>"
     )
     out = run / "report.html"
     atomic_write_text(out, page)
     return out
+
+
+def _summary_discovery(res: dict) -> str:
+    """The discovery figures of each run and their mean (`evaluate --discover`), when present."""
+    from .summary import DISCOVERY_KEYS
+
+    if not res.get("discovery"):
+        return ""
+    rows = [[r["name"]] + [(r.get("discovery") or {}).get(k) for k in DISCOVERY_KEYS]
+            for r in res["runs"]]  # fmt: skip
+    rows.append(["mean"] + [res["discovery"]["mean"][k] for k in DISCOVERY_KEYS])
+    return ("<h2>Discovery: rejected test images clustered</h2><p class='meta'>found share: "
+            "unseen generators that are the majority of a cluster; consistent: after enrolling "
+            "every cluster, the share of an unseen generator's images given one discovered "
+            "label. Each run's report shows its clusters.</p>"
+            + _table(["run", *DISCOVERY_KEYS], rows))  # fmt: skip
 
 
 def _fmt_ci(v) -> str:
