@@ -73,3 +73,19 @@ def small_realgen(realgen, tmp_path_factory) -> Path:
 def shared_cache(tmp_path_factory) -> Path:
     """One feature cache for the whole session, so each image is extracted once."""
     return tmp_path_factory.mktemp("feature-cache")
+
+
+def small_model(
+    realgen: Path, cache: Path, tmp_path_factory, per_class: int, known=None, **params
+) -> Path:
+    """A model fitted on `per_class` realgen images of each `known` class (default: real,
+    dalle-mini, latent-diffusion) and saved; `params`: the Attributor's (backbone, layers, ...)."""
+    from originprobe import Attributor
+
+    known = list(known or ["real", "dalle-mini", "latent-diffusion"])
+    data = write_subset(realgen, tmp_path_factory.mktemp("model-data"),
+                        {c: per_class for c in known})  # fmt: skip
+    out = tmp_path_factory.mktemp("model") / "model"
+    params = {"backbone": "efficientnet-lite0", **params, "runtime": {"cache": str(cache)}}
+    Attributor(**params).fit(data, known=known).save(out)
+    return out

@@ -190,8 +190,9 @@ def test_fit_predict_and_bundle_integrity(small_realgen, shared_cache, tmp_path,
         == 0
     )
     meta = json.loads((model / "model.json").read_text())
-    assert meta["format_version"] == 3 and meta["classes"] == sorted(DEMO_KNOWN)
+    assert meta["format_version"] == 4 and meta["classes"] == sorted(DEMO_KNOWN)
     assert sorted(p.name for p in model.iterdir()) == [
+        "README.md",  # the model card
         "head.safetensors",
         "model.json",
         "reference.safetensors",

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from conftest import write_subset
+from conftest import small_model
 from originprobe import Attributor
 from originprobe.cli import main
 from originprobe.discovery import (
@@ -108,11 +108,7 @@ def test_space_state_round_trip_and_a_damaged_state_is_refused():
 # ---------------------------------------------------------------- on realgen
 @pytest.fixture(scope="module")
 def model_dir(realgen, shared_cache, tmp_path_factory) -> Path:
-    data = write_subset(realgen, tmp_path_factory.mktemp("disc-data"), {c: 40 for c in KNOWN})
-    out = tmp_path_factory.mktemp("disc-model") / "model"
-    Attributor(backbone="efficientnet-lite0", runtime={"cache": str(shared_cache)}) \
-        .fit(data, known=KNOWN).save(out)  # fmt: skip
-    return out
+    return small_model(realgen, shared_cache, tmp_path_factory, 40, KNOWN)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import write_subset
+from conftest import small_model, write_subset
 from originprobe import Attributor
 from originprobe.cli import main
 from originprobe.data.images import DROPPED, ImageDecodeError, decode_image, read_image
@@ -117,12 +117,7 @@ def test_a_pixel_bomb_and_damaged_pixels_are_still_refused(files):
 
 @pytest.fixture(scope="module")
 def model(realgen, shared_cache, tmp_path_factory):
-    data = write_subset(realgen, tmp_path_factory.mktemp("hm-data"), {c: 24 for c in KNOWN3})
-    out = tmp_path_factory.mktemp("hm-model") / "m"
-    Attributor(
-        backbone="efficientnet-lite0", layers="stage5", runtime={"cache": str(shared_cache)}
-    ).fit(data, known=KNOWN3).save(out)
-    return out
+    return small_model(realgen, shared_cache, tmp_path_factory, 24, KNOWN3, layers="stage5")
 
 
 def test_predict_the_api_and_the_service_attribute_them(model, files, capsys):

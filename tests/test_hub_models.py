@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_subset
+from conftest import small_model
 from hub_server import FakeHub
 from originprobe import Attributor
 from originprobe.model.card import front_matter
@@ -46,11 +46,9 @@ def _labels(r: subprocess.CompletedProcess) -> list[tuple[str, str, float]]:
 
 @pytest.fixture(scope="module")
 def bundle(realgen, shared_cache, tmp_path_factory) -> Path:
-    data = write_subset(realgen, tmp_path_factory.mktemp("hub-data"), {c: 30 for c in KNOWN3})
-    out = tmp_path_factory.mktemp("hub-model") / "model"
-    Attributor(backbone="efficientnet-lite0", layers="stage5", score="msp",
-               runtime={"cache": str(shared_cache)}).fit(data, known=KNOWN3).save(out)  # fmt: skip
-    return out
+    return small_model(
+        realgen, shared_cache, tmp_path_factory, 30, KNOWN3, layers="stage5", score="msp"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +168,23 @@ def test_evaluate_save_model_card_carries_the_test_figures(small_realgen, shared
     assert got["roc_auc"] == round(res["open_set"]["auroc"], 4)
     assert got["oscr"] == round(res["open_set"]["oscr"], 4)
     assert Attributor.load(out / "model").classes_ == sorted(DEMO_KNOWN)
+
+
+def test_a_format_3_bundle_without_a_card_is_still_read(bundle, tmp_path, probes):
+    from originprobe.model.bundle import _checksum
+
+    old = tmp_path / "v3"
+    shutil.copytree(bundle, old)
+    meta = json.loads((old / "model.json").read_text())
+    meta.pop("card")
+    meta["files"].pop("README.md")
+    meta["format_version"] = 3
+    meta["checksum"] = _checksum(meta)
+    (old / "model.json").write_text(json.dumps(meta))
+    (old / "README.md").unlink()
+    att = Attributor.load(old)
+    assert [a.label for a in att.predict(probes)] == \
+        [a.label for a in Attributor.load(bundle).predict(probes)]  # fmt: skip
+    att.save(tmp_path / "v4")  # saved again: the current format, with its card
+    assert json.loads((tmp_path / "v4" / "model.json").read_text())["format_version"] == 4
+    assert (tmp_path / "v4" / "README.md").is_file()

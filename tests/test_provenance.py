@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from conftest import write_subset
+from conftest import small_model
 from originprobe import Attributor
 from originprobe.cli import main
 from originprobe.provenance import EvidenceReader
@@ -32,12 +32,7 @@ def files(realgen, tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def model_dir(realgen, shared_cache, tmp_path_factory) -> Path:
-    data = write_subset(realgen, tmp_path_factory.mktemp("prov-data"), {c: 40 for c in KNOWN3})
-    out = tmp_path_factory.mktemp("prov-model") / "model"
-    Attributor(
-        backbone="efficientnet-lite0", layers="stage5,head", runtime={"cache": str(shared_cache)}
-    ).fit(data, known=KNOWN3).save(out)
-    return out
+    return small_model(realgen, shared_cache, tmp_path_factory, 40, KNOWN3, layers="stage5,head")
 
 
 def _images(files) -> list[Path]:
