@@ -188,3 +188,26 @@ def test_a_format_3_bundle_without_a_card_is_still_read(bundle, tmp_path, probes
     att.save(tmp_path / "v4")  # saved again: the current format, with its card
     assert json.loads((tmp_path / "v4" / "model.json").read_text())["format_version"] == 4
     assert (tmp_path / "v4" / "README.md").is_file()
+
+
+def test_serve_an_hf_model_from_the_cache(bundle, probes, tmp_path, monkeypatch):
+    import httpx
+
+    from originprobe.serve.process import running_server
+
+    commit = "89abcdef0123456789abcdef0123456789abcdef"
+    repo = tmp_path / "hf" / "hub" / "models--acme--served"
+    shutil.copytree(bundle, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    for k, v in _env(tmp_path, None, HF_HUB_OFFLINE="1").items():
+        monkeypatch.setenv(k, v)  # the server process inherits them
+    local = {a.source: a.label for a in Attributor.load(bundle).predict(probes)}
+    with running_server("hf://acme/served", tmp_path / "server.log", ready_timeout=120) as (
+        base, _,
+    ):  # fmt: skip
+        model = httpx.get(base + "/v1/model", timeout=30).json()
+        assert model["source"] == {"repo": "acme/served", "revision": "main", "commit": commit}
+        files = [("files", (Path(p).name, Path(p).read_bytes(), "image/png")) for p in probes]
+        body = httpx.post(base + "/v1/attribute", files=files, timeout=120).json()
+    assert [r["label"] for r in body["results"]] == [local[p] for p in probes]
