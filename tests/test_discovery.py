@@ -274,3 +274,15 @@ def test_evaluate_discover_reports_clusters_and_the_open_world_round(
     md = (out / "results.md").read_text()
     assert "## Discovery" in md and "Open-world round" in md
     assert "Discovery: the rejected test images clustered" in (out / "report.html").read_text()
+
+
+def test_discover_on_a_folder_without_images_says_so(model_dir, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not an image")
+    assert main(["discover", str(model_dir), str(tmp_path / "empty"), "--out",
+                 str(tmp_path / "out"), "--quiet"]) == 0  # fmt: skip
+    captured = capsys.readouterr()
+    assert "no usable image among the inputs: nothing to group" in captured.out
+    assert "notes.txt" in captured.err  # the skipped file, named
+    assert json.loads((tmp_path / "out" / "clusters.json").read_text())["clusters"] == []
+    assert main(["discover", str(model_dir), str(tmp_path / "empty")]) == 2  # no --out

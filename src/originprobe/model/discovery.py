@@ -54,6 +54,8 @@ class Discovery:
     def message(self) -> str:
         """One line on what was found, also when there was nothing to group."""
         n, ok = len(self.rejected), sum(a.ok for a in self.attributions)
+        if not ok:
+            return "no usable image among the inputs: nothing to group"
         if not n:
             return f"no image was rejected as unknown ({ok} attributed): nothing to group"
         if n < self.settings.get("min_cluster_size", MIN_CLUSTER_SIZE):
