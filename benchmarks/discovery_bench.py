@@ -43,7 +43,7 @@ def _child() -> None:
     y = np.concatenate([np.repeat([f"g{g}" for g in range(GROUPS)], per), ["noise"] * 2000])
     made = time.perf_counter() - t0
     t = time.perf_counter()
-    space = DiscoverySpace.fit(X_known, y_known, ["features"], seed=0)
+    space = DiscoverySpace.fit(X_known, y_known, seed=0)
     E = np.vstack([space.project(X[i : i + 8192]) for i in range(0, len(X), 8192)])
     projected = time.perf_counter() - t
     labels = find_clusters(E, 8, seed=0)

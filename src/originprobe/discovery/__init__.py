@@ -15,7 +15,7 @@ from .clusters import (
     purity,
     summarise,
 )
-from .space import DiscoverySpace, sample_rows
+from .space import DiscoverySpace
 
 __all__ = [
     "MIN_CLUSTER_SIZE",
@@ -26,6 +26,5 @@ __all__ = [
     "discovery_metrics",
     "find_clusters",
     "purity",
-    "sample_rows",
     "summarise",
 ]

@@ -2,8 +2,6 @@
 
 It is fitted on the known training rows a model carries (its reference rows, the features of its
 chosen layers): standardised on them, then projected on their `dims` (32) principal directions.
-Optionally (`content_dims` > 0) it first removes the directions along which images of one known
-class vary most (within-class principal directions: content rather than generator).
 
 The settings come from a study on the public splits with known data only (README, "Discovering
 new generators"): two known generators withheld in turn, the pile to cluster made of their images
@@ -15,17 +13,15 @@ reads at most `MAX_ROWS` rows, stratified by class.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import ConfigError
 
-CONTENT_DIMS = 0
 DIMS = 32
 MAX_ROWS = 5000
-PREFIX = "discovery/"  # of its arrays in a bundle's reference file
 
 
 def sample_rows(y: np.ndarray, max_rows: int, seed: int) -> np.ndarray:
@@ -53,22 +49,18 @@ def _top_directions(M: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
 
 @dataclass
 class DiscoverySpace:
-    """Standardise → remove content directions → project (see the module doc)."""
+    """Standardise → project (see the module doc)."""
 
-    layers: list[str]
     mean: np.ndarray  # (D,)
     scale: np.ndarray  # (D,)
-    content: np.ndarray  # (k, D) removed directions
-    centre: np.ndarray  # (D,) mean of the deflated training rows
+    centre: np.ndarray  # (D,) mean of the standardised training rows
     components: np.ndarray  # (dims, D)
     classes: list[str]
     class_centres: np.ndarray  # (len(classes), dims): where each known class sits
 
     @classmethod
-    def fit(
-        cls, X: np.ndarray, y: Sequence[str], layers: Sequence[str], seed: int = 0,
-        content_dims: int = CONTENT_DIMS, dims: int = DIMS,
-    ) -> "DiscoverySpace":  # fmt: skip
+    def fit(cls, X: np.ndarray, y: Sequence[str], seed: int = 0, dims: int = DIMS):
+        """The space of known rows `X` (labels `y`; at most `MAX_ROWS`, stratified, are read)."""
         y = np.asarray([str(v) for v in y], dtype=object)
         keep = sample_rows(y, MAX_ROWS, seed)
         X, y = np.asarray(X[keep], dtype=np.float32), y[keep]
@@ -76,72 +68,26 @@ class DiscoverySpace:
             raise ConfigError("a discovery space needs at least 3 training images")
         mean, scale = X.mean(0), X.std(0) + 1e-6
         Z = (X - mean) / scale
+        centre = Z.mean(0)
+        components = _top_directions(Z - centre, min(dims, *Z.shape), seed)
         classes = sorted(set(y.tolist()))
-        k = min(content_dims, Z.shape[1] // 2, max(len(Z) - len(classes) - 1, 0))
-        content = np.zeros((0, Z.shape[1]), np.float32)
-        if k:
-            R = np.vstack([Z[y == c] - Z[y == c].mean(0) for c in classes])
-            content = _top_directions(R, k, seed)
-        D = Z - (Z @ content.T) @ content
-        centre = D.mean(0)
-        components = _top_directions(D - centre, min(dims, *D.shape), seed)
-        space = cls(list(layers), mean.astype(np.float32), scale.astype(np.float32), content,
-                    centre.astype(np.float32), components, classes, np.zeros((0, 0)))  # fmt: skip
+        space = cls(mean.astype(np.float32), scale.astype(np.float32), centre.astype(np.float32),
+                    components, classes, np.zeros((0, 0)))  # fmt: skip
         E = space.project(X)
         space.class_centres = np.stack([E[y == c].mean(0) for c in classes]).astype(np.float32)
         return space
 
     def project(self, X: np.ndarray) -> np.ndarray:
-        """(n, D) features of `layers`, concatenated → (n, dims)."""
+        """(n, D) features of the model's layer → (n, dims)."""
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != len(self.mean):
             raise ConfigError(
                 f"the discovery space reads {len(self.mean)}-d features, got shape {X.shape}"
             )
-        Z = (X - self.mean) / self.scale
-        Z = Z - (Z @ self.content.T) @ self.content
-        return (Z - self.centre) @ self.components.T
-
-    def with_class(self, label: str, E: np.ndarray) -> "DiscoverySpace":
-        """A copy that also knows where class `label` sits (its rows `E`, already projected)."""
-        centres = np.vstack([self.class_centres, np.asarray(E, np.float32).mean(0)[None]])
-        return DiscoverySpace(**{**self.__dict__, "classes": [*self.classes, label],
-                                 "class_centres": centres})  # fmt: skip
+        return ((X - self.mean) / self.scale - self.centre) @ self.components.T
 
     def nearest_class(self, E: np.ndarray) -> tuple[list[str], np.ndarray]:
         """For each projected row: the nearest known class centre and its distance."""
         d = np.linalg.norm(E[:, None, :] - self.class_centres[None], axis=2)
         j = d.argmin(1)
         return [self.classes[i] for i in j], d[np.arange(len(E)), j]
-
-    # ------------------------------------------------------------------ bundle
-    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
-        """(JSON description, arrays) as a bundle keeps them."""
-        arrays = {k: getattr(self, k) for k in ARRAYS}
-        meta = {"layers": list(self.layers), "classes": list(self.classes),
-                "dims": int(self.components.shape[0]), "content_dims": int(len(self.content))}  # fmt: skip
-        return meta, {PREFIX + k: np.ascontiguousarray(v, np.float32) for k, v in arrays.items()}
-
-    @classmethod
-    def from_state(cls, meta: Mapping, arrays: Mapping[str, np.ndarray]) -> "DiscoverySpace":
-        """The space a bundle holds; ValueError says what does not fit."""
-        try:
-            a = {k: np.asarray(arrays[PREFIX + k], np.float32) for k in ARRAYS}
-            layers, classes = [str(l) for l in meta["layers"]], [str(c) for c in meta["classes"]]
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"discovery space incomplete ({exc})") from None
-        D = len(a["mean"])
-        shapes_fit = (
-            a["scale"].shape == (D,) and a["centre"].shape == (D,)
-            and a["content"].ndim == 2 and a["content"].shape[1] == D
-            and a["components"].ndim == 2 and a["components"].shape[1] == D
-            and a["class_centres"].shape == (len(classes), a["components"].shape[0])
-            and all(np.all(np.isfinite(v)) for v in a.values()) and np.all(a["scale"] > 0)
-        )  # fmt: skip
-        if not layers or not shapes_fit:
-            raise ValueError("discovery space arrays do not fit together")
-        return cls(layers, a["mean"], a["scale"], a["content"], a["centre"], a["components"],
-                   classes, a["class_centres"])  # fmt: skip
-
-
-ARRAYS = ("mean", "scale", "content", "centre", "components", "class_centres")

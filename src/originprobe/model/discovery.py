@@ -97,7 +97,7 @@ def discovery_space(att) -> DiscoverySpace:
     X, y = att.classifier_.reference_
     key = (id(att.classifier_), len(y))
     if getattr(att, "_discovery", (None,))[0] != key:
-        att._discovery = (key, DiscoverySpace.fit(X, y, list(att.layer_.parts), int(att.seed)))
+        att._discovery = (key, DiscoverySpace.fit(X, y, int(att.seed)))
     return att._discovery[1]
 
 
