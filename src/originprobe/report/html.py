@@ -23,15 +23,18 @@ from ..errors import ConfigError, MissingInputError
 from ..fileio import atomic_write_text
 from ..metrics import oscr_curve, roc_curve
 from .results import METRIC_ROWS
-from .summary import SUMMARY
+from .summary import DISCOVERY_NOTE, DISCOVERY_SUMMARY, SUMMARY, discovery_summary_rows
 from .tables import (
     CANDIDATES,
     COMPARE,
+    DISCOVERY,
     ESTIMATE_VS_TEST,
+    OPEN_WORLD,
     estimate_rows,
     fmt,
     fmt_params,
     html_table,
+    open_world_rows,
 )
 
 CSS = """
@@ -307,12 +310,7 @@ def _discovery(res: dict) -> str:
     d = res.get("discovery")
     if not d:
         return ""
-    ow = (d.get("open_world") or {}).get("per_generator") or {}
-    rows = [_table(["rejected", "clustered", "clusters", "purity", "ARI", "NMI", "unseen found"],
-                   [[d["rejected"], d["clustered"], d["clusters"], d["purity"], d["ari"], d["nmi"],
-                     f"{d['generators_found']} of {d['unseen_generators']}"]]),
-            _table(["unseen generator", "images", "one discovered label after enrolling"],
-                   [[g, v["images"], v["consistent"]] for g, v in ow.items()])]  # fmt: skip
+    rows = [DISCOVERY.html([d]), OPEN_WORLD.html(open_world_rows(d))]
     for c in d.get("cluster_list") or []:
         imgs = "".join(f'<img src="{u}" alt="" style="max-height:64px">'
                        for u in map(thumbnail, c["sources"]) if u)  # fmt: skip
@@ -426,18 +424,11 @@ def _summary_page(run: Path, res: dict) -> Path:
 
 def _summary_discovery(res: dict) -> str:
     """The discovery figures of each run and their mean (`evaluate --discover`), when present."""
-    from .summary import DISCOVERY_KEYS
-
     if not res.get("discovery"):
         return ""
-    rows = [[r["name"]] + [(r.get("discovery") or {}).get(k) for k in DISCOVERY_KEYS]
-            for r in res["runs"]]  # fmt: skip
-    rows.append(["mean"] + [res["discovery"]["mean"][k] for k in DISCOVERY_KEYS])
-    return ("<h2>Discovery: rejected test images clustered</h2><p class='meta'>found share: "
-            "unseen generators that are the majority of a cluster; consistent: after enrolling "
-            "every cluster, the share of an unseen generator's images given one discovered "
-            "label. Each run's report shows its clusters.</p>"
-            + _table(["run", *DISCOVERY_KEYS], rows))  # fmt: skip
+    return (f"<h2>Discovery: rejected test images clustered</h2><p class='meta'>{DISCOVERY_NOTE} "
+            "Each run's report shows its clusters.</p>"
+            + DISCOVERY_SUMMARY.html(discovery_summary_rows(res)))  # fmt: skip
 
 
 def _fmt_ci(v) -> str:

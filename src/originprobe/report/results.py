@@ -13,7 +13,16 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..fileio import atomic_write_text
-from .tables import CANDIDATES, ESTIMATE_VS_TEST, estimate_rows, fmt_params, markdown_table
+from .tables import (
+    CANDIDATES,
+    DISCOVERY,
+    ESTIMATE_VS_TEST,
+    OPEN_WORLD,
+    estimate_rows,
+    fmt_params,
+    markdown_table,
+    open_world_rows,
+)
 
 REQUIRED_KEYS = (
     "closed_set.accuracy",
@@ -327,19 +336,14 @@ def write_run(
 def discovery_markdown(d: dict) -> str:
     """`evaluate --discover`'s figures, clusters and open-world round as Markdown."""
     ow = d.get("open_world") or {}
-    lines = [markdown_table(
-        ["rejected", "clustered", "clusters", "purity", "ARI", "NMI", "unseen found"],
-        [[d["rejected"], d["clustered"], d["clusters"], d["purity"], d["ari"], d["nmi"],
-          f"{d['generators_found']} of {d['unseen_generators']}"]])]  # fmt: skip
+    lines = [DISCOVERY.markdown([d])]
     if d.get("cluster_list"):
         lines += ["", markdown_table(["cluster", "size", "majority source"],
                                      [[c["cluster"], c["size"], c["majority"]]
                                       for c in d["cluster_list"]])]  # fmt: skip
     if ow.get("per_generator"):
         lines += ["", "Open-world round (every cluster enrolled, test images decided again):", "",
-                  markdown_table(["unseen generator", "images", "one discovered label", "label"],
-                                 [[g, v["images"], v["consistent"], v["label"] or "–"]
-                                  for g, v in ow["per_generator"].items()]),
+                  OPEN_WORLD.markdown(open_world_rows(d)),
                   "", f"known test images kept: {ow['known_kept_before']:.3f} before, "
                   f"{ow['known_kept_after']:.3f} after enrolling"]  # fmt: skip
     return "\n".join(lines)

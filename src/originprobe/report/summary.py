@@ -30,6 +30,22 @@ SUMMARY_KEYS = [
 DISCOVERY_KEYS = ["purity", "ari", "nmi", "clustered", "found_share", "consistent"]
 
 
+DISCOVERY_NOTE = (
+    "found share: unseen generators that are the majority of a cluster; consistent: after "
+    "enrolling every cluster, the share of each unseen generator's images that get one "
+    "discovered label."
+)
+#: the per-run discovery figures and their mean (`discovery_summary_rows`)
+DISCOVERY_SUMMARY = Table(
+    (col("run", "name"), *(col(k, "discovery", k) for k in DISCOVERY_KEYS)),
+    marked=lambda r: r["name"] == "mean",
+)
+
+
+def discovery_summary_rows(s: dict) -> list[dict]:
+    return list(s["runs"]) + [{"name": "mean", "discovery": s["discovery"]["mean"]}]
+
+
 def discovery_figures(d: dict | None) -> dict | None:
     """One run's discovery figures as a summary averages them."""
     if not d:
@@ -104,13 +120,8 @@ def summary_markdown(s: dict) -> str:
             markdown_table(["run"] + keys, rows),
         ]
     if s.get("discovery"):
-        rows = [[r["name"]] + [(r.get("discovery") or {}).get(k) for k in DISCOVERY_KEYS]
-                for r in s["runs"]]  # fmt: skip
-        rows.append(["**mean**"] + [s["discovery"]["mean"][k] for k in DISCOVERY_KEYS])
-        out += ["", "Discovery (`--discover`: the rejected test images clustered; found share: "
-                "unseen generators that are the majority of a cluster; consistent: after "
-                "enrolling every cluster, the share of each unseen generator's images that get "
-                "one discovered label):", "", markdown_table(["run"] + DISCOVERY_KEYS, rows)]  # fmt: skip
+        out += ["", f"Discovery (`--discover`: the rejected test images clustered; {DISCOVERY_NOTE})",
+                "", DISCOVERY_SUMMARY.markdown(discovery_summary_rows(s))]  # fmt: skip
     ci = [[r["name"], _ci(r["auroc_ci95"]), _ci(r["oscr_ci95"])] for r in s["runs"]]
     out += [
         "",

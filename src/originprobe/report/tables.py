@@ -164,3 +164,32 @@ COMPARE = Table(
         col("CCR@10%", "ccr_at_fpr10"),
     )
 )
+
+
+#: evaluate --discover: the rejected test images clustered (one row: results.json "discovery")
+DISCOVERY = Table(
+    (
+        col("rejected", "rejected"),
+        col("clustered", "clustered"),
+        col("clusters", "clusters"),
+        col("purity", "purity"),
+        col("ARI", "ari"),
+        col("NMI", "nmi"),
+        Column("unseen found", lambda d: f"{d['generators_found']} of {d['unseen_generators']}"),
+    )
+)
+
+#: the open-world round: every cluster enrolled, per unseen generator (`open_world_rows`)
+OPEN_WORLD = Table(
+    (
+        col("unseen generator", "generator"),
+        col("images", "images"),
+        col("one discovered label", "consistent"),
+        col("label", "label"),
+    )
+)
+
+
+def open_world_rows(d: dict) -> list[dict]:
+    per = (d.get("open_world") or {}).get("per_generator") or {}
+    return [{"generator": g, **v} for g, v in per.items()]
