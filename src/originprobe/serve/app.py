@@ -31,6 +31,7 @@ from ..data.images import (
     max_pixels,
     sniff_format,
 )
+from ..discovery import MIN_CLUSTER_SIZE, check_cluster_settings
 from ..errors import ConfigError
 from ..features import ImageInput
 from ..model import Attributor
@@ -270,24 +271,24 @@ def create_app(
             },
         }
 
-    @app.post("/v1/attribute")
-    async def attribute(files: list[UploadFile] = File(...)):
-        uploads = []
-        for f in files:
-            uploads.append((f.filename or f"upload #{len(uploads)}", await f.read()))
+    async def read_uploads(files) -> tuple[list[tuple[str, bytes]], Response | None]:
+        """(name, bytes) of every upload, and the answer refusing the first unusable one (None
+        when all are usable): every file is checked before any is attributed."""
+        uploads = [(f.filename or f"upload #{i}", await f.read()) for i, f in enumerate(files)]
         for name, data in uploads:
             bad = check_upload(name, data)
             if bad is not None:
                 images_total.labels("rejected").inc(len(uploads))
-                return JSONResponse(
-                    {
-                        "error": "unusable image",
-                        "file": name,
-                        "reason": bad[1],
-                        "model_id": state["model_id"],
-                    },
-                    status_code=bad[0],
-                )
+                body = {"error": "unusable image", "file": name, "reason": bad[1],
+                        "model_id": state["model_id"]}  # fmt: skip
+                return uploads, JSONResponse(body, status_code=bad[0])
+        return uploads, None
+
+    @app.post("/v1/attribute")
+    async def attribute(files: list[UploadFile] = File(...)):
+        uploads, refused = await read_uploads(files)
+        if refused is not None:
+            return refused
         results = await state["batcher"].attribute(uploads)
         failed = [r for r in results if r.error]
         images_total.labels("attributed").inc(len(results) - len(failed))
@@ -303,29 +304,21 @@ def create_app(
         return body
 
     @app.post("/v1/discover")
-    async def discover(files: list[UploadFile] = File(...), min_cluster_size: int = 8,
-                       seed: int = 0):  # fmt: skip
+    async def discover(files: list[UploadFile] = File(...),
+                       min_cluster_size: int = MIN_CLUSTER_SIZE, seed: int = 0):  # fmt: skip
         """Attribute the uploads, then group the ones rejected as unknown (`discover`)."""
-        import asyncio
-
-        from ..discovery import check_cluster_settings
         from ..model.discovery import discover_images
 
         try:
             check_cluster_settings(min_cluster_size, seed)
         except ConfigError as exc:
             return JSONResponse({"error": "bad request", "reason": str(exc)}, status_code=422)
-        uploads = [(f.filename or f"upload #{i}", await f.read()) for i, f in enumerate(files)]
-        for name, data in uploads:
-            bad = check_upload(name, data)
-            if bad is not None:
-                images_total.labels("rejected").inc(len(uploads))
-                return JSONResponse({"error": "unusable image", "file": name, "reason": bad[1],
-                                     "model_id": state["model_id"]}, status_code=bad[0])  # fmt: skip
+        uploads, refused = await read_uploads(files)
+        if refused is not None:
+            return refused
         inputs = [ImageInput(name, data) for name, data in uploads]
-        found = await asyncio.get_running_loop().run_in_executor(
-            state["batcher"].executor,
-            lambda: discover_images(state["model"], inputs, min_cluster_size, seed),
+        found = await state["batcher"].call(
+            lambda: discover_images(state["model"], inputs, min_cluster_size, seed)
         )
         images_total.labels("attributed").inc(sum(a.ok for a in found.attributions))
         return found.to_dict() | {"model_id": state["model_id"]}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from ..errors import ConfigError
 from ..features import ImageInput
@@ -55,6 +56,11 @@ class Batcher:
         fut = asyncio.get_running_loop().create_future()
         await self.queue.put(([ImageInput(name, data) for name, data in images], fut))
         return await fut
+
+    async def call(self, fn: Callable[[], Any]) -> Any:
+        """`fn()` on the model's thread, between batches (a whole-request job such as
+        discovery, which must not run beside a batch on the same model)."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
