@@ -108,8 +108,9 @@ def render_card(meta: Mapping, repo_id: str | None = None) -> str:
     """README.md for a bundle's model.json `meta` (`repo_id`: how the usage line names it)."""
     import yaml
 
-    front = yaml.safe_dump(card_metadata(meta), sort_keys=False, allow_unicode=True, width=100)
-    info = card_metadata(meta)["originprobe"]
+    front_data = card_metadata(meta)
+    front = yaml.safe_dump(front_data, sort_keys=False, allow_unicode=True, width=100)
+    info = front_data["originprobe"]
     data = (meta.get("card") or {}).get("training_data") or {}
     est = (meta.get("selection") or {}).get("estimate") or {}
     ref = f"hf://{repo_id}" if repo_id else "hf://ORG/NAME"

@@ -99,8 +99,9 @@ def _token(token: str | None) -> str:
     return found
 
 
-def _check_target(api, repo: str, revision: str | None) -> None:
-    """Refuse a repository (at `revision`) that holds anything but an originprobe model."""
+def _check_target(api, repo: str, revision: str | None) -> set[str]:
+    """The files of `repo` at `revision` (at main when that branch is still to be made from it),
+    after refusing a repository that holds anything but an originprobe model."""
     from huggingface_hub.errors import EntryNotFoundError, RevisionNotFoundError
 
     try:
@@ -109,13 +110,13 @@ def _check_target(api, repo: str, revision: str | None) -> None:
         revision = None  # a new branch starts from main
         files = set(api.list_repo_files(repo))
     if not files - HUB_DEFAULTS:
-        return
+        return files
     if MODEL_JSON in files:
         try:
             meta = json.loads(Path(api.hf_hub_download(repo, MODEL_JSON, revision=revision))
                               .read_text(encoding="utf-8"))  # fmt: skip
             if isinstance(meta, dict) and meta.get("format") == FORMAT:
-                return
+                return files
         except (EntryNotFoundError, RevisionNotFoundError, ValueError, OSError):
             pass
     shown = ", ".join(sorted(files)[:5]) + (" …" if len(files) > 5 else "")
@@ -135,21 +136,19 @@ def push_bundle(
 
     repo, rev = parse_ref(f"{PREFIX}{repo}@{revision}" if revision else f"{PREFIX}{repo}")
     model_dir = Path(model_dir)
-    read_model(model_dir)  # a whole, valid bundle, or a BundleError naming the file
+    parts = read_model(model_dir)  # a whole, valid bundle, or a BundleError naming the file
     api = HfApi(token=_token(token))
     api.create_repo(repo, private=private, exist_ok=True, repo_type="model")
-    _check_target(api, repo, rev)
+    there = _check_target(api, repo, rev)  # a new branch starts with main's files
     if rev and rev != "main":
         api.create_branch(repo, branch=rev, exist_ok=True)
     files = sorted(p.relative_to(model_dir).as_posix() for p in model_dir.rglob("*") if p.is_file())
-    stale = set(api.list_repo_files(repo, revision=rev)) - set(files) - {".gitattributes"}
+    stale = there - set(files) - {".gitattributes"}
     ops = [CommitOperationDelete(path_in_repo=f) for f in sorted(stale)] + [
         CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(model_dir / f)) for f in files
     ]
-    meta = json.loads((model_dir / MODEL_JSON).read_text(encoding="utf-8"))
     info = api.create_commit(
-        repo, ops, revision=rev,
-        commit_message=f"originprobe model: {', '.join(meta['classes'])}",
-    )  # fmt: skip
+        repo, ops, revision=rev, commit_message=f"originprobe model: {', '.join(parts.classes)}"
+    )
     return {"repo": repo, "revision": rev or "main", "commit": info.oid,
             "url": info.commit_url, "files": files}  # fmt: skip

@@ -4,13 +4,12 @@ image) and clusters.html (one row of thumbnails per cluster, the noise apart), s
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 from pathlib import Path
 
 from ..fileio import atomic_directory
-from .analyst import THUMB_PX, thumbnail
+from .analyst import THUMB_PX, _e, thumbnail
 
 CSV_FIELDS = ["source", "cluster", "cluster_size", "distance_to_centre", "nearest_class",
               "nearest_distance", "score", "named_by_metadata"]  # fmt: skip
@@ -23,10 +22,6 @@ section{{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.8em;ma
 .row img{{max-width:{THUMB_PX // 2}px;max-height:{THUMB_PX // 2}px;border:1px solid #ccc}}
 figcaption{{font-size:.7em;overflow-wrap:anywhere;color:#555}} .noise{{background:#f3f3f3}}
 """
-
-
-def _e(v) -> str:
-    return html.escape("" if v is None else str(v))
 
 
 def _figures(members: list[dict]) -> str:
