@@ -9,8 +9,8 @@ import numpy as np
 from sklearn.cluster import HDBSCAN
 from sklearn.decomposition import PCA
 
-from originprobe.discovery import discovery_metrics, find_clusters
-from originprobe.model.discovery import discovery_space
+from originprobe.discovery import discovery_metrics
+from originprobe.model.discovery import cluster_rows
 from originprobe.openset import UNKNOWN
 from originprobe.pipeline.config import RunConfig
 from originprobe.pipeline.fitting import fit_prepared
@@ -35,7 +35,7 @@ for name, sub in planned_runs(cfg):
     d = att.decide(X)
     rej = np.flatnonzero(d.label == UNKNOWN)
     unseen = sorted(set(y) - set(p.split.known_classes))
-    lab = find_clusters(discovery_space(att).project(X[rej]), 8, 0)
+    lab = cluster_rows(att, X[rej], 8, 0)[2]
     rows["default"].append(discovery_metrics(y[rej], lab, unseen))
     Xtr, _ = att.classifier_.reference_
     mu, sd = Xtr.mean(0), Xtr.std(0) + 1e-6

@@ -215,11 +215,9 @@ def cmd_enroll(a) -> int:
 
 def cmd_push(a) -> int:
     from .model.hub import push_bundle
+    from .report.console import push_text
 
-    done = push_bundle(a.model, a.repo_id, private=bool(a.private), revision=a.revision)
-    print(f"pushed {len(done['files'])} files of {a.model} to hf://{done['repo']}@"
-          f"{done['revision']} (commit {done['commit'][:12]}); use it as hf://{done['repo']}"
-          + ("" if done["revision"] == "main" else f"@{done['revision']}"))  # fmt: skip
+    print(push_text(push_bundle(a.model, a.repo_id, bool(a.private), a.revision), a.model))
     return 0
 
 

@@ -101,6 +101,16 @@ def discovery_space(att) -> DiscoverySpace:
     return att._discovery[1]
 
 
+def cluster_rows(
+    att, X: np.ndarray, min_cluster_size: int, seed: int
+) -> tuple[DiscoverySpace, np.ndarray, np.ndarray]:
+    """(the model's space, the rows projected into it, a cluster per row or NOISE) for feature
+    rows `X` of the model's layer: the one way rejected rows are grouped."""
+    space = discovery_space(att)
+    E = space.project(X)
+    return space, E, find_clusters(E, min_cluster_size, seed)
+
+
 def discover_images(
     att, images: Iterable[Any], min_cluster_size: int = MIN_CLUSTER_SIZE, seed: int = 0
 ) -> Discovery:
@@ -118,9 +128,8 @@ def discover_images(
     if not rejected:
         return Discovery(records, [], np.zeros(0, np.int64), np.zeros(0), [], np.zeros(0),
                          settings=settings)  # fmt: skip
-    space = discovery_space(att)
-    E = space.project(kept["X"][[row_of[i] for i in rejected]])
-    labels = find_clusters(E, min_cluster_size, seed)
+    X = kept["X"][[row_of[i] for i in rejected]]
+    space, E, labels = cluster_rows(att, X, min_cluster_size, seed)
     nearest, near_d = space.nearest_class(E)
     names = [records[i].source for i in rejected]
     clusters = summarise(E, labels, names, space, [_named(records[i]) for i in rejected])

@@ -128,15 +128,15 @@ def discovery_study(att: Attributor, X: np.ndarray, y: np.ndarray, d, known: Seq
     the share of its images that now get one and the same discovered label."""
     from collections import Counter
 
-    from ..discovery import discovery_metrics, find_clusters
-    from ..model.discovery import discovery_space
+    from ..discovery import discovery_metrics
+    from ..model.discovery import cluster_rows
     from ..openset import UNKNOWN
 
     unseen = sorted(set(y.tolist()) - set(known))
     rej = np.flatnonzero(d.label == UNKNOWN)
     labels = np.zeros(0, np.int64)
     if len(rej):
-        labels = find_clusters(discovery_space(att).project(X[rej]), min_cluster_size, seed)
+        labels = cluster_rows(att, X[rej], min_cluster_size, seed)[2]
     out = discovery_metrics(y[rej], labels, unseen)
     out["min_cluster_size"] = int(min_cluster_size)
     out["cluster_list"] = [

@@ -188,6 +188,13 @@ def discover_text(
     return "\n".join(lines), "".join(f"  skipped {p.path}: {p.reason}\n" for p in skipped)
 
 
+def push_text(done: dict, model: str) -> str:
+    """What `originprobe push` prints: where the bundle went and how to use it."""
+    ref = f"hf://{done['repo']}" + ("" if done["revision"] == "main" else f"@{done['revision']}")
+    return (f"pushed {len(done['files'])} files of {model} to hf://{done['repo']}@"
+            f"{done['revision']} (commit {done['commit'][:12]}); use it as {ref}")  # fmt: skip
+
+
 def cache_ls_text(rows: Sequence[StoreInfo], as_json: bool) -> str:
     """What `originprobe cache ls` prints."""
     return json.dumps([r.__dict__ for r in rows], indent=2) if as_json else format_cache_table(rows)
