@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Iterator
 from typing import BinaryIO
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -130,23 +131,40 @@ def without_metadata(data: bytes, fmt: str) -> tuple[bytes, list[str]]:
         return data, []
 
 
+def png_file_chunks(fp: BinaryIO) -> Iterator[tuple[bytes, int, bytes]]:
+    """(type, data length, 8-byte header) of every chunk of a PNG file, from the headers alone:
+    after each one the file is seeked past the chunk, whatever the caller read of it."""
+    fp.seek(len(PNG_SIGNATURE))
+    for _ in range(_MAX_BLOCKS):
+        head = fp.read(8)
+        if len(head) < 8:
+            return
+        length, tag = struct.unpack(">I", head[:4])[0], head[4:]
+        body = fp.tell()
+        yield tag, length, head
+        if tag == b"IEND":
+            return
+        fp.seek(body + length + 4)
+
+
 def oversized_png_chunks(fp: BinaryIO, budget: int) -> list[str]:
     """Ancillary chunks of a PNG file longer than `budget` bytes, from the chunk headers alone
     (the file is seeked through, never read whole); the position of `fp` is restored."""
     start = fp.tell()
-    out = []
     try:
-        fp.seek(len(PNG_SIGNATURE))
-        for _ in range(_MAX_BLOCKS):
-            head = fp.read(8)
-            if len(head) < 8:
-                break
-            length, tag = struct.unpack(">I", head[:4])[0], head[4:]
-            if tag not in PNG_KEEP and length > budget:
-                out.append(f"PNG {tag.decode('latin-1')} chunk of {length / 2**20:.1f} MB")
-            if tag == b"IEND":
-                break
-            fp.seek(length + 4, 1)
+        return [f"PNG {tag.decode('latin-1')} chunk of {length / 2**20:.1f} MB"
+                for tag, length, _ in png_file_chunks(fp)
+                if tag not in PNG_KEEP and length > budget]  # fmt: skip
     finally:
         fp.seek(start)
-    return out
+
+
+def png_file_without_metadata(fp: BinaryIO) -> bytes:
+    """A PNG file without its metadata chunks, reading only the chunks it keeps (the others are
+    seeked over, never read)."""
+    fp.seek(0)
+    out = [fp.read(len(PNG_SIGNATURE))]
+    for tag, length, head in png_file_chunks(fp):
+        if tag in PNG_KEEP:
+            out.append(head + fp.read(length + 4))
+    return b"".join(out)

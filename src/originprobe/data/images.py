@@ -41,7 +41,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ..errors import ConfigError, OriginprobeError
-from .containers import PNG_KEEP, oversized_png_chunks, without_metadata
+from .containers import oversized_png_chunks, png_file_without_metadata, without_metadata
 
 DEFAULT_MAX_PIXELS = 100_000_000
 _max_pixels = int(os.environ.get("ORIGINPROBE_MAX_PIXELS", DEFAULT_MAX_PIXELS))
@@ -219,7 +219,7 @@ def decode_image(
     if fmt == "PNG":
         big = oversized_png_chunks(fp, METADATA_BUDGET)
         if big:
-            out = _decode(io.BytesIO(_png_kept(fp)), fmt, path, draft_size)
+            out = _decode(io.BytesIO(png_file_without_metadata(fp)), fmt, path, draft_size)
             why = f"over the {METADATA_BUDGET >> 20} MB budget for a metadata chunk"
             return _warned(out, f"{DROPPED}: {', '.join(big)}, {why}")
     try:
@@ -242,25 +242,6 @@ def decode_image(
 def _warned(out: DecodedImage, warning: str) -> DecodedImage:
     out.warning = warning if out.warning is None else f"{warning}; {out.warning}"
     return out
-
-
-def _png_kept(fp) -> bytes:
-    """The PNG without its metadata chunks, reading only the chunks it keeps (the others are
-    seeked over, never read)."""
-    fp.seek(0)
-    out = [fp.read(8)]
-    while True:
-        head = fp.read(8)
-        if len(head) < 8:
-            break
-        length, tag = struct.unpack(">I", head[:4])[0], head[4:]
-        if tag in PNG_KEEP:
-            out.append(head + fp.read(length + 4))
-        else:
-            fp.seek(length + 4, 1)
-        if tag == b"IEND":
-            break
-    return b"".join(out)
 
 
 def _decode(fp, fmt: str, path: str | Path, draft_size: int | None) -> DecodedImage:
