@@ -173,12 +173,13 @@ def extract_features(
     store.clean_stale()
     missing = set(store.missing([s.sha256 for s in samples], layers))
     report.cached = sum(1 for s in samples if s.sha256 not in missing)
-    todo: dict[str, list[Sample]] = {}
+    fresh: list[Sample] = []  # each missing content once
     seen: set[str] = set()
     for s in sorted(samples, key=lambda s: s.sha256):
         if s.sha256 in missing and s.sha256 not in seen:
             seen.add(s.sha256)
-            todo.setdefault(s.sha256[:BUCKET_CHARS], []).append(s)
+            fresh.append(s)
+    todo = buckets_of(fresh)
     job = ExtractionJob(todo, backbone, store, layers, report, image_transform, desc)
     if todo:
         rt.engine_entry().extract(job, rt)
@@ -192,6 +193,23 @@ def extract_features(
                 Problem(str(s.path), f"same content as an unusable file ({job.failed[s.sha256]})")
             )
     return report
+
+
+def buckets_of(samples: Iterable[Sample]) -> dict[str, list[Sample]]:
+    """Samples in the buckets writers claim (`BUCKET_CHARS` of their hash), in order."""
+    out: dict[str, list[Sample]] = {}
+    for s in samples:
+        out.setdefault(s.sha256[:BUCKET_CHARS], []).append(s)
+    return out
+
+
+def still_missing(job: ExtractionJob, samples: Sequence[Sample], bar) -> list[Sample]:
+    """The samples of a bucket another writer held that the store still lacks; the others are
+    counted as shared work (report and progress)."""
+    left = [s for s in samples if job.store.missing([s.sha256], job.layers)]
+    job.report.shared += len(samples) - len(left)
+    bar.update(len(samples) - len(left))
+    return left
 
 
 def extract_here(job: ExtractionJob, rt: Runtime) -> None:
@@ -210,9 +228,7 @@ def extract_here(job: ExtractionJob, rt: Runtime) -> None:
             store.refresh()
             again = {}
             for b in deferred:
-                left = [s for s in todo[b] if store.missing([s.sha256], layers)]
-                report.shared += len(todo[b]) - len(left)
-                bar.update(len(todo[b]) - len(left))
+                left = still_missing(job, todo[b], bar)
                 if left and store.claimed_by_other(b):
                     again[b] = left
                 elif left:

@@ -153,7 +153,7 @@ def extract_on_cluster(job, rt) -> None:
     tried again for what the store still lacks (rows written before are kept, never recomputed),
     and after `RAY_ATTEMPTS` failed tries the rest is extracted here, in this process, from the
     same store (a warning says so)."""
-    from .extract import _progress
+    from .extract import _progress, still_missing
 
     todo, store, report = job.todo, job.store, job.report
     connect(rt.address)
@@ -176,9 +176,7 @@ def extract_on_cluster(job, rt) -> None:
                 del todo[b]
             store.refresh()
             for b in list(todo):  # buckets of other writers: drop what they have written
-                left = [s for s in todo[b] if store.missing([s.sha256], job.layers)]
-                report.shared += len(todo[b]) - len(left)
-                bar.update(len(todo[b]) - len(left))
+                left = still_missing(job, todo[b], bar)
                 if left:
                     todo[b] = left
                 else:
@@ -206,16 +204,13 @@ def _resilient(samples: Sequence[Sample], job, rt, progress) -> None:
                 return
             last = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
             job.report.retries = attempt + 1
-    from .extract import ExtractionJob, extract_here
+    from .extract import ExtractionJob, buckets_of, extract_here
 
     warnings.warn(
         f"the Ray cluster lost work {RAY_ATTEMPTS} times ({last}); the {len(left)} image(s) "
         "left are extracted here, into the same store", stacklevel=2,
     )  # fmt: skip
-    buckets: dict[str, list[Sample]] = {}
-    for s in left:
-        buckets.setdefault(s.sha256[:2], []).append(s)
-    here = ExtractionJob(buckets, job.backbone, job.store, job.layers, job.report, job.transform,
+    here = ExtractionJob(buckets_of(left), job.backbone, job.store, job.layers, job.report, job.transform,
                          job.desc, job.failed)  # fmt: skip
     ray_runtime = job.report.runtime
     extract_here(here, rt.replace(progress=False))
