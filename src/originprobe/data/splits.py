@@ -202,3 +202,17 @@ def per_class_subset(y: np.ndarray, n: int, rng: np.random.Generator, classes=No
     classes = np.unique(y) if classes is None else classes
     keep = [rng.permutation(np.flatnonzero(y == c))[:n] for c in classes]
     return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
+
+
+def stratified_subsample(y: np.ndarray, limit: int, seed: int) -> np.ndarray | None:
+    """Sorted row indices of a stratified, seeded subsample of at most `limit` rows (every class
+    kept in proportion, at least one row each), or None when every row fits."""
+    if len(y) <= limit:
+        return None
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in sorted(set(y.tolist())):
+        rows = np.flatnonzero(y == c)
+        n = max(1, int(round(limit * len(rows) / len(y))))
+        keep.append(rng.permutation(rows)[:n])
+    return np.sort(np.concatenate(keep))

@@ -18,23 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..data.splits import stratified_subsample
 from ..errors import ConfigError
 
 DIMS = 32
 MAX_ROWS = 5000
-
-
-def sample_rows(y: np.ndarray, max_rows: int, seed: int) -> np.ndarray:
-    """Row indices: every row, or `max_rows` of them in proportion to the classes (seeded)."""
-    if len(y) <= max_rows:
-        return np.arange(len(y))
-    rng = np.random.default_rng(seed)
-    out = []
-    for c in sorted(set(y.tolist())):
-        rows = np.flatnonzero(y == c)
-        take = max(1, round(max_rows * len(rows) / len(y)))
-        out.append(np.sort(rng.choice(rows, min(take, len(rows)), replace=False)))
-    return np.sort(np.concatenate(out))
 
 
 def _top_directions(M: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
@@ -62,8 +50,10 @@ class DiscoverySpace:
     def fit(cls, X: np.ndarray, y: Sequence[str], seed: int = 0, dims: int = DIMS):
         """The space of known rows `X` (labels `y`; at most `MAX_ROWS`, stratified, are read)."""
         y = np.asarray([str(v) for v in y], dtype=object)
-        keep = sample_rows(y, MAX_ROWS, seed)
-        X, y = np.asarray(X[keep], dtype=np.float32), y[keep]
+        keep = stratified_subsample(y, MAX_ROWS, seed)
+        if keep is not None:
+            X, y = X[keep], y[keep]
+        X = np.asarray(X, dtype=np.float32)
         if len(X) < 3:
             raise ConfigError("a discovery space needs at least 3 training images")
         mean, scale = X.mean(0), X.std(0) + 1e-6

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..data.splits import stratified_subsample
 from ..features.layers import LayerRows, LayerSpec, base_layers
 from ..heads.selection import lda_proxy
 from .crossval import CrossValidation, Scored, SelectionConfig, best
@@ -99,20 +100,6 @@ def concatenations(layers: Sequence[str]) -> list[LayerSpec]:
     return out
 
 
-def subsample(y: np.ndarray, limit: int, seed: int) -> np.ndarray | None:
-    """Sorted row indices of a stratified, seeded subsample of at most `limit` rows (every class
-    kept in proportion, at least one row each), or None when every row fits."""
-    if len(y) <= limit:
-        return None
-    rng = np.random.default_rng(seed)
-    keep = []
-    for c in sorted(set(y.tolist())):
-        rows = np.flatnonzero(y == c)
-        n = max(1, int(round(limit * len(rows) / len(y))))
-        keep.append(rng.permutation(rows)[:n])
-    return np.sort(np.concatenate(keep))
-
-
 def _evaluate(task: tuple) -> tuple[list[Scored], int]:
     """One candidate layer spec cross-validated, and the fits it took (a Ray task reads its
     features where it runs)."""
@@ -138,7 +125,7 @@ class LayerSearch:
     ):
         self.clf, self.features, self.config = clf, features, config
         self.y = np.asarray([str(v) for v in y], dtype=object)
-        self.index = subsample(self.y, config.max_rows, clf.seed)
+        self.index = stratified_subsample(self.y, config.max_rows, clf.seed)
         y_cmp = self.y if self.index is None else self.y[self.index]
         self.cv = CrossValidation(y_cmp, config, clf.seed, clf.target_tpr)
         self.progress, self.mapper = progress, mapper
